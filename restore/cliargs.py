@@ -1,0 +1,83 @@
+"""Every command-line flag has a `CARETAKER_*` environment twin (git-sync's habit).
+
+`--keep-last` reads `CARETAKER_KEEP_LAST` when the flag is absent; a flag on the command
+line wins. The twin is named in each option's `--help`. Bad environment values are
+reported together, naming the variable, like any other configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from restore.errors import ConfigError, Problem
+
+ENV_PREFIX = "CARETAKER_"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def env_name(option: str) -> str:
+    """Return the environment twin of a long option: `--keep-last` -> `CARETAKER_KEEP_LAST`."""
+    return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
+
+
+def parse_bool(text: str) -> bool:
+    """Parse a boolean the way users write it in YAML and env files. Raise ValueError if not one."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"not a boolean (use true/false): {text!r}")
+
+
+def _convert(action: argparse.Action, raw: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):  # noqa: SLF001
+        value = parse_bool(raw)
+        return value if isinstance(action, argparse._StoreTrueAction) else not value  # noqa: SLF001
+    convert = action.type if callable(action.type) else str
+    if isinstance(action, argparse._AppendAction):  # noqa: SLF001
+        return [convert(item.strip()) for item in raw.split(",") if item.strip()]
+    value = convert(raw)
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk of its tree
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            found.extend(dict.fromkeys(action.choices.values()))
+    return found
+
+
+def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Make every long option of `parser` and its subcommands default to its env twin.
+
+    Raise ConfigError naming each environment variable whose value does not parse.
+    """
+    problems: list[Problem] = []
+    pending = [parser]
+    while pending:
+        current = pending.pop()
+        pending.extend(_subparsers(current))
+        for action in current._actions:  # noqa: SLF001
+            long = next((o for o in action.option_strings if o.startswith("--")), None)
+            if long is None or long in {"--help", "--version"}:
+                continue
+            name = env_name(long)
+            if action.help != argparse.SUPPRESS and name not in (action.help or ""):
+                action.help = f"{action.help or ''} [env: {name}]".strip()
+            if name not in environ:
+                continue
+            try:
+                action.default = _convert(action, environ[name])
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+                problems.append(Problem(name, environ[name], str(error)))
+                continue
+            action.required = False
+    if problems:
+        raise ConfigError(problems)

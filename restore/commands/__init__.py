@@ -1,0 +1,57 @@
+"""One module per subcommand; each exports `COMMAND`, registered in `restore.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from restore.clock import Clock, utc_now
+
+if TYPE_CHECKING:
+    from restore.backends import Repository
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Context:
+    """What a command may touch besides its arguments: no global state."""
+
+    environ: Mapping[str, str]
+    clock: Clock = utc_now
+    stdout: IO[str] = sys.stdout
+
+    def print_json(self, document: Any) -> None:
+        self.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+        self.stdout.flush()
+
+    def owner(self) -> str:
+        """Who we are to other writers: the pod name (HOSTNAME in Kubernetes) and our pid."""
+        host = self.environ.get("HOSTNAME") or socket.gethostname()
+        return f"{host}/{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Context], int]
+
+
+def open_from_args(args: argparse.Namespace, ctx: Context) -> Repository:
+    """Open the repository named by --repository. Raise ConfigError if none was given."""
+    from restore.backends import OpenOptions, open_repository  # noqa: PLC0415
+    from restore.errors import ConfigError  # noqa: PLC0415
+
+    if not args.repository:
+        raise ConfigError.single(
+            "repository", None, "no repository given: set --repository or CARETAKER_REPOSITORY"
+        )
+    options = OpenOptions(environ=ctx.environ, clock=ctx.clock, owner=ctx.owner())
+    return open_repository(args.repository, options)

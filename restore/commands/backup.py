@@ -1,0 +1,75 @@
+"""`caretaker backup`: record the data folder as a new snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import structlog
+
+from restore.commands import Command, Context, open_from_args
+from restore.model import BackupOptions
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from restore.cli import add_repository_options  # noqa: PLC0415
+
+    add_repository_options(parser, path_help="the data folder to back up")
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip paths matching this glob (relative to --path; repeatable; env: comma list)",
+    )
+    parser.add_argument("--tag", action="append", default=[], help="label the snapshot (repeatable)")
+    parser.add_argument("--host", default="", help="host name recorded in the snapshot")
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="record an empty folder even when the previous snapshot had data",
+    )
+    parser.add_argument(
+        "--compression-level", type=int, default=3, help="zstd level, 1 (fast) to 19 (small)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    options = BackupOptions(
+        excludes=tuple(args.exclude),
+        host=args.host or ctx.environ.get("HOSTNAME") or socket.gethostname(),
+        tags=tuple(args.tag),
+        allow_empty=args.allow_empty,
+        compression_level=args.compression_level,
+    )
+    repo = open_from_args(args, ctx)
+    try:
+        result = repo.backup(args.path, options)
+    finally:
+        repo.close()
+    structlog.get_logger().info(
+        "backup.finished",
+        snapshot=result.snapshot.id,
+        changed=result.changed,
+        duration_seconds=round(result.duration_seconds, 3),
+        **result.stats.to_json(),
+    )
+    if args.json:
+        ctx.print_json({"snapshot": result.snapshot.to_json(), "changed": result.changed,
+                        "duration_seconds": result.duration_seconds, "stats": result.stats.to_json()})
+    return 0
+
+
+COMMAND = Command(
+    name="backup",
+    help="back up the data folder as a new snapshot",
+    description=(
+        "Read --path and store it as a snapshot in --repository. Only content not already in\n"
+        "the repository is uploaded; files whose size, mtime and inode are unchanged since the\n"
+        "previous snapshot are not even read. The snapshot becomes visible only once all its\n"
+        "data is stored, so an interrupted backup leaves nothing half-written behind."
+    ),
+    configure=configure,
+    run=run,
+)

@@ -1,0 +1,69 @@
+"""`caretaker prune`: apply a retention policy, then delete data nothing references."""
+
+from __future__ import annotations
+
+import argparse
+
+import structlog
+
+from restore.commands import Command, Context, open_from_args
+from restore.retention import RetentionPolicy, parse_duration
+
+_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def _duration(text: str) -> object:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from restore.cli import add_repository_options  # noqa: PLC0415
+
+    add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
+    for rule in _RULES:
+        parser.add_argument(f"--keep-{rule}", type=int, default=0, metavar="N",
+                            help=f"keep the newest snapshot of each of the last N {rule} periods"
+                            if rule != "last" else "keep the N newest snapshots")
+    parser.add_argument("--keep-within", type=_duration, default=None, metavar="DURATION",
+                        help="keep every snapshot younger than this (e.g. 7d, 36h)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
+    parser.add_argument("--json", action="store_true", help="print the plan/result as JSON")
+
+
+def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
+    counts = {rule: getattr(args, f"keep_{rule}") for rule in _RULES}
+    return RetentionPolicy(**counts, within=args.keep_within)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    policy = policy_from_args(args)
+    repo = open_from_args(args, ctx)
+    try:
+        result = repo.prune(policy, now=ctx.clock(), dry_run=args.dry_run)
+    finally:
+        repo.close()
+    log = structlog.get_logger()
+    for snap in result.removed:
+        log.info("prune.forget" if not args.dry_run else "prune.would_forget", snapshot=snap.id)
+    log.info("prune.finished", dry_run=args.dry_run, kept=len(result.kept),
+             removed=len(result.removed), objects_deleted=result.objects_deleted,
+             bytes_freed=result.bytes_freed)
+    if args.json:
+        ctx.print_json(result.to_json())
+    return 0
+
+
+COMMAND = Command(
+    name="prune",
+    help="forget old snapshots by a retention policy and free their data",
+    description=(
+        "Keep the snapshots any --keep-* rule selects (plus, always, the newest and the newest\n"
+        "non-empty one), forget the rest, then delete stored data no remaining snapshot uses.\n"
+        "Without any --keep-* rule nothing is forgotten."
+    ),
+    configure=configure,
+    run=run,
+)

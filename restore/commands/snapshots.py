@@ -1,0 +1,41 @@
+"""`caretaker snapshots`: list the repository's snapshots, newest first."""
+
+from __future__ import annotations
+
+import argparse
+
+from restore.clock import format_time
+from restore.commands import Command, Context, open_from_args
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from restore.cli import add_repository_options  # noqa: PLC0415
+
+    add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
+    parser.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    repo = open_from_args(args, ctx)
+    try:
+        found = repo.snapshots()
+    finally:
+        repo.close()
+    if args.json:
+        ctx.print_json([snap.to_json() for snap in found])
+        return 0
+    ctx.stdout.write(f"{'ID':<18} {'TIME':<22} {'FILES':>9} {'BYTES':>14}  HOST\n")
+    for snap in found:
+        ctx.stdout.write(
+            f"{snap.id:<18} {format_time(snap.time)[:19] + 'Z':<22} {snap.files:>9} {snap.bytes:>14}  {snap.host}\n"
+        )
+    return 0
+
+
+COMMAND = Command(
+    name="snapshots",
+    help="list snapshots, newest first",
+    description="List the complete snapshots in --repository, newest first.",
+    configure=configure,
+    run=run,
+)

@@ -1,0 +1,62 @@
+"""`caretaker verify`: check snapshots for missing and corrupt data."""
+
+from __future__ import annotations
+
+import argparse
+
+import structlog
+
+from restore.commands import Command, Context, open_from_args
+from restore.errors import IntegrityError
+
+
+def _fraction(text: str) -> float:
+    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0%..100%): {text}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from restore.cli import add_repository_options  # noqa: PLC0415
+
+    add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
+    parser.add_argument("--snapshot", action="append", default=[], metavar="ID",
+                        help="verify only this snapshot (repeatable; default: all)")
+    parser.add_argument("--read-data", type=_fraction, default=0.0, metavar="FRACTION",
+                        help="also read and hash this share of the stored data: 1, 0.1 or 10%%")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    repo = open_from_args(args, ctx)
+    try:
+        results = repo.verify(args.snapshot or None, read_data=args.read_data)
+    finally:
+        repo.close()
+    log = structlog.get_logger()
+    for result in results:
+        if result.ok:
+            log.info("verify.ok", snapshot=result.snapshot_id, bytes_checked=result.bytes_checked)
+        for damage in result.damage:
+            log.error("verify.damage", snapshot=result.snapshot_id, **damage.to_json())
+    if args.json:
+        ctx.print_json([r.to_json() for r in results])
+    bad = [r.snapshot_id for r in results if not r.ok]
+    if bad:
+        raise IntegrityError(f"{len(bad)} of {len(results)} snapshots damaged: {', '.join(bad)}")
+    log.info("verify.finished", snapshots=len(results))
+    return 0
+
+
+COMMAND = Command(
+    name="verify",
+    help="check snapshots for missing or corrupt data",
+    description=(
+        "Check that every object each snapshot needs exists; with --read-data, also download\n"
+        "that share of the data and check every byte against its SHA-256. Exit 7 if any\n"
+        "snapshot is damaged, naming the objects and the files affected."
+    ),
+    configure=configure,
+    run=run,
+)

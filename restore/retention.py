@@ -1,0 +1,104 @@
+"""Which snapshots a retention policy keeps: pure, with `now` passed in.
+
+Semantics follow restic's `forget`: `last` keeps the N newest; each calendar rule keeps
+the newest snapshot of each of the N most recent periods that have one; `within` keeps
+everything younger than a duration. A snapshot kept by any rule is kept. The newest
+snapshot and the newest non-empty snapshot are always kept, so no policy can replace
+good history with nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from restore.model import SnapshotInfo
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetentionPolicy:
+    last: int = 0
+    hourly: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+    within: timedelta | None = None
+
+    @property
+    def keeps_everything(self) -> bool:
+        counts = (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)
+        return not any(counts) and self.within is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    keep: list[SnapshotInfo]
+    remove: list[SnapshotInfo]
+    reasons: dict[str, tuple[str, ...]]
+
+
+def _buckets() -> dict[str, Callable[[datetime], tuple[int, ...]]]:
+    return {
+        "hourly": lambda t: (t.year, t.month, t.day, t.hour),
+        "daily": lambda t: (t.year, t.month, t.day),
+        "weekly": lambda t: t.isocalendar()[:2],
+        "monthly": lambda t: (t.year, t.month),
+        "yearly": lambda t: (t.year,),
+    }
+
+
+def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: datetime) -> Selection:
+    """Split snapshots into kept and removed, with the rules that kept each one."""
+    ordered = sorted(snapshots, key=lambda s: s.time, reverse=True)
+    reasons: dict[str, list[str]] = {s.id: [] for s in ordered}
+    if policy.keeps_everything:
+        for snap in ordered:
+            reasons[snap.id].append("no policy")
+    for snap in ordered[: policy.last]:
+        reasons[snap.id].append("last")
+    for rule, bucket_of in _buckets().items():
+        count: int = getattr(policy, rule)
+        seen: set[tuple[int, ...]] = set()
+        for snap in ordered:
+            if len(seen) >= count:
+                break
+            bucket = bucket_of(snap.time)
+            if bucket not in seen:
+                seen.add(bucket)
+                reasons[snap.id].append(rule)
+    if policy.within is not None:
+        cutoff = now - policy.within
+        for snap in ordered:
+            if snap.time >= cutoff:
+                reasons[snap.id].append("within")
+    if ordered:
+        reasons[ordered[0].id].append("newest")
+        newest_data = next((s for s in ordered if not s.empty), None)
+        if newest_data is not None:
+            reasons[newest_data.id].append("newest non-empty")
+    keep = [s for s in ordered if reasons[s.id]]
+    remove = [s for s in ordered if not reasons[s.id]]
+    return Selection(keep, remove, {k: tuple(v) for k, v in reasons.items() if v})
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90s`, `15m`, `2h`, `7d`, `2w` or combinations like `1h30m`.
+
+    Raise ValueError if the text is not such a duration or is not positive.
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    total = 0
+    number = ""
+    for char in text.strip():
+        if char.isdigit():
+            number += char
+        elif char in units and number:
+            total += int(number) * units[char]
+            number = ""
+        else:
+            raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
+    if number or total <= 0:
+        raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
+    return timedelta(seconds=total)

@@ -1,0 +1,1 @@
+"""caretaker's run-time layer: scheduler, jobs, hooks, metrics, HTTP. Builds on `restore`."""

@@ -1,0 +1,1 @@
+"""Subcommands of the run-time layer."""
