@@ -1,0 +1,86 @@
+"""The init container's final word: one outcome, logged, written to the volume and to the
+termination log. The sidecar reads the result file and exports it as metrics.
+
+The result file is `<path>/.caretaker/restore-result.json`, one JSON object (see
+`Outcome.to_json`); it is replaced atomically, so a reader sees the old or the new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from restore.clock import format_time, parse_time
+from restore.model import STATE_DIR
+
+OutcomeKind = Literal["restored", "skipped", "first-boot", "failed", "planned"]
+RESULT_FILE = "restore-result.json"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outcome:
+    outcome: OutcomeKind
+    exit_code: int
+    finished_at: datetime
+    reason: str = ""
+    snapshot: str | None = None
+    snapshot_time: datetime | None = None
+    files: int = 0
+    bytes: int = 0
+    duration_seconds: float = 0.0
+    # Snapshots tried and rejected (corrupt/incomplete) before `snapshot` was restored.
+    skipped_snapshots: tuple[str, ...] = ()
+    quarantined: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["finished_at"] = format_time(self.finished_at)
+        data["snapshot_time"] = format_time(self.snapshot_time) if self.snapshot_time else None
+        data["skipped_snapshots"] = list(self.skipped_snapshots)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        """Parse a result file's object. Raise KeyError/ValueError/TypeError if malformed."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["finished_at"] = parse_time(data["finished_at"])
+        if data.get("snapshot_time"):
+            values["snapshot_time"] = parse_time(data["snapshot_time"])
+        values["skipped_snapshots"] = tuple(data.get("skipped_snapshots") or ())
+        return cls(**values)
+
+
+def result_path(data_path: Path) -> Path:
+    return data_path / STATE_DIR / RESULT_FILE
+
+
+def write_result(data_path: Path, outcome: Outcome) -> Path:
+    """Atomically replace the result file on the volume; return its path."""
+    target = result_path(data_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_suffix(".tmp")
+    temp.write_text(json.dumps(outcome.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, target)
+    return target
+
+
+def read_result(data_path: Path) -> Outcome | None:
+    """Return the last restore outcome recorded on the volume, or None if there is none.
+
+    Raise ValueError if the file exists but is not a valid result.
+    """
+    target = result_path(data_path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return Outcome.from_json(json.loads(text))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"malformed restore result file {target}: {error}") from error
