@@ -35,9 +35,9 @@ def parse_bool(text: str) -> bool:
 
 def _convert(action: argparse.Action, raw: str) -> Any:
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):  # noqa: SLF001
-        value = parse_bool(raw)
-        return value if isinstance(action, argparse._StoreTrueAction) else not value  # noqa: SLF001
-    convert = action.type if callable(action.type) else str
+        flag = parse_bool(raw)
+        return flag if isinstance(action, argparse._StoreTrueAction) else not flag  # noqa: SLF001
+    convert: Any = action.type if callable(action.type) else str
     if isinstance(action, argparse._AppendAction):  # noqa: SLF001
         return [convert(item.strip()) for item in raw.split(",") if item.strip()]
     value = convert(raw)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TextIO, cast
 
 import structlog
 
@@ -25,9 +25,7 @@ def _redact(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typ
     return event
 
 
-def configure(
-    level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | None = None
-) -> None:
+def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | None = None) -> None:
     """Route structlog and stdlib logging (boto3, GitPython) to `stream` (stdout by default)."""
     out = stream if stream is not None else sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
@@ -46,7 +44,7 @@ def configure(
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)

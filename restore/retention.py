@@ -49,13 +49,10 @@ def _buckets() -> dict[str, Callable[[datetime], tuple[int, ...]]]:
     }
 
 
-def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: datetime) -> Selection:
-    """Split snapshots into kept and removed, with the rules that kept each one."""
-    ordered = sorted(snapshots, key=lambda s: s.time, reverse=True)
+def _keep_by_rules(
+    ordered: list[SnapshotInfo], policy: RetentionPolicy, now: datetime
+) -> dict[str, list[str]]:
     reasons: dict[str, list[str]] = {s.id: [] for s in ordered}
-    if policy.keeps_everything:
-        for snap in ordered:
-            reasons[snap.id].append("no policy")
     for snap in ordered[: policy.last]:
         reasons[snap.id].append("last")
     for rule, bucket_of in _buckets().items():
@@ -69,10 +66,19 @@ def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: date
                 seen.add(bucket)
                 reasons[snap.id].append(rule)
     if policy.within is not None:
-        cutoff = now - policy.within
         for snap in ordered:
-            if snap.time >= cutoff:
+            if snap.time >= now - policy.within:
                 reasons[snap.id].append("within")
+    return reasons
+
+
+def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: datetime) -> Selection:
+    """Split snapshots into kept and removed, with the rules that kept each one."""
+    ordered = sorted(snapshots, key=lambda s: s.time, reverse=True)
+    if policy.keeps_everything:
+        reasons = {s.id: ["no policy"] for s in ordered}
+    else:
+        reasons = _keep_by_rules(ordered, policy, now)
     if ordered:
         reasons[ordered[0].id].append("newest")
         newest_data = next((s for s in ordered if not s.empty), None)

@@ -44,18 +44,14 @@ class Repository(Protocol):
     def snapshots(self) -> list[SnapshotInfo]:
         """Every complete snapshot, newest first. A fresh repository has none."""
 
-    def backup(
-        self, source: Path, options: BackupOptions, progress: Progress | None = None
-    ) -> BackupResult:
+    def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         """Record `source` as a new snapshot, taking the writer lease for the duration.
 
         Raise LeaseHeldError if another writer holds the repository, RefusedError if the
         source is empty while the newest snapshot is not (unless options.allow_empty).
         """
 
-    def restore(
-        self, snapshot_id: str, dest: Path, progress: Progress | None = None
-    ) -> RestoreStats:
+    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
         """Write the snapshot's tree into `dest` (an existing, empty directory).
 
         Every byte is checked against its hash; nothing is written outside `dest`.
@@ -63,9 +59,11 @@ class Repository(Protocol):
         the files affected) if data is missing, corrupt or hostile.
         """
 
-    def verify(self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0) -> list[VerifyResult]:
+    def verify(
+        self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
+    ) -> list[VerifyResult]:
         """Check snapshots (all when None): structure always, and a `read_data` fraction
-        (0.0–1.0) of the stored data byte by byte."""
+        (0.0 to 1.0) of the stored data byte by byte."""
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
         """Forget snapshots the policy does not keep, then delete data nothing references.
@@ -182,3 +180,8 @@ def open_repository(url: str, options: OpenOptions) -> Repository:
             "repository", url, f"unsupported repository URL scheme {parts.scheme!r}; use one of {known}"
         )
     return factory(parts, options)
+
+
+def schemes() -> tuple[str, ...]:
+    """The URL schemes `open_repository` accepts, for validating configuration up front."""
+    return tuple(_FACTORIES)

@@ -29,9 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record an empty folder even when the previous snapshot had data",
     )
-    parser.add_argument(
-        "--compression-level", type=int, default=3, help="zstd level, 1 (fast) to 19 (small)"
-    )
+    parser.add_argument("--compression-level", type=int, default=3, help="zstd level, 1 (fast) to 19 (small)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -56,8 +54,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         **result.stats.to_json(),
     )
     if args.json:
-        ctx.print_json({"snapshot": result.snapshot.to_json(), "changed": result.changed,
-                        "duration_seconds": result.duration_seconds, "stats": result.stats.to_json()})
+        ctx.print_json(
+            {
+                "snapshot": result.snapshot.to_json(),
+                "changed": result.changed,
+                "duration_seconds": result.duration_seconds,
+                "stats": result.stats.to_json(),
+            }
+        )
     return 0
 
 

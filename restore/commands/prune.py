@@ -24,11 +24,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
     for rule in _RULES:
-        parser.add_argument(f"--keep-{rule}", type=int, default=0, metavar="N",
-                            help=f"keep the newest snapshot of each of the last N {rule} periods"
-                            if rule != "last" else "keep the N newest snapshots")
-    parser.add_argument("--keep-within", type=_duration, default=None, metavar="DURATION",
-                        help="keep every snapshot younger than this (e.g. 7d, 36h)")
+        parser.add_argument(
+            f"--keep-{rule}",
+            type=int,
+            default=0,
+            metavar="N",
+            help=f"keep the newest snapshot of each of the last N {rule} periods"
+            if rule != "last"
+            else "keep the N newest snapshots",
+        )
+    parser.add_argument(
+        "--keep-within",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="keep every snapshot younger than this (e.g. 7d, 36h)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
     parser.add_argument("--json", action="store_true", help="print the plan/result as JSON")
 
@@ -48,9 +59,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     log = structlog.get_logger()
     for snap in result.removed:
         log.info("prune.forget" if not args.dry_run else "prune.would_forget", snapshot=snap.id)
-    log.info("prune.finished", dry_run=args.dry_run, kept=len(result.kept),
-             removed=len(result.removed), objects_deleted=result.objects_deleted,
-             bytes_freed=result.bytes_freed)
+    log.info(
+        "prune.finished",
+        dry_run=args.dry_run,
+        kept=len(result.kept),
+        removed=len(result.removed),
+        objects_deleted=result.objects_deleted,
+        bytes_freed=result.bytes_freed,
+    )
     if args.json:
         ctx.print_json(result.to_json())
     return 0

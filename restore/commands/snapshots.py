@@ -27,7 +27,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ctx.stdout.write(f"{'ID':<18} {'TIME':<22} {'FILES':>9} {'BYTES':>14}  HOST\n")
     for snap in found:
         ctx.stdout.write(
-            f"{snap.id:<18} {format_time(snap.time)[:19] + 'Z':<22} {snap.files:>9} {snap.bytes:>14}  {snap.host}\n"
+            f"{snap.id:<18} {format_time(snap.time)[:19] + 'Z':<22} "
+            f"{snap.files:>9} {snap.bytes:>14}  {snap.host}\n"
         )
     return 0
 

@@ -21,10 +21,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from restore.cli import add_repository_options  # noqa: PLC0415
 
     add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
-    parser.add_argument("--snapshot", action="append", default=[], metavar="ID",
-                        help="verify only this snapshot (repeatable; default: all)")
-    parser.add_argument("--read-data", type=_fraction, default=0.0, metavar="FRACTION",
-                        help="also read and hash this share of the stored data: 1, 0.1 or 10%%")
+    parser.add_argument(
+        "--snapshot",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="verify only this snapshot (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--read-data",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="also read and hash this share of the stored data: 1, 0.1 or 10%%",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

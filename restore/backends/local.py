@@ -1,0 +1,186 @@
+"""`file:///dir`: an object store in a local directory (a PVC, an NFS mount, tests).
+
+Writes go to a hidden temporary file in the target's folder, are fsynced, then renamed
+into place, so a reader sees a whole object or none. Conditional writes use `link()`
+(fails if the name exists) and an advisory lock for compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import SplitResult, unquote
+
+from restore.backends import StoredObject
+from restore.errors import (
+    ConfigError,
+    ObjectNotFoundError,
+    PermanentBackendError,
+    TransientBackendError,
+)
+
+_TEMP_MARK = ".tmp-"
+
+
+class LocalStore:
+    """An ObjectStore in a directory; created on first write."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> LocalStore:
+        """Raise ConfigError unless the URL is `file:///absolute/path` (or `file://localhost/…`)."""
+        path = unquote(url.path)
+        if url.netloc not in ("", "localhost") or not path.startswith("/"):
+            raise ConfigError.single(
+                "repository", url.geturl(), "a file repository needs an absolute path: file:///dir"
+            )
+        if url.query or url.fragment:
+            raise ConfigError.single("repository", url.geturl(), "file URLs take no query or fragment")
+        return cls(Path(path))
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in {"", ".", ".."} for p in parts):
+            raise ValueError(f"invalid object key: {key!r}")
+        return self.root.joinpath(*parts)
+
+    @contextlib.contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except FileNotFoundError as error:
+            raise ObjectNotFoundError(key) from error
+        except OSError as error:
+            if error.errno in {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN}:
+                raise TransientBackendError(f"{self.describe()}: {key}: {error.strerror}") from error
+            raise PermanentBackendError(f"{self.describe()}: {key}: {error.strerror}") from error
+
+    def get(self, key: str) -> bytes:
+        with self._errors(key):
+            return self._path(key).read_bytes()
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        with self._errors(key), self._path(key).open("rb") as handle:
+            handle.seek(start)
+            return handle.read(length)
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            temp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return temp
+
+    def _sync_dir(self, path: Path) -> None:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        with self._errors(key):
+            temp = self._write_temp(path, data)
+            os.replace(temp, path)
+            self._sync_dir(path)
+
+    def create(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        with self._errors(key):
+            temp = self._write_temp(path, data)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+            finally:
+                temp.unlink()
+            self._sync_dir(path)
+            return True
+
+    def replace(self, key: str, data: bytes, *, version: str) -> bool:
+        path = self._path(key)
+        with self._errors(key), self._lock():
+            current = self.stat(key)
+            if current is None or current.version != version:
+                return False
+            temp = self._write_temp(path, data)
+            os.replace(temp, path)
+            self._sync_dir(path)
+            return True
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _entry(self, key: str, stat: os.stat_result) -> StoredObject:
+        return StoredObject(
+            key=key,
+            size=stat.st_size,
+            modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+            version=f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}",
+        )
+
+    def stat(self, key: str) -> StoredObject | None:
+        try:
+            return self._entry(key, self._path(key).stat())
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        folder, _, name_prefix = prefix.rpartition("/")
+        base = self._path(folder) if folder else self.root
+        yield from self._walk(base, folder, name_prefix)
+
+    def _walk(self, directory: Path, key_prefix: str, name_prefix: str) -> Iterator[StoredObject]:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as error:
+            raise PermanentBackendError(
+                f"{self.describe()}: cannot list {directory}: {error.strerror}"
+            ) from error
+        for entry in entries:
+            if not entry.name.startswith(name_prefix) or _TEMP_MARK in entry.name or entry.name == ".lock":
+                continue
+            key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key, "")
+            elif entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    yield self._entry(key, entry.stat(follow_symlinks=False))
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            with self._errors(key), contextlib.suppress(FileNotFoundError):
+                self._path(key).unlink()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,277 @@
+"""`Engine`: the Repository protocol over any ObjectStore (local directory, S3)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+import zstandard
+
+from restore.backends import ObjectStore
+from restore.clock import Clock, utc_now
+from restore.errors import NoSnapshotError, ObjectNotFoundError, RefusedError
+from restore.model import (
+    BackupOptions,
+    BackupResult,
+    BackupStats,
+    NoProgress,
+    Progress,
+    PruneResult,
+    RestoreStats,
+    SnapshotInfo,
+    VerifyResult,
+)
+from restore.retention import RetentionPolicy, select
+from restore.snapshots import prune as gc
+from restore.snapshots.backup import BackupRun, ChunkPipeline, tolerant
+from restore.snapshots.format import (
+    CONFIG_KEY,
+    KIND_DATA,
+    KIND_MANIFEST,
+    SNAPSHOTS,
+    SnapshotRecord,
+    blob_id,
+    check_config,
+    config_document,
+    snapshot_key,
+)
+from restore.snapshots.index import BlobIndex, load_index
+from restore.snapshots.lease import Lease
+from restore.snapshots.manifest import Entry, ManifestWriter, read_entries
+from restore.snapshots.packer import Packer, Uploader
+from restore.snapshots.reader import BlobLoader
+from restore.snapshots.restorer import restore_tree
+from restore.snapshots.verify import verify_records
+
+
+class Engine:
+    """Snapshots stored as content-addressed packs in an ObjectStore."""
+
+    def __init__(
+        self, store: ObjectStore, *, clock: Clock = utc_now, owner: str = "", workers: int = 4
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._owner = owner or f"pid-{os.getpid()}"
+        self._workers = workers
+        self._cpu = max(1, min(os.cpu_count() or 1, 8))
+
+    def describe(self) -> str:
+        return self.store.describe()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _records(self) -> list[SnapshotRecord]:
+        keys = [item.key for item in self.store.list(SNAPSHOTS)]
+        if keys:
+            self._check_config()
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            found = list(pool.map(self._load_record, keys))
+        records = [r for r in found if r is not None]
+        return sorted(records, key=lambda r: r.info.time, reverse=True)
+
+    def _load_record(self, key: str) -> SnapshotRecord | None:
+        try:
+            return SnapshotRecord.decode(self.store.get(key), key)
+        except ObjectNotFoundError:
+            return None  # forgotten by a prune while we listed
+
+    def _check_config(self) -> None:
+        check_config(self.store.get(CONFIG_KEY), self.describe())
+
+    def _record(self, snapshot_id: str) -> SnapshotRecord:
+        records = self._records()
+        matches = [r for r in records if r.info.id.startswith(snapshot_id)] if snapshot_id else []
+        if len(matches) != 1:
+            problem = "is ambiguous" if matches else "does not exist"
+            raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self.describe()}")
+        return matches[0]
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        return [r.info for r in self._records()]
+
+    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
+        record = self._record(snapshot_id)
+        index = load_index(self.store, self._workers)
+        return restore_tree(
+            store=self.store,
+            index=index,
+            record=record,
+            dest=dest,
+            progress=progress or NoProgress(),
+            workers=self._workers,
+        )
+
+    def verify(
+        self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
+    ) -> list[VerifyResult]:
+        records = [self._record(s) for s in snapshot_ids] if snapshot_ids else self._records()
+        index = load_index(self.store, self._workers)
+        return verify_records(self.store, index, records, read_data, self._workers)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _ensure_config(self) -> None:
+        if not self.store.create(CONFIG_KEY, config_document(secrets.token_hex(16))):
+            self._check_config()
+
+    def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
+        start = time.monotonic()
+        started = self._clock()
+        with Lease(self.store, owner=self._owner, clock=self._clock) as lease:
+            self._ensure_config()
+            records = self._records()
+            previous = records[0] if records else None
+            index = load_index(self.store, self._workers)
+            uploader = Uploader(self.store, workers=self._workers, in_flight=3)
+            try:
+                stats, pieces, count = self._write(
+                    source=source,
+                    options=options,
+                    progress=progress or NoProgress(),
+                    index=index,
+                    uploader=uploader,
+                    previous=previous,
+                )
+                self._refuse_empty(stats, previous, options)
+                uploader.wait()
+                lease.check()
+                info = self._commit(
+                    started=started,
+                    stats=stats,
+                    pieces=pieces,
+                    count=count,
+                    previous=previous,
+                    options=options,
+                )
+            finally:
+                uploader.close()
+            stats.objects_written = uploader.objects_written + 1
+        changed = previous is None or previous.manifest != pieces
+        return BackupResult(
+            snapshot=info, stats=stats, changed=changed, duration_seconds=time.monotonic() - start
+        )
+
+    def _write(
+        self,
+        *,
+        source: Path,
+        options: BackupOptions,
+        progress: Progress,
+        index: BlobIndex,
+        uploader: Uploader,
+        previous: SnapshotRecord | None,
+    ) -> tuple[BackupStats, tuple[bytes, ...], int]:
+        stats = BackupStats()
+        data = Packer(index, uploader, kind=KIND_DATA)
+        manifests = Packer(index, uploader, kind=KIND_MANIFEST)
+        compressor = zstandard.ZstdCompressor(level=options.compression_level)
+
+        def store_piece(raw: bytes) -> bytes:
+            piece = blob_id(raw)
+            frame = compressor.compress(raw)
+            if manifests.add(piece, frame, len(raw)):
+                stats.bytes_stored += len(frame)
+            return piece
+
+        writer = ManifestWriter(store_piece)
+        old = self._previous_entries(previous, index)
+        with ThreadPoolExecutor(max_workers=self._cpu, thread_name_prefix="chunk") as pool:
+            pipeline = ChunkPipeline(data, pool, options.compression_level, stats)
+            BackupRun(
+                pipeline=pipeline,
+                stats=stats,
+                writer=writer,
+                options=options,
+                progress=progress,
+                previous=old,
+                previous_started=previous.started if previous else None,
+                known=data,
+            ).run(source)
+        pieces = writer.finish()
+        data.flush()
+        manifests.flush()
+        return stats, pieces, writer.count
+
+    def _previous_entries(self, previous: SnapshotRecord | None, index: BlobIndex) -> Iterator[Entry]:
+        if previous is None:
+            return iter(())
+        return tolerant(read_entries(previous.manifest, BlobLoader(self.store, index)))
+
+    def _refuse_empty(
+        self, stats: BackupStats, previous: SnapshotRecord | None, options: BackupOptions
+    ) -> None:
+        if (
+            stats.files == 0
+            and stats.dirs == 0
+            and previous is not None
+            and not previous.info.empty
+            and not options.allow_empty
+        ):
+            raise RefusedError(
+                f"refusing to record an empty data folder over snapshot {previous.info.id} "
+                f"({previous.info.files} files): the volume looks lost, not emptied; "
+                "pass --allow-empty if it is intended"
+            )
+
+    def _commit(
+        self,
+        *,
+        started: datetime,
+        stats: BackupStats,
+        pieces: tuple[bytes, ...],
+        count: int,
+        previous: SnapshotRecord | None,
+        options: BackupOptions,
+    ) -> SnapshotInfo:
+        info = SnapshotInfo(
+            id=secrets.token_hex(8),
+            time=self._clock(),
+            files=stats.files,
+            dirs=stats.dirs,
+            bytes=stats.bytes_total,
+            host=options.host,
+            tags=options.tags,
+        )
+        record = SnapshotRecord(
+            info=info,
+            manifest=pieces,
+            entries=count,
+            started=started,
+            parent=previous.info.id if previous else None,
+            excludes=options.excludes,
+            stats=stats.to_json(),
+        )
+        # Written last: from this moment on the snapshot exists, and everything it needs is durable.
+        self.store.create(snapshot_key(info.id), record.encode())
+        return info
+
+    def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
+        with Lease(self.store, owner=self._owner, clock=self._clock):
+            records = self._records()
+            chosen = select([r.info for r in records], policy, now)
+            removed_ids = {s.id for s in chosen.remove}
+            kept = [r for r in records if r.info.id not in removed_ids]
+            index = load_index(self.store, self._workers)
+            used = gc.referenced_blobs(kept, BlobLoader(self.store, index))
+            index_keys, packs, freed = gc.unused_objects(self.store, index, used, now)
+            if not dry_run:
+                gc.delete_in_order(self.store, sorted(removed_ids), index_keys, packs)
+            structlog.get_logger().debug("prune.plan", index_objects=len(index_keys), packs=len(packs))
+        return PruneResult(
+            kept=tuple(chosen.keep),
+            removed=tuple(chosen.remove),
+            reasons=chosen.reasons,
+            objects_deleted=len(index_keys) + len(packs) + len(removed_ids),
+            bytes_freed=freed,
+            dry_run=dry_run,
+        )

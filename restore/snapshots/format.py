@@ -1,0 +1,201 @@
+"""Encodings of everything the engine stores: keys, snapshot records, index objects, blobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import zstandard
+
+from restore.clock import format_time, parse_time
+from restore.errors import IntegrityError
+from restore.model import SnapshotInfo
+
+FORMAT_VERSION = 1
+CHUNK_SIZE = 1 << 20
+# No blob may claim to be larger than this once decompressed: a hostile frame header
+# must not make us allocate gigabytes.
+MAX_BLOB_SIZE = 8 << 20
+ID_BYTES = 32
+
+CONFIG_KEY = "config"
+LEASE_KEY = "lease"
+SNAPSHOTS = "snapshots/"
+INDEX = "index/"
+DATA = "data/"
+
+KIND_DATA = 0
+KIND_MANIFEST = 1
+
+
+def blob_id(data: bytes | memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def pack_key(pack: bytes) -> str:
+    hexed = pack.hex()
+    return f"{DATA}{hexed[:2]}/{hexed}"
+
+
+def pack_from_key(key: str) -> bytes:
+    """Raise ValueError if the key is not a pack key."""
+    name = key.rpartition("/")[2]
+    raw = bytes.fromhex(name)
+    if len(raw) != ID_BYTES or pack_key(raw) != key:
+        raise ValueError(f"not a pack key: {key}")
+    return raw
+
+
+class BlobDamageError(IntegrityError):
+    """A blob (or the pack holding it) is missing or corrupt; names both for the report."""
+
+    def __init__(self, problem: str, *, blob: bytes | None = None, pack: str | None = None) -> None:
+        self.blob = blob
+        self.pack = pack
+        self.problem = problem
+        where = " ".join(filter(None, [f"blob {blob.hex()}" if blob else "", f"in {pack}" if pack else ""]))
+        super().__init__(f"{where}: {problem}")
+
+
+def decompress_blob(frame: bytes, expected: bytes, pack: str) -> bytes:
+    """Decompress one blob and check its hash. Raise BlobDamageError if it is bad."""
+    try:
+        size = zstandard.frame_content_size(frame)
+        if size < 0 or size > MAX_BLOB_SIZE:
+            raise BlobDamageError(f"bad frame size {size}", blob=expected, pack=pack)
+        plain = zstandard.ZstdDecompressor().decompress(frame, max_output_size=MAX_BLOB_SIZE)
+    except zstandard.ZstdError as error:
+        raise BlobDamageError(f"cannot decompress ({error})", blob=expected, pack=pack) from error
+    if blob_id(plain) != expected:
+        raise BlobDamageError("content does not match its hash", blob=expected, pack=pack)
+    return plain
+
+
+# -- index objects -------------------------------------------------------------------------
+
+_INDEX_MAGIC = b"CTIDX1\n"
+_PACK_HEADER = struct.Struct(">32sI")
+_BLOB_ENTRY = struct.Struct(">32sBIII")  # id, kind, offset, length, raw length
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobEntry:
+    id: bytes
+    kind: int
+    offset: int
+    length: int
+    raw_length: int
+
+
+def encode_index(packs: dict[bytes, list[BlobEntry]]) -> bytes:
+    parts = [_INDEX_MAGIC]
+    for pack, entries in packs.items():
+        parts.append(_PACK_HEADER.pack(pack, len(entries)))
+        parts.extend(_BLOB_ENTRY.pack(e.id, e.kind, e.offset, e.length, e.raw_length) for e in entries)
+    return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
+
+
+def decode_index(data: bytes, key: str) -> Iterator[tuple[bytes, list[BlobEntry]]]:
+    """Yield (pack id, blobs) from an index object. Raise IntegrityError if malformed."""
+    try:
+        plain = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
+    except zstandard.ZstdError as error:
+        raise IntegrityError(f"index object {key} is corrupt: {error}") from error
+    if not plain.startswith(_INDEX_MAGIC):
+        raise IntegrityError(f"index object {key} has an unknown format")
+    offset = len(_INDEX_MAGIC)
+    try:
+        while offset < len(plain):
+            pack, count = _PACK_HEADER.unpack_from(plain, offset)
+            offset += _PACK_HEADER.size
+            entries = [
+                BlobEntry(*_BLOB_ENTRY.unpack_from(plain, offset + i * _BLOB_ENTRY.size))
+                for i in range(count)
+            ]
+            offset += count * _BLOB_ENTRY.size
+            yield pack, entries
+    except struct.error as error:
+        raise IntegrityError(f"index object {key} is truncated") from error
+
+
+# -- snapshot records ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SnapshotRecord:
+    info: SnapshotInfo
+    manifest: tuple[bytes, ...]
+    entries: int
+    started: datetime
+    parent: str | None = None
+    excludes: tuple[str, ...] = ()
+    stats: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        document: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            **self.info.to_json(),
+            "started": format_time(self.started),
+            "parent": self.parent,
+            "excludes": list(self.excludes),
+            "entries": self.entries,
+            "manifest": [m.hex() for m in self.manifest],
+            "stats": self.stats,
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, key: str) -> SnapshotRecord:
+        """Raise IntegrityError if the record is not a valid snapshot record."""
+        try:
+            doc = json.loads(data)
+            if doc["version"] != FORMAT_VERSION:
+                raise IntegrityError(f"snapshot {key} has unsupported format {doc['version']}")
+            info = SnapshotInfo(
+                id=str(doc["id"]),
+                time=parse_time(doc["time"]),
+                files=int(doc["files"]),
+                dirs=int(doc["dirs"]),
+                bytes=int(doc["bytes"]),
+                host=str(doc.get("host", "")),
+                tags=tuple(str(t) for t in doc.get("tags", ())),
+            )
+            manifest = tuple(bytes.fromhex(m) for m in doc["manifest"])
+            if any(len(m) != ID_BYTES for m in manifest) or key.rpartition("/")[2] != info.id:
+                raise IntegrityError(f"snapshot record {key} is inconsistent")
+            return cls(
+                info=info,
+                manifest=manifest,
+                entries=int(doc["entries"]),
+                started=parse_time(doc["started"]),
+                parent=doc.get("parent"),
+                excludes=tuple(doc.get("excludes", ())),
+                stats={str(k): int(v) for k, v in doc.get("stats", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise IntegrityError(f"snapshot record {key} is malformed: {error}") from error
+
+
+def snapshot_key(snapshot_id: str) -> str:
+    return f"{SNAPSHOTS}{snapshot_id}"
+
+
+def config_document(repository_id: str) -> bytes:
+    return json.dumps({"version": FORMAT_VERSION, "id": repository_id, "chunk_size": CHUNK_SIZE}).encode()
+
+
+def check_config(data: bytes, where: str) -> None:
+    """Raise IntegrityError if the repository config is not one this version understands."""
+    try:
+        version = json.loads(data)["version"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise IntegrityError(f"repository config at {where} is malformed") from error
+    if version != FORMAT_VERSION:
+        raise IntegrityError(
+            f"repository at {where} has format {version}; this caretaker reads {FORMAT_VERSION}"
+        )

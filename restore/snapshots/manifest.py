@@ -1,0 +1,179 @@
+"""Manifests: every path of a snapshot with its metadata, one JSON line each, in one order.
+
+The order is depth-first with each folder's names sorted (comparing paths as tuples of
+components), which is also the order the scanner walks the volume. Backup can therefore
+compare the volume with the previous snapshot as a merge of two sorted streams, and no
+step ever holds every entry in memory.
+
+Lines are cut into pieces (stored as blobs) after a path whose hash hits a pattern, so the
+cut points depend only on the paths around them: an unchanged region of a volume gives the
+same pieces in every snapshot, stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
+
+from restore.errors import IntegrityError
+from restore.model import STATE_DIR
+from restore.snapshots.format import CHUNK_SIZE, ID_BYTES
+
+FILE, DIR, SYMLINK = "f", "d", "l"
+_MIN_PIECE = 32 << 10
+_MAX_PIECE = 4 << 20
+_CUT_MASK = 0x1FF
+MAX_CHUNKS_PER_FILE = (_MAX_PIECE - 4096) // (2 * ID_BYTES)
+_MAX_PATH = 4096
+_MAX_SIZE = 1 << 50
+
+
+class Entry(NamedTuple):
+    path: str
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    size: int = 0
+    ino: int = 0
+    target: str = ""
+    chunks: tuple[bytes, ...] = ()
+    unstable: bool = False
+
+    @property
+    def key(self) -> list[str]:
+        return self.path.split("/")
+
+
+def encode(entry: Entry) -> bytes:
+    extra = entry.target if entry.kind == SYMLINK else b"".join(entry.chunks).hex()
+    row = [
+        entry.path,
+        entry.kind,
+        entry.mode,
+        entry.uid,
+        entry.gid,
+        entry.mtime_ns,
+        entry.size,
+        entry.ino,
+        extra,
+        1 if entry.unstable else 0,
+    ]
+    return json.dumps(row, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> Entry:
+    """Parse one manifest line. Raise IntegrityError if it is not a well-formed entry."""
+    try:
+        path, kind, mode, uid, gid, mtime_ns, size, ino, extra, unstable = json.loads(line)
+        ints = (mode, uid, gid, mtime_ns, size, ino)
+        if not isinstance(path, str) or not isinstance(extra, str) or not all(type(i) is int for i in ints):
+            raise TypeError("field types")  # noqa: TRY301 - one handler turns every shape error into one message
+        if kind == SYMLINK:
+            return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, target=extra)
+        raw = bytes.fromhex(extra)
+        if len(raw) % ID_BYTES:
+            raise ValueError("chunk list length")  # noqa: TRY301
+        chunks = tuple(raw[i : i + ID_BYTES] for i in range(0, len(raw), ID_BYTES))
+        return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, chunks=chunks, unstable=bool(unstable))
+    except (ValueError, TypeError) as error:
+        raise IntegrityError(f"malformed manifest line {line[:120]!r}: {error}") from error
+
+
+class ManifestWriter:
+    """Collects encoded entries and hands complete pieces to `store_piece` (returns the id)."""
+
+    def __init__(self, store_piece: Callable[[bytes], bytes]) -> None:
+        self._store = store_piece
+        self._buffer = bytearray()
+        self.pieces: list[bytes] = []
+        self.count = 0
+
+    def add(self, entry: Entry) -> None:
+        line = encode(entry)
+        if len(self._buffer) + len(line) > _MAX_PIECE:
+            self._cut()
+        self._buffer += line
+        self.count += 1
+        hashed = zlib.crc32(entry.path.encode("utf-8", "surrogateescape"))
+        if len(self._buffer) >= _MAX_PIECE or (len(self._buffer) >= _MIN_PIECE and hashed & _CUT_MASK == 0):
+            self._cut()
+
+    def _cut(self) -> None:
+        if self._buffer:
+            self.pieces.append(self._store(bytes(self._buffer)))
+            self._buffer.clear()
+
+    def finish(self) -> tuple[bytes, ...]:
+        self._cut()
+        return tuple(self.pieces)
+
+
+def read_entries(pieces: Iterable[bytes], load_piece: Callable[[bytes], bytes]) -> Iterator[Entry]:
+    """Stream the entries of a manifest, piece by piece."""
+    for piece in pieces:
+        data = load_piece(piece)
+        if data and not data.endswith(b"\n"):
+            raise IntegrityError(f"manifest piece {piece.hex()} is truncated")
+        for line in data.splitlines():
+            yield decode(line)
+
+
+def _check_path(path: str) -> None:
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > _MAX_PATH
+        or "\0" in path
+        or any(p in {"", ".", ".."} for p in parts)
+        or parts[0] == STATE_DIR
+    ):
+        raise IntegrityError(f"manifest has an unsafe path: {path!r}")
+
+
+def _check_fields(entry: Entry) -> None:
+    if entry.kind not in {FILE, DIR, SYMLINK}:
+        raise IntegrityError(f"manifest entry {entry.path!r} has unknown type {entry.kind!r}")
+    if not 0 <= entry.mode <= 0o7777 or not 0 <= entry.uid < 1 << 32 or not 0 <= entry.gid < 1 << 32:
+        raise IntegrityError(f"manifest entry {entry.path!r} has impossible mode/owner")
+    if not 0 <= entry.size <= _MAX_SIZE:
+        raise IntegrityError(f"manifest entry {entry.path!r} has an absurd size {entry.size}")
+    if entry.kind == FILE:
+        needed = -(-entry.size // CHUNK_SIZE)
+        if len(entry.chunks) > needed + (1 if entry.unstable else 0) or (entry.size and not entry.chunks):
+            raise IntegrityError(
+                f"manifest entry {entry.path!r}: {len(entry.chunks)} chunks for {entry.size} bytes"
+            )
+    elif entry.chunks:
+        raise IntegrityError(f"manifest entry {entry.path!r} is not a file but has content")
+    if entry.kind == SYMLINK and (not entry.target or "\0" in entry.target or len(entry.target) > _MAX_PATH):
+        raise IntegrityError(f"manifest entry {entry.path!r} has an invalid symlink target")
+
+
+def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """Pass entries through, raising IntegrityError at the first hostile or broken one.
+
+    Checks: safe relative paths (no absolute, `..`, empty or state-folder paths), strictly
+    increasing order (so no duplicates), every parent a folder listed before its children
+    (so no path goes through a symlink or a file), and plausible fields.
+    """
+    previous: list[str] = []
+    open_dirs: list[str] = []
+    for entry in entries:
+        _check_path(entry.path)
+        _check_fields(entry)
+        key = entry.key
+        if previous and key <= previous:
+            raise IntegrityError(f"manifest is out of order or has a duplicate at {entry.path!r}")
+        parent = entry.path.rpartition("/")[0]
+        while open_dirs and not (parent == open_dirs[-1] or parent.startswith(open_dirs[-1] + "/")):
+            open_dirs.pop()
+        if parent and (not open_dirs or open_dirs[-1] != parent):
+            raise IntegrityError(f"manifest entry {entry.path!r} has no folder entry for {parent!r}")
+        if entry.kind == DIR:
+            open_dirs.append(entry.path)
+        previous = key
+        yield entry
