@@ -56,7 +56,7 @@ class _Slot:
 
     def __init__(self, entry: Entry) -> None:
         self.entry = entry
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes] = list(entry.chunks)
 
 
 class _Compressors(threading.local):

@@ -15,7 +15,7 @@ import zstandard
 
 from restore.backends import ObjectStore
 from restore.clock import Clock, utc_now
-from restore.errors import NoSnapshotError, ObjectNotFoundError, RefusedError
+from restore.errors import IntegrityError, NoSnapshotError, ObjectNotFoundError, RefusedError
 from restore.model import (
     BackupOptions,
     BackupResult,
@@ -84,6 +84,10 @@ class Engine:
             return SnapshotRecord.decode(self.store.get(key), key)
         except ObjectNotFoundError:
             return None  # forgotten by a prune while we listed
+        except IntegrityError as error:
+            # One damaged record must not hide every other snapshot from restore.
+            structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
+            return None
 
     def _check_config(self) -> None:
         check_config(self.store.get(CONFIG_KEY), self.describe())

@@ -45,12 +45,18 @@ def plan_restore(
     missing: dict[bytes, list[str]] = {}
     for entry in entries_of(record, loader):
         _count(totals, entry)
+        size = 0
+        complete = True
         for chunk in entry.chunks:
             where = index.locate(chunk)
             if where is None:
                 missing.setdefault(chunk, []).append(entry.path)
+                complete = False
                 continue
+            size += where.raw_length
             plan.add(index.pack_of(chunk), where.length)
+        if entry.kind == FILE and complete and size != entry.size:
+            raise IntegrityError(f"manifest entry {entry.path!r} says {entry.size} bytes, its chunks hold {size}")
     if missing:
         damage = [
             Damage(object=f"blob {b.hex()}", problem="missing", files=tuple(f[:_SHOWN_FILES]))

@@ -1,0 +1,100 @@
+"""Hostile or broken repository data is rejected before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from restore.backends.local import LocalStore
+from restore.errors import IntegrityError
+from restore.snapshots.engine import Engine
+from tests.support.forge import forge_blob, forge_snapshot, line
+
+
+def _restore_fails(engine: Engine, store: LocalStore, lines: list[bytes], tmp_path: Path, match: str) -> None:
+    snapshot = forge_snapshot(store, lines)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match=match):
+        engine.restore(snapshot, dest)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "escape").exists()
+
+
+CASES = {
+    "absolute": ([line("/etc/passwd")], "unsafe path"),
+    "dotdot": ([line("../escape")], "unsafe path"),
+    "inner dotdot": ([line("a", "d", mode=0o755), line("a/../../escape")], "unsafe path"),
+    "empty component": ([line("a//b")], "unsafe path"),
+    "state folder": ([line(".caretaker", "d"), line(".caretaker/x")], "unsafe path"),
+    "nul": ([line("a\0b")], "unsafe path"),
+    "through symlink": ([line("link", "l", target=".."), line("link/escape")], "no folder entry"),
+    "under a file": ([line("a"), line("a/b")], "no folder entry"),
+    "missing parent": ([line("nodir/file")], "no folder entry"),
+    "duplicate": ([line("a"), line("a")], "duplicate"),
+    "out of order": ([line("b"), line("a")], "out of order"),
+    "absurd size": ([line("big", size=1 << 60)], "absurd size"),
+    "size without chunks": ([line("a", size=10)], "chunks for 10 bytes"),
+    "bad mode": ([line("a", mode=0o177777)], "impossible mode"),
+    "bad owner": ([line("a", uid=-1)], "impossible mode"),
+    "unknown type": ([line("a", "x")], "unknown type"),
+    "dir with content": ([line("a", "d", chunks=[b"\0" * 32])], "not a file"),
+    "malformed": ([b'["a", "f"]\n'], "malformed manifest line"),
+    "not json": ([b"garbage\n"], "malformed manifest line"),
+    "empty link": ([line("l", "l", target="")], "invalid symlink target"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_manifest_is_rejected_before_writing(case: str, engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+    lines, match = CASES[case]
+    _restore_fails(engine, store, lines, tmp_path, match)
+
+
+def test_size_that_disagrees_with_content_is_rejected(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+    blob = forge_blob(store, b"twelve bytes")
+    _restore_fails(engine, store, [line("ok", size=12, chunks=[blob]), line("z", size=11, chunks=[blob])],
+                   tmp_path, "says 11 bytes")
+
+
+def test_blob_claiming_a_huge_size_is_rejected(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+    import os
+
+    import zstandard
+
+    from restore.snapshots.format import INDEX, KIND_DATA, BlobEntry, encode_index, pack_key
+
+    # A frame that decompresses to 64 MiB of zeros, registered as a tiny blob.
+    frame = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
+    fake = b"\1" * 32
+    pack = os.urandom(32)
+    store.put(pack_key(pack), frame)
+    store.put(f"{INDEX}{pack.hex()}", encode_index({pack: [BlobEntry(fake, KIND_DATA, 0, len(frame), 5)]}))
+    snapshot = forge_snapshot(store, [line("bomb", size=5, chunks=[fake])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    # Content is checked as it is read, so the file was opened; the restore action discards
+    # its staging folder on any error. What matters: no 64 MiB allocation, a precise error.
+    with pytest.raises(IntegrityError, match=f"blob {fake.hex()} in data/.*bad frame size.*files: bomb"):
+        engine.restore(snapshot, dest)
+
+
+def test_valid_forged_snapshot_restores(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+    blob = forge_blob(store, b"hello")
+    snapshot = forge_snapshot(store, [line("d", "d", mode=0o755), line("d/f", size=5, chunks=[blob]),
+                                      line("d/l", "l", target="f")])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    engine.restore(snapshot, dest)
+    assert (dest / "d" / "f").read_bytes() == b"hello"
+    assert (dest / "d" / "l").readlink() == Path("f")
+
+
+def test_corrupt_snapshot_record_is_skipped_not_fatal(engine: Engine, store: LocalStore, source: Path) -> None:
+    from restore.model import BackupOptions
+
+    (source / "a").write_bytes(b"1")
+    good = engine.backup(source, BackupOptions()).snapshot
+    store.put("snapshots/deadbeefdeadbeef", b"{not json")
+    assert [s.id for s in engine.snapshots()] == [good.id]

@@ -1,0 +1,104 @@
+"""Deduplication and change detection, asserted by bytes read and bytes stored."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from restore.backends.local import LocalStore
+from restore.model import BackupOptions
+from restore.snapshots.engine import Engine
+from tests.support.trees import age_tree, write_file
+
+
+def _objects(store: LocalStore, prefix: str) -> int:
+    return sum(1 for _ in store.list(prefix))
+
+
+def test_identical_content_is_stored_once(engine: Engine, source: Path) -> None:
+    blob = os.urandom(2 << 20)
+    write_file(source / "a", blob)
+    write_file(source / "b" / "copy", blob)
+    result = engine.backup(source, BackupOptions())
+    assert result.stats.bytes_read == 2 * len(blob)
+    assert len(blob) <= result.stats.bytes_stored < len(blob) + 4096
+
+
+def test_unchanged_files_are_not_read_again(engine: Engine, source: Path) -> None:
+    for i in range(20):
+        write_file(source / f"f{i}", os.urandom(100_000))
+    age_tree(source)
+    first = engine.backup(source, BackupOptions())
+    second = engine.backup(source, BackupOptions())
+    assert first.stats.bytes_read == 2_000_000
+    assert second.stats.bytes_read == 0
+    assert second.stats.files_unchanged == 20
+    assert second.stats.bytes_stored == 0
+    assert second.changed is False
+
+
+def test_only_the_changed_file_is_read(engine: Engine, source: Path) -> None:
+    for i in range(10):
+        write_file(source / f"f{i}", os.urandom(50_000))
+    age_tree(source)
+    engine.backup(source, BackupOptions())
+    write_file(source / "f3", os.urandom(50_000), mtime_ns=1_700_000_000 * 10**9)
+    result = engine.backup(source, BackupOptions())
+    assert result.stats.bytes_read == 50_000
+    assert (result.stats.files_changed, result.stats.files_unchanged) == (1, 9)
+    assert 50_000 <= result.stats.bytes_stored < 60_000
+    assert result.changed is True
+
+
+def test_recently_modified_files_are_reread(engine: Engine, source: Path) -> None:
+    # mtime equal to "now": the file may change again within the same timestamp tick.
+    write_file(source / "hot", b"1", mtime_ns=int(engine._clock().timestamp() * 1e9))
+    engine.backup(source, BackupOptions())
+    result = engine.backup(source, BackupOptions())
+    assert result.stats.bytes_read == 1
+
+
+def test_many_small_files_become_few_objects(engine: Engine, source: Path, store: LocalStore) -> None:
+    for i in range(20_000):
+        write_file(source / f"d{i % 50}" / f"file{i}", f"content number {i}\n".encode() * 3)
+    result = engine.backup(source, BackupOptions())
+    assert result.stats.files == 20_000
+    assert _objects(store, "data/") < 10
+    assert _objects(store, "snapshots/") == 1
+
+
+def test_large_file_is_chunked_and_deduplicated_on_append(engine: Engine, source: Path) -> None:
+    base = os.urandom(8 << 20)
+    write_file(source / "log", base)
+    engine.backup(source, BackupOptions())
+    write_file(source / "log", base + b"appended", mtime_ns=1_700_000_000 * 10**9)
+    result = engine.backup(source, BackupOptions())
+    # Fixed 1 MiB chunks: only the last, partial chunk is new.
+    assert result.stats.bytes_stored < 64 << 10
+
+
+def test_deleted_files_disappear_from_the_next_snapshot(engine: Engine, source: Path, tmp_path: Path) -> None:
+    write_file(source / "a", b"1")
+    write_file(source / "b", b"2")
+    engine.backup(source, BackupOptions())
+    (source / "a").unlink()
+    result = engine.backup(source, BackupOptions())
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    engine.restore(result.snapshot.id, dest)
+    assert [p.name for p in dest.iterdir()] == ["b"]
+
+
+def test_unchanged_files_restore_from_an_incremental_snapshot(engine: Engine, source: Path, tmp_path: Path) -> None:
+    from tests.support.trees import describe
+
+    write_file(source / "a", os.urandom(3 << 20))
+    write_file(source / "b", b"small")
+    age_tree(source)
+    engine.backup(source, BackupOptions())
+    result = engine.backup(source, BackupOptions())
+    assert result.stats.files_unchanged == 2
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    engine.restore(result.snapshot.id, dest)
+    assert describe(dest) == describe(source)
