@@ -83,7 +83,9 @@ def main(
         structlog.get_logger().error("config.invalid", problems=[str(p) for p in error.problems])
         return EXIT_USAGE
     args = parser.parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    # With --json, stdout carries exactly one JSON document; the log moves to stderr.
+    log_stream = sys.stderr if getattr(args, "json", False) else sys.stdout
+    logs.configure(args.log_level, args.log_format, log_stream)
     log = structlog.get_logger().bind(command=args.command_name)
     command: Command = args.command
     try:

@@ -22,7 +22,7 @@ from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from restore.clock import Clock, utc_now
-from restore.errors import ConfigError
+from restore.errors import ConfigError, Problem
 from restore.model import (
     BackupOptions,
     BackupResult,
@@ -179,7 +179,13 @@ def open_repository(url: str, options: OpenOptions) -> Repository:
         raise ConfigError.single(
             "repository", url, f"unsupported repository URL scheme {parts.scheme!r}; use one of {known}"
         )
-    return factory(parts, options)
+    try:
+        return factory(parts, options)
+    except ConfigError as error:
+        # Name the URL as the user wrote it (urllib normalises `file:x` to `file:///x`).
+        raise ConfigError(
+            [Problem(p.key, url, p.message) if p.key == "repository" else p for p in error.problems]
+        ) from error
 
 
 def schemes() -> tuple[str, ...]:

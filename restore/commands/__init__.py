@@ -23,7 +23,7 @@ class Context:
 
     environ: Mapping[str, str]
     clock: Clock = utc_now
-    stdout: IO[str] = sys.stdout
+    stdout: IO[str] = dataclasses.field(default_factory=lambda: sys.stdout)
 
     def print_json(self, document: Any) -> None:
         self.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -35,14 +35,27 @@ def forge_blob(store: ObjectStore, data: bytes, kind: int = KIND_DATA) -> bytes:
     return blob
 
 
-def line(path: str, kind: str = "f", *, mode: int = 0o644, size: int = 0, chunks: list[bytes] | None = None,
-         target: str = "", uid: int = 0, gid: int = 0) -> bytes:
+def line(
+    path: str,
+    kind: str = "f",
+    *,
+    mode: int = 0o644,
+    size: int = 0,
+    chunks: list[bytes] | None = None,
+    target: str = "",
+    uid: int = 0,
+    gid: int = 0,
+) -> bytes:
     extra = target if kind == "l" else b"".join(chunks or []).hex()
     return json.dumps([path, kind, mode, uid, gid, 1_600_000_000 * 10**9, size, 1, extra, 0]).encode() + b"\n"
 
 
-def forge_snapshot(store: ObjectStore, lines: list[bytes], snapshot_id: str = "f0f0f0f0f0f0f0f0",
-                   time: datetime | None = None) -> str:
+def forge_snapshot(
+    store: ObjectStore,
+    lines: list[bytes],
+    snapshot_id: str = "f0f0f0f0f0f0f0f0",
+    time: datetime | None = None,
+) -> str:
     store.create(CONFIG_KEY, config_document("forged"))
     piece = forge_blob(store, b"".join(lines), KIND_MANIFEST)
     moment = time or datetime(2030, 1, 1, tzinfo=UTC)

@@ -20,7 +20,10 @@ def backed_up(engine: Engine, source: Path, store: LocalStore) -> tuple[str, dic
     write_file(source / "alpha.bin", os.urandom(17 << 20))
     write_file(source / "beta.bin", os.urandom(17 << 20))
     snapshot = engine.backup(source, BackupOptions()).snapshot.id
-    return snapshot, {"first": _pack_of(engine, store, "alpha.bin", 0), "last": _pack_of(engine, store, "beta.bin", -1)}
+    return snapshot, {
+        "first": _pack_of(engine, store, "alpha.bin", 0),
+        "last": _pack_of(engine, store, "beta.bin", -1),
+    }
 
 
 def _pack_of(engine: Engine, store: LocalStore, path: str, chunk: int) -> str:
@@ -46,8 +49,9 @@ def _flip_byte(store: LocalStore, key: str, offset: int = 1000) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_corrupt_pack_fails_restore_naming_object_and_files(engine: Engine, store: LocalStore,
-                                                            backed_up: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_corrupt_pack_fails_restore_naming_object_and_files(
+    engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     snapshot, packs = backed_up
     _flip_byte(store, packs["first"])
     dest = tmp_path / "dest"
@@ -60,8 +64,9 @@ def test_corrupt_pack_fails_restore_naming_object_and_files(engine: Engine, stor
     assert "beta.bin" not in message
 
 
-def test_verify_reads_data_and_reports_the_corrupt_blob(engine: Engine, store: LocalStore,
-                                                        backed_up: tuple[str, dict[str, str]]) -> None:
+def test_verify_reads_data_and_reports_the_corrupt_blob(
+    engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]]
+) -> None:
     snapshot, packs = backed_up
     assert engine.verify(read_data=1.0)[0].ok
     _flip_byte(store, packs["first"])
@@ -75,8 +80,9 @@ def test_verify_reads_data_and_reports_the_corrupt_blob(engine: Engine, store: L
     assert damage.files == ("alpha.bin",)
 
 
-def test_missing_pack_is_found_without_reading_data(engine: Engine, store: LocalStore,
-                                                    backed_up: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_missing_pack_is_found_without_reading_data(
+    engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     snapshot, packs = backed_up
     (store.root / packs["last"]).unlink()
     [result] = engine.verify()
@@ -89,8 +95,9 @@ def test_missing_pack_is_found_without_reading_data(engine: Engine, store: Local
         engine.restore(snapshot, dest)
 
 
-def test_missing_index_fails_before_writing(engine: Engine, store: LocalStore,
-                                            backed_up: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_missing_index_fails_before_writing(
+    engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     snapshot, packs = backed_up
     pack_id = packs["first"].rpartition("/")[2]
     (store.root / "index" / pack_id).unlink()
@@ -101,7 +108,9 @@ def test_missing_index_fails_before_writing(engine: Engine, store: LocalStore,
     assert list(dest.iterdir()) == []
 
 
-def test_truncated_pack_is_reported(engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]]) -> None:
+def test_truncated_pack_is_reported(
+    engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]]
+) -> None:
     _, packs = backed_up
     path = store.root / packs["first"]
     path.write_bytes(path.read_bytes()[:100])
@@ -109,8 +118,9 @@ def test_truncated_pack_is_reported(engine: Engine, store: LocalStore, backed_up
     assert "truncated" in result.damage[0].problem
 
 
-def test_a_damaged_previous_snapshot_does_not_block_new_backups(engine: Engine, store: LocalStore, source: Path,
-                                                                backed_up: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_a_damaged_previous_snapshot_does_not_block_new_backups(
+    engine: Engine, store: LocalStore, source: Path, backed_up: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     for key in [o.key for o in store.list("data/")] + [o.key for o in store.list("index/")]:
         store.delete([key])
     result = engine.backup(source, BackupOptions())

@@ -47,15 +47,24 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_hostile_manifest_is_rejected_before_writing(case: str, engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+def test_hostile_manifest_is_rejected_before_writing(
+    case: str, engine: Engine, store: LocalStore, tmp_path: Path
+) -> None:
     lines, match = CASES[case]
     _restore_fails(engine, store, lines, tmp_path, match)
 
 
-def test_size_that_disagrees_with_content_is_rejected(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+def test_size_that_disagrees_with_content_is_rejected(
+    engine: Engine, store: LocalStore, tmp_path: Path
+) -> None:
     blob = forge_blob(store, b"twelve bytes")
-    _restore_fails(engine, store, [line("ok", size=12, chunks=[blob]), line("z", size=11, chunks=[blob])],
-                   tmp_path, "says 11 bytes")
+    _restore_fails(
+        engine,
+        store,
+        [line("ok", size=12, chunks=[blob]), line("z", size=11, chunks=[blob])],
+        tmp_path,
+        "says 11 bytes",
+    )
 
 
 def test_blob_claiming_a_huge_size_is_rejected(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
@@ -82,8 +91,9 @@ def test_blob_claiming_a_huge_size_is_rejected(engine: Engine, store: LocalStore
 
 def test_valid_forged_snapshot_restores(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
     blob = forge_blob(store, b"hello")
-    snapshot = forge_snapshot(store, [line("d", "d", mode=0o755), line("d/f", size=5, chunks=[blob]),
-                                      line("d/l", "l", target="f")])
+    snapshot = forge_snapshot(
+        store, [line("d", "d", mode=0o755), line("d/f", size=5, chunks=[blob]), line("d/l", "l", target="f")]
+    )
     dest = tmp_path / "dest"
     dest.mkdir()
     engine.restore(snapshot, dest)
@@ -91,7 +101,9 @@ def test_valid_forged_snapshot_restores(engine: Engine, store: LocalStore, tmp_p
     assert (dest / "d" / "l").readlink() == Path("f")
 
 
-def test_corrupt_snapshot_record_is_skipped_not_fatal(engine: Engine, store: LocalStore, source: Path) -> None:
+def test_corrupt_snapshot_record_is_skipped_not_fatal(
+    engine: Engine, store: LocalStore, source: Path
+) -> None:
     from restore.model import BackupOptions
 
     (source / "a").write_bytes(b"1")

@@ -89,7 +89,9 @@ def test_deleted_files_disappear_from_the_next_snapshot(engine: Engine, source: 
     assert [p.name for p in dest.iterdir()] == ["b"]
 
 
-def test_unchanged_files_restore_from_an_incremental_snapshot(engine: Engine, source: Path, tmp_path: Path) -> None:
+def test_unchanged_files_restore_from_an_incremental_snapshot(
+    engine: Engine, source: Path, tmp_path: Path
+) -> None:
     from tests.support.trees import describe
 
     write_file(source / "a", os.urandom(3 << 20))

@@ -31,8 +31,9 @@ def _stored_bytes(store: LocalStore) -> int:
     return sum(o.size for o in store.list("data/"))
 
 
-def test_prune_forgets_by_policy_and_frees_unreferenced_data(engine: Engine, store: LocalStore, clock: FakeClock,
-                                                             source: Path, tmp_path: Path) -> None:
+def test_prune_forgets_by_policy_and_frees_unreferenced_data(
+    engine: Engine, store: LocalStore, clock: FakeClock, source: Path, tmp_path: Path
+) -> None:
     ids = _backup_days(engine, clock, source, 5)
     for day in range(4):
         (source / f"day{day}.bin").unlink()
@@ -60,8 +61,9 @@ def test_dry_run_deletes_nothing(engine: Engine, store: LocalStore, clock: FakeC
     assert sorted(o.key for o in store.list("")) == objects
 
 
-def test_shared_data_survives_pruning(engine: Engine, store: LocalStore, clock: FakeClock, source: Path,
-                                      tmp_path: Path) -> None:
+def test_shared_data_survives_pruning(
+    engine: Engine, store: LocalStore, clock: FakeClock, source: Path, tmp_path: Path
+) -> None:
     write_file(source / "shared", os.urandom(300_000))
     first = engine.backup(source, BackupOptions()).snapshot.id
     clock.advance(days=1)
@@ -76,8 +78,9 @@ def test_shared_data_survives_pruning(engine: Engine, store: LocalStore, clock: 
     assert first not in {s.id for s in engine.snapshots()}
 
 
-def test_orphan_packs_are_kept_during_the_grace_period(engine: Engine, store: LocalStore, clock: FakeClock,
-                                                        source: Path) -> None:
+def test_orphan_packs_are_kept_during_the_grace_period(
+    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
+) -> None:
     write_file(source / "a", b"1")
     engine.backup(source, BackupOptions())
     # What a killed backup leaves: a pack nobody indexed yet.
@@ -101,7 +104,9 @@ def test_empty_backup_over_data_is_refused(engine: Engine, source: Path) -> None
     assert len(engine.snapshots()) == 2
 
 
-def test_prune_never_removes_the_newest_non_empty_snapshot(engine: Engine, clock: FakeClock, source: Path) -> None:
+def test_prune_never_removes_the_newest_non_empty_snapshot(
+    engine: Engine, clock: FakeClock, source: Path
+) -> None:
     write_file(source / "a", b"1")
     data = engine.backup(source, BackupOptions()).snapshot.id
     (source / "a").unlink()
@@ -112,15 +117,18 @@ def test_prune_never_removes_the_newest_non_empty_snapshot(engine: Engine, clock
     assert data in {s.id for s in engine.snapshots()}
 
 
-def test_held_lease_blocks_a_second_writer(engine: Engine, store: LocalStore, clock: FakeClock, source: Path) -> None:
+def test_held_lease_blocks_a_second_writer(
+    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
+) -> None:
     write_file(source / "a", b"1")
     with Lease(store, owner="other-pod/1", clock=clock), pytest.raises(LeaseHeldError, match="other-pod/1"):
         engine.backup(source, BackupOptions())
     assert engine.snapshots() == []
 
 
-def test_expired_lease_of_a_dead_writer_is_taken_over(engine: Engine, store: LocalStore, clock: FakeClock,
-                                                       source: Path) -> None:
+def test_expired_lease_of_a_dead_writer_is_taken_over(
+    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
+) -> None:
     write_file(source / "a", b"1")
     dead = Lease(store, owner="dead-pod/1", clock=clock)
     dead.acquire()

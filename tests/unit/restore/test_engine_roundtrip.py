@@ -55,7 +55,11 @@ def _materialize(root: Path, entries: list[tuple[str, str, object]]) -> None:
             os.symlink(str(extra), full)
         else:
             size, seed, mode = extra  # type: ignore[misc]
-            write_file(full, (bytes([seed]) * 997 + os.urandom(3))[:1000] * (size // 1000) + b"x" * (size % 1000), mode=mode)
+            write_file(
+                full,
+                (bytes([seed]) * 997 + os.urandom(3))[:1000] * (size // 1000) + b"x" * (size % 1000),
+                mode=mode,
+            )
     for path, kind, extra in reversed(entries):
         full = root / path
         if kind == "dir":

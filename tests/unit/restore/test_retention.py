@@ -13,7 +13,9 @@ NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def _snap(hours_ago: float, files: int = 1) -> SnapshotInfo:
-    return SnapshotInfo(id=f"s{hours_ago}", time=NOW - timedelta(hours=hours_ago), files=files, dirs=0, bytes=0)
+    return SnapshotInfo(
+        id=f"s{hours_ago}", time=NOW - timedelta(hours=hours_ago), files=files, dirs=0, bytes=0
+    )
 
 
 def _kept(snaps: list[SnapshotInfo], policy: RetentionPolicy) -> list[str]:
@@ -63,8 +65,10 @@ def test_weekly_monthly_yearly_buckets() -> None:
     assert "s0" in kept
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("2h", 7200), ("7d", 604800),
-                                                ("1h30m", 5400), ("2w", 1209600)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1h30m", 5400), ("2w", 1209600)],
+)
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text).total_seconds() == seconds
 

@@ -1,0 +1,185 @@
+"""The command line: env twins, JSON output, and exit codes mapped in one place."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from restore.backends.local import LocalStore
+from restore.snapshots.lease import Lease
+from sidecar.cli import main
+from tests.conftest import FakeClock
+from tests.support.trees import write_file
+
+
+def _run(
+    args: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, list[dict[str, object]]]:
+    """Run the CLI; return exit code, stdout's non-log text, and the log events.
+
+    With --json the log goes to stderr and stdout is one JSON document.
+    """
+    code = main([*args, "--log-format", "json"], env)
+    captured = capsys.readouterr()
+    as_json = "--json" in args or env.get("CARETAKER_JSON") == "true"
+    log_text = captured.err if as_json else captured.out
+    logs = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    return code, captured.out if as_json else "", logs
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    source = tmp_path / "data"
+    write_file(source / "a.txt", b"hello")
+    return {"CARETAKER_REPOSITORY": f"file://{tmp_path / 'repo'}", "CARETAKER_PATH": str(source)}
+
+
+def test_backup_logs_a_finished_event_with_counts(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, logs = _run(["backup"], env, capsys)
+    assert code == 0
+    [finished] = [e for e in logs if e["event"] == "backup.finished"]
+    assert finished["files"] == 1
+    assert finished["bytes_read"] == 5
+    assert isinstance(finished["duration_seconds"], float)
+    assert finished["level"] == "info"
+    assert "timestamp" in finished
+
+
+def test_snapshots_json_is_newest_first(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _run(["backup"], env, capsys)
+    _run(["backup"], env, capsys)
+    code = main(["snapshots", "--json"], env)
+    listed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert len(listed) == 2
+    assert listed[0]["time"] >= listed[1]["time"]
+    assert set(listed[0]) >= {"id", "time", "files", "bytes"}
+
+
+def test_flag_wins_over_environment(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    code, _, _ = _run(["backup", "--repository", f"file://{other}"], env, capsys)
+    assert code == 0
+    assert (other / "snapshots").exists()
+    assert not (tmp_path / "repo").exists()
+
+
+def test_boolean_and_list_twins(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_file(tmp_path / "data" / "skip.tmp", b"x")
+    code, out, _ = _run(
+        ["backup"], {**env, "CARETAKER_JSON": "true", "CARETAKER_EXCLUDE": "*.tmp, nothing"}, capsys
+    )
+    assert code == 0
+    assert json.loads(out)["snapshot"]["files"] == 1
+
+
+def test_bad_environment_value_exits_2_naming_the_variable(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, logs = _run(
+        ["prune"], {**env, "CARETAKER_KEEP_LAST": "many", "CARETAKER_DRY_RUN": "perhaps"}, capsys
+    )
+    assert code == 2
+    problems = " ".join(map(str, logs[0]["problems"]))  # type: ignore[call-overload]
+    assert "CARETAKER_KEEP_LAST='many'" in problems
+    assert "CARETAKER_DRY_RUN='perhaps'" in problems
+
+
+def test_missing_repository_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, logs = _run(["snapshots"], {}, capsys)
+    assert code == 2
+    assert "CARETAKER_REPOSITORY" in str(logs[-1]["problems"])
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "file://relative/path", "file:relative", "/plain/path"])
+def test_bad_repository_url_exits_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, logs = _run(["snapshots", "--repository", url], {}, capsys)
+    assert code == 2
+    assert url in str(logs[-1]["problems"])
+
+
+def test_help_names_the_environment_twin() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "prune", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "CARETAKER_KEEP_LAST" in result.stdout
+    assert "CARETAKER_REPOSITORY" in result.stdout
+
+
+def test_lease_held_exits_6(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Lease(
+        LocalStore(tmp_path / "repo"), owner="pod-a/7", clock=FakeClock(FakeClock().now.replace(year=2999))
+    ):
+        code, _, logs = _run(["backup"], env, capsys)
+    assert code == 6
+    assert logs[-1]["event"] == "backup.failed"
+    assert "pod-a/7" in str(logs[-1]["error"])
+
+
+def test_empty_volume_over_data_exits_9(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(["backup"], env, capsys)
+    (tmp_path / "data" / "a.txt").unlink()
+    code, _, logs = _run(["backup"], env, capsys)
+    assert code == 9
+    assert logs[-1]["reason"] == "refused"
+    assert _run(["backup", "--allow-empty"], env, capsys)[0] == 0
+
+
+def test_verify_damage_exits_7(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(["backup"], env, capsys)
+    for pack in (tmp_path / "repo" / "data").rglob("*"):
+        if pack.is_file():
+            pack.unlink()
+    code, _, logs = _run(["verify"], env, capsys)
+    assert code == 7
+    assert any(e["event"] == "verify.damage" for e in logs)
+
+
+def test_prune_dry_run_prints_the_plan(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    for _ in range(3):
+        _run(["backup"], env, capsys)
+    code, out, _ = _run(["prune", "--keep-last", "1", "--dry-run", "--json"], env, capsys)
+    plan = json.loads(out)
+    assert code == 0
+    assert plan["dry_run"] is True
+    assert len(plan["removed"]) == 2
+    assert len(json.loads(_run(["snapshots", "--json"], env, capsys)[1])) == 3
+
+
+def test_unreadable_data_folder_exits_10(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, logs = _run(["backup", "--path", "/nonexistent/data"], env, capsys)
+    assert code == 10
+    assert "/nonexistent/data" in str(logs[-1]["error"])
+
+
+def test_console_format_is_readable() -> None:
+    from restore import logs
+
+    stream = io.StringIO()
+    logs.configure("info", "console", stream)
+    import structlog
+
+    structlog.get_logger().info("backup.finished", files=3)
+    assert "backup.finished" in stream.getvalue()
+    assert "files=3" in stream.getvalue()
+    assert not stream.getvalue().lstrip().startswith("{")
