@@ -94,7 +94,7 @@ def test_killed_writer_lease_expires_by_itself(volume: Path, tmp_path: Path) -> 
 
     repo = tmp_path / "repo"
     process = _backup_process(repo, volume)
-    _wait_for(lambda: (repo / "lease").exists())
+    _wait_for((repo / "lease").exists)
     process.send_signal(signal.SIGKILL)
     process.wait()
     with pytest.raises(LeaseHeldError, match="locked by"):

@@ -67,7 +67,7 @@ def test_corrupt_pack_fails_restore_naming_object_and_files(
 def test_verify_reads_data_and_reports_the_corrupt_blob(
     engine: Engine, store: LocalStore, backed_up: tuple[str, dict[str, str]]
 ) -> None:
-    snapshot, packs = backed_up
+    _snapshot, packs = backed_up
     assert engine.verify(read_data=1.0)[0].ok
     _flip_byte(store, packs["first"])
     # Structure alone cannot see a flipped byte; reading the data can.
@@ -103,7 +103,7 @@ def test_missing_index_fails_before_writing(
     (store.root / "index" / pack_id).unlink()
     dest = tmp_path / "dest"
     dest.mkdir()
-    with pytest.raises(IntegrityError, match="missing.*alpha.bin"):
+    with pytest.raises(IntegrityError, match=r"missing.*alpha\.bin"):
         engine.restore(snapshot, dest)
     assert list(dest.iterdir()) == []
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from restore.backends.local import LocalStore
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
-from restore.backends.local import LocalStore
 from tests.conftest import FakeClock
 from tests.support.trees import PAST_NS, describe, write_file
 
