@@ -62,7 +62,7 @@ class BlobDamageError(IntegrityError):
         super().__init__(f"{where}: {problem}")
 
 
-def decompress_blob(frame: bytes, expected: bytes, pack: str) -> bytes:
+def decompress_blob(frame: bytes | memoryview, expected: bytes, pack: str) -> bytes:
     """Decompress one blob and check its hash. Raise BlobDamageError if it is bad."""
     try:
         size = zstandard.frame_content_size(frame)

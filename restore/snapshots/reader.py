@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from restore.backends import ObjectStore
@@ -56,7 +58,7 @@ class PackReader:
 
     A pack that the restore needs less than half of is read blob by blob with range reads
     instead (old packs after many incremental backups). Memory: at most `ahead` prefetched
-    plus `cached` packs in use.
+    plus `cached` packs. Thread-safe: `ChunkFeed` decodes several blobs at once.
     """
 
     def __init__(
@@ -66,21 +68,22 @@ class PackReader:
         plan: PackPlan,
         *,
         workers: int,
-        ahead: int = 3,
-        cached: int = 3,
+        ahead: int = 2,
+        cached: int = 2,
     ) -> None:
         self._store = store
         self._index = index
         self._plan = plan
         self._whole = [p for p in plan.order if plan.needed[p] * 2 >= index.pack_sizes[p]]
+        self._whole_set = set(self._whole)
         self._single = BlobLoader(store, index)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        self._lock = threading.Lock()
         self._futures: dict[int, Future[bytes]] = {}
         self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._next = 0
         self._ahead = ahead
         self._cached = cached
-        self.whole_set = set(self._whole)
 
     def _fetch(self, pack: int) -> bytes:
         key = pack_key(self._index.packs[pack])
@@ -97,33 +100,68 @@ class PackReader:
                 self._futures[pack] = self._pool.submit(self._fetch, pack)
 
     def _pack(self, pack: int) -> bytes:
-        data = self._cache.get(pack)
-        if data is not None:
-            self._cache.move_to_end(pack)
-            return data
-        future = self._futures.pop(pack, None)
-        data = future.result() if future is not None else self._fetch(pack)
-        self._cache[pack] = data
-        while len(self._cache) > self._cached:
-            self._cache.popitem(last=False)
+        with self._lock:
+            data = self._cache.get(pack)
+            if data is not None:
+                self._cache.move_to_end(pack)
+                return data
+            future = self._futures.get(pack)
+            if future is None:
+                future = self._futures[pack] = self._pool.submit(self._fetch, pack)
+            self._prefetch()
+        data = future.result()
+        with self._lock:
+            self._futures.pop(pack, None)
+            self._cache[pack] = data
+            while len(self._cache) > self._cached:
+                self._cache.popitem(last=False)
         return data
 
     def blob(self, blob: bytes) -> bytes:
         """Return a blob's verified plain bytes. Raise IntegrityError if missing or corrupt."""
         where = self._single.location(blob)
         number = self._index.pack_of(blob)
-        self._prefetch()
-        if number not in self.whole_set:
+        if number not in self._whole_set:
             return self._single(blob)
         data = self._pack(number)
-        frame = data[where.offset : where.offset + where.length]
+        frame = memoryview(data)[where.offset : where.offset + where.length]
         if len(frame) != where.length:
             raise BlobDamageError("pack is truncated", blob=blob, pack=pack_key(where.pack))
         plain = decompress_blob(frame, blob, pack_key(where.pack))
-        self._plan.refs[number] -= 1
-        if self._plan.refs[number] <= 0:
-            self._cache.pop(number, None)
+        with self._lock:
+            self._plan.refs[number] -= 1
+            if self._plan.refs[number] <= 0:
+                self._cache.pop(number, None)
         return plain
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ChunkFeed:
+    """Decodes the chunks a restore will need next, in order, several at once.
+
+    `chunk_ids` must yield exactly the sequence in which `next()` is called (the restore
+    walks a second iterator over the same manifest for it). At most `window` decoded
+    chunks wait in memory.
+    """
+
+    def __init__(
+        self, reader: PackReader, chunk_ids: Iterator[bytes], *, workers: int, window: int = 12
+    ) -> None:
+        self._reader = reader
+        self._ids = chunk_ids
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        self._pending: collections.deque[Future[bytes]] = collections.deque()
+        self._window = window
+
+    def next(self) -> bytes:
+        while len(self._pending) < self._window:
+            blob = next(self._ids, None)
+            if blob is None:
+                break
+            self._pending.append(self._pool.submit(self._reader.blob, blob))
+        return self._pending.popleft().result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

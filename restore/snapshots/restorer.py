@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from restore.backends import ObjectStore
@@ -18,7 +18,7 @@ from restore.model import Damage, Progress, RestoreStats
 from restore.snapshots.format import BlobDamageError, SnapshotRecord, pack_key
 from restore.snapshots.index import BlobIndex
 from restore.snapshots.manifest import DIR, FILE, Entry, read_entries, validated
-from restore.snapshots.reader import BlobLoader, PackPlan, PackReader
+from restore.snapshots.reader import BlobLoader, ChunkFeed, PackPlan, PackReader
 
 _SHOWN_FILES = 20
 
@@ -56,7 +56,9 @@ def plan_restore(
             size += where.raw_length
             plan.add(index.pack_of(chunk), where.length)
         if entry.kind == FILE and complete and size != entry.size:
-            raise IntegrityError(f"manifest entry {entry.path!r} says {entry.size} bytes, its chunks hold {size}")
+            raise IntegrityError(
+                f"manifest entry {entry.path!r} says {entry.size} bytes, its chunks hold {size}"
+            )
     if missing:
         damage = [
             Damage(object=f"blob {b.hex()}", problem="missing", files=tuple(f[:_SHOWN_FILES]))
@@ -85,9 +87,9 @@ def check_space(dest: Path, needed: int) -> None:
 class TreeWriter:
     """Creates entries under `dest`. Folders get their final mode and mtime when left."""
 
-    def __init__(self, dest: Path, blob: Callable[[bytes], bytes], progress: Progress) -> None:
+    def __init__(self, dest: Path, feed: ChunkFeed, progress: Progress) -> None:
         self._dest = str(dest)
-        self._blob = blob
+        self._feed = feed
         self._progress = progress
         self._open: list[Entry] = []
         self._as_root = os.geteuid() == 0
@@ -118,8 +120,8 @@ class TreeWriter:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             written = 0
-            for chunk in entry.chunks:
-                data = self._blob(chunk)
+            for _ in entry.chunks:
+                data = self._feed.next()
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
@@ -162,7 +164,9 @@ def restore_tree(
     check_space(dest, totals.bytes)
     progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
     reader = PackReader(store, index, plan, workers=workers)
-    writer = TreeWriter(dest, reader.blob, progress)
+    chunk_ids = (chunk for entry in entries_of(record, loader) for chunk in entry.chunks)
+    feed = ChunkFeed(reader, chunk_ids, workers=max(2, os.cpu_count() or 1))
+    writer = TreeWriter(dest, feed, progress)
     try:
         for entry in entries_of(record, loader):
             writer.write(entry)
@@ -172,6 +176,7 @@ def restore_tree(
     except OSError as error:
         raise LocalIOError(f"cannot write into {dest}: {error.strerror} ({error.filename})") from error
     finally:
+        feed.close()
         reader.close()
     return writer.stats
 
