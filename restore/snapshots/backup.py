@@ -37,7 +37,11 @@ from restore.snapshots.packer import Packer
 from restore.snapshots.scan import Scanned, scan
 
 _BATCH = 1 << 20
+_BATCH_ITEMS = 256
 _WINDOW = 24 << 20
+# Entries waiting for their batch: bounded too, or a volume of tiny files would queue
+# hundreds of thousands of them behind one window of bytes.
+_QUEUE_ITEMS = 4096
 _RETRIES_WHEN_CHANGING = 2
 # A file modified this close to the previous snapshot's start may have changed again in
 # the same timestamp tick after it was read: never trust its metadata ("racy git").
@@ -92,7 +96,7 @@ class ChunkPipeline:
         self._open.items.append((target, data))
         self._open.size += len(data)
         self._in_flight += len(data)
-        if self._open.size >= _BATCH:
+        if self._open.size >= _BATCH or len(self._open.items) >= _BATCH_ITEMS:
             self._submit(self._open)
             self._open = None
         self._drain(_WINDOW)
@@ -105,7 +109,9 @@ class ChunkPipeline:
         batch.future = self._pool.submit(self._work, [data for _, data in batch.items])
 
     def _drain(self, limit: int) -> None:
-        while self._queue and (self._in_flight > limit or isinstance(self._queue[0], _Slot)):
+        while self._queue and (
+            self._in_flight > limit or len(self._queue) > _QUEUE_ITEMS or isinstance(self._queue[0], _Slot)
+        ):
             head = self._queue.popleft()
             if isinstance(head, _Slot):
                 self.on_entry.append(head.entry._replace(chunks=tuple(head.chunks)))

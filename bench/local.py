@@ -1,0 +1,87 @@
+"""Local repository benchmark: caretaker vs `tar | zstd -T0 -3` on the same data, same run.
+
+Usage: .venv/bin/python bench/local.py [--reps 3] [--only files|big]
+Prints one markdown table (medians, minima, peak RSS, ratio of minima to tar+zstd) and
+the bytes the second backup of an unchanged tree read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+from harness import Row, Sample, age_tree_mtimes, big_file, caretaker, change_files, fresh, interleave, \
+    mixed_files, runtime_venv, table, timed, workdir
+
+
+def _datasets(base: Path, only: str | None) -> dict[str, Path]:
+    found = {"2,000 files": mixed_files(base / "files"), "1 GiB file": big_file(base / "big")}
+    for path in found.values():
+        age_tree_mtimes(path)
+    return {k: v for k, v in found.items() if only is None or only in k.replace(",", "")}
+
+
+def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> list[Row]:
+    repo, tarball = base / "repo", base / "full.tar.zst"
+    backup = f"{tool} backup --repository file://{repo} --path {data} --log-level warning"
+    full = interleave(reps, [
+        ("caretaker", lambda: (fresh(repo), timed(backup))[1]),
+        ("tar+zstd", lambda: timed(f"tar -C {data} -cf - . | zstd -q -T0 -3 -o {tarball} -f")),
+    ])
+    snar = base / "tar.snar"
+    snar.unlink(missing_ok=True)
+    timed(f"tar -C {data} --listed-incremental={snar} -cf - . | zstd -q -T0 -3 -o {base / 'level0.tar.zst'} -f")
+    counter = iter(range(1000))
+
+    def change() -> None:
+        change_files(data, 0.01, next(counter))
+
+    incremental = interleave(reps, [
+        ("change", lambda: (change(), Sample(0, 0, 0))[1]),
+        ("caretaker", lambda: timed(backup)),
+        ("tar+zstd", lambda: timed(f"tar -C {data} --listed-incremental={snar} -cf - . | "
+                                   f"zstd -q -T0 -3 -o {base / 'incr.tar.zst'} -f")),
+    ])
+    out = base / "out"
+    restore = (f"{tool} restore --repository file://{repo} --path {out} --termination-log {base / 'term.log'} "
+               "--log-level warning")
+    restored = interleave(reps, [
+        ("caretaker", lambda: (fresh(out), timed(restore))[1]),
+        ("tar+zstd", lambda: (fresh(out), timed(f"zstd -q -d -c {tarball} | tar -C {out} -xf -"))[1]),
+    ])
+    rows = []
+    for operation, results in (("full backup", full), ("incremental (1% changed)", incremental),
+                               ("restore", restored)):
+        rows += [Row(name, operation, t, results[t]) for t in ("caretaker", "tar+zstd")]
+    return rows
+
+
+def unchanged_read(tool: str, data: Path, base: Path) -> int:
+    repo = fresh(base / "repo-unchanged")
+    command = [tool, "backup", "--repository", f"file://{repo}", "--path", str(data), "--json", "--log-level", "warning"]
+    subprocess.run(command, check=True, capture_output=True)
+    second = subprocess.run(command, check=True, capture_output=True, text=True)
+    return int(json.loads(second.stdout)["stats"]["bytes_read"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", choices=("files", "big"))
+    args = parser.parse_args()
+    tool = caretaker(runtime_venv())
+    base = workdir() / "local"
+    rows: list[Row] = []
+    for name, data in _datasets(workdir() / "data", args.only).items():
+        rows += bench_dataset(name, data, args.reps, tool, fresh(base))
+    print(table(rows, baseline="tar+zstd"))
+    big = workdir() / "data" / "big"
+    if args.only in (None, "big"):
+        age_tree_mtimes(big)
+        print(f"\nsecond backup of the unchanged 1 GiB tree read {unchanged_read(tool, big, base)} bytes")
+
+
+if __name__ == "__main__":
+    main()
