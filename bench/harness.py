@@ -32,13 +32,17 @@ def runtime_venv() -> Path:
     """A venv with caretaker and its runtime dependencies only; rebuilt when the code changes."""
     venv = workdir() / "venv"
     stamp = venv / ".stamp"
-    newest = max(p.stat().st_mtime for p in [*ROOT.glob("restore/**/*.py"), *ROOT.glob("sidecar/**/*.py"),
-                                             ROOT / "pyproject.toml"])
+    newest = max(
+        p.stat().st_mtime
+        for p in [*ROOT.glob("restore/**/*.py"), *ROOT.glob("sidecar/**/*.py"), ROOT / "pyproject.toml"]
+    )
     if not stamp.exists() or stamp.stat().st_mtime < newest:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps", str(ROOT)],
-                       check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps", str(ROOT)],
+            check=True,
+        )
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], check=True)
         stamp.touch()
     return venv
@@ -50,7 +54,10 @@ def caretaker(venv: Path) -> str:
 
 # -- data ----------------------------------------------------------------------------------
 
-_WORDS = [bytes(random.Random(i).choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(2 + i % 8)) for i in range(5000)]
+_WORDS = [
+    bytes(random.Random(i).choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(2 + i % 8))
+    for i in range(5000)
+]
 
 
 def text(size: int, seed: int) -> bytes:
@@ -110,8 +117,14 @@ class Sample:
 
 def timed(command: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Sample:
     """Run a shell command under GNU time; peak RSS is the largest process of the pipeline."""
-    result = subprocess.run([TIME, "-f", "%e %U %S %M", "sh", "-c", command], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, cwd=cwd, check=False)
+    result = subprocess.run(
+        [TIME, "-f", "%e %U %S %M", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"failed ({result.returncode}): {command}\n{result.stderr[-2000:]}")
     wall, user, system, rss = result.stderr.strip().splitlines()[-1].split()
@@ -143,14 +156,20 @@ def interleave(reps: int, steps: Sequence[tuple[str, Callable[[], Sample]]]) -> 
 
 def table(rows: list[Row], baseline: str) -> str:
     """Markdown table: medians and minima per tool, and the ratio of minima to the baseline."""
-    lines = ["| data | operation | tool | wall median s | wall min s | cpu median s | peak RSS MiB | ratio (min wall) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | operation | tool | wall median s | wall min s | cpu median s | peak RSS MiB | ratio (min wall) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        base = next((r for r in rows if (r.data, r.operation, r.tool) == (row.data, row.operation, baseline)), None)
+        base = next(
+            (r for r in rows if (r.data, r.operation, r.tool) == (row.data, row.operation, baseline)), None
+        )
         ratio = f"{row.minimum('wall') / base.minimum('wall'):.2f}x" if base and base.minimum("wall") else "-"
-        lines.append(f"| {row.data} | {row.operation} | {row.tool} | {row.median('wall'):.2f} | "
-                     f"{row.minimum('wall'):.2f} | {row.median('cpu'):.2f} | {max(s.rss_mib for s in row.samples):.0f} | "
-                     f"{ratio} |")
+        lines.append(
+            f"| {row.data} | {row.operation} | {row.tool} | {row.median('wall'):.2f} | "
+            f"{row.minimum('wall'):.2f} | {row.median('cpu'):.2f} | {max(s.rss_mib for s in row.samples):.0f} | "
+            f"{ratio} |"
+        )
     return "\n".join(lines)
 
 

@@ -12,8 +12,21 @@ import json
 import subprocess
 from pathlib import Path
 
-from harness import Row, Sample, age_tree_mtimes, big_file, caretaker, change_files, fresh, interleave, \
-    mixed_files, runtime_venv, table, timed, workdir
+from harness import (
+    Row,
+    Sample,
+    age_tree_mtimes,
+    big_file,
+    caretaker,
+    change_files,
+    fresh,
+    interleave,
+    mixed_files,
+    runtime_venv,
+    table,
+    timed,
+    workdir,
+)
 
 
 def _datasets(base: Path, only: str | None) -> dict[str, Path]:
@@ -26,41 +39,72 @@ def _datasets(base: Path, only: str | None) -> dict[str, Path]:
 def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> list[Row]:
     repo, tarball = base / "repo", base / "full.tar.zst"
     backup = f"{tool} backup --repository file://{repo} --path {data} --log-level warning"
-    full = interleave(reps, [
-        ("caretaker", lambda: (fresh(repo), timed(backup))[1]),
-        ("tar+zstd", lambda: timed(f"tar -C {data} -cf - . | zstd -q -T0 -3 -o {tarball} -f")),
-    ])
+    full = interleave(
+        reps,
+        [
+            ("caretaker", lambda: (fresh(repo), timed(backup))[1]),
+            ("tar+zstd", lambda: timed(f"tar -C {data} -cf - . | zstd -q -T0 -3 -o {tarball} -f")),
+        ],
+    )
     snar = base / "tar.snar"
     snar.unlink(missing_ok=True)
-    timed(f"tar -C {data} --listed-incremental={snar} -cf - . | zstd -q -T0 -3 -o {base / 'level0.tar.zst'} -f")
+    timed(
+        f"tar -C {data} --listed-incremental={snar} -cf - . | zstd -q -T0 -3 -o {base / 'level0.tar.zst'} -f"
+    )
     counter = iter(range(1000))
 
     def change() -> None:
         change_files(data, 0.01, next(counter))
 
-    incremental = interleave(reps, [
-        ("change", lambda: (change(), Sample(0, 0, 0))[1]),
-        ("caretaker", lambda: timed(backup)),
-        ("tar+zstd", lambda: timed(f"tar -C {data} --listed-incremental={snar} -cf - . | "
-                                   f"zstd -q -T0 -3 -o {base / 'incr.tar.zst'} -f")),
-    ])
+    incremental = interleave(
+        reps,
+        [
+            ("change", lambda: (change(), Sample(0, 0, 0))[1]),
+            ("caretaker", lambda: timed(backup)),
+            (
+                "tar+zstd",
+                lambda: timed(
+                    f"tar -C {data} --listed-incremental={snar} -cf - . | "
+                    f"zstd -q -T0 -3 -o {base / 'incr.tar.zst'} -f"
+                ),
+            ),
+        ],
+    )
     out = base / "out"
-    restore = (f"{tool} restore --repository file://{repo} --path {out} --termination-log {base / 'term.log'} "
-               "--log-level warning")
-    restored = interleave(reps, [
-        ("caretaker", lambda: (fresh(out), timed(restore))[1]),
-        ("tar+zstd", lambda: (fresh(out), timed(f"zstd -q -d -c {tarball} | tar -C {out} -xf -"))[1]),
-    ])
+    restore = (
+        f"{tool} restore --repository file://{repo} --path {out} --termination-log {base / 'term.log'} "
+        "--log-level warning"
+    )
+    restored = interleave(
+        reps,
+        [
+            ("caretaker", lambda: (fresh(out), timed(restore))[1]),
+            ("tar+zstd", lambda: (fresh(out), timed(f"zstd -q -d -c {tarball} | tar -C {out} -xf -"))[1]),
+        ],
+    )
     rows = []
-    for operation, results in (("full backup", full), ("incremental (1% changed)", incremental),
-                               ("restore", restored)):
+    for operation, results in (
+        ("full backup", full),
+        ("incremental (1% changed)", incremental),
+        ("restore", restored),
+    ):
         rows += [Row(name, operation, t, results[t]) for t in ("caretaker", "tar+zstd")]
     return rows
 
 
 def unchanged_read(tool: str, data: Path, base: Path) -> int:
     repo = fresh(base / "repo-unchanged")
-    command = [tool, "backup", "--repository", f"file://{repo}", "--path", str(data), "--json", "--log-level", "warning"]
+    command = [
+        tool,
+        "backup",
+        "--repository",
+        f"file://{repo}",
+        "--path",
+        str(data),
+        "--json",
+        "--log-level",
+        "warning",
+    ]
     subprocess.run(command, check=True, capture_output=True)
     second = subprocess.run(command, check=True, capture_output=True, text=True)
     return int(json.loads(second.stdout)["stats"]["bytes_read"])

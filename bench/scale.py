@@ -45,9 +45,11 @@ def main() -> None:
         Row(f"{args.files:,} files", "restore", "caretaker", [timed(restore)]),
     ]
     print(table(rows, baseline="-"))
-    print(f"\nrepository: {sum(f.stat().st_size for f in repo.rglob('*') if f.is_file()) / 2**20:.0f} MiB, "
-          f"{sum(1 for _ in repo.rglob('*'))} objects; files restored: "
-          f"{sum(len(files) for _, _, files in os.walk(out))}")
+    print(
+        f"\nrepository: {sum(f.stat().st_size for f in repo.rglob('*') if f.is_file()) / 2**20:.0f} MiB, "
+        f"{sum(1 for _ in repo.rglob('*'))} objects; files restored: "
+        f"{sum(len(files) for _, _, files in os.walk(out))}"
+    )
 
 
 if __name__ == "__main__":
