@@ -48,6 +48,4 @@ class Excludes:
         if relpath == STATE_DIR:
             return True
         name = relpath.rpartition("/")[2]
-        return any(p.match(name) for p in self._by_name) or any(
-            p.match(relpath) for p in self._by_path
-        )
+        return any(p.match(name) for p in self._by_name) or any(p.match(relpath) for p in self._by_path)

@@ -3,22 +3,38 @@ termination log. The sidecar reads the result file and exports it as metrics.
 
 The result file is `<path>/.caretaker/restore-result.json`, one JSON object (see
 `Outcome.to_json`); it is replaced atomically, so a reader sees the old or the new one.
+The termination log (`/dev/termination-log` by default) gets a one-line JSON summary,
+which Kubernetes shows as the container's last state message in `kubectl describe pod`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from restore.clock import format_time, parse_time
 from restore.model import STATE_DIR
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
 OutcomeKind = Literal["restored", "skipped", "first-boot", "failed", "planned"]
 RESULT_FILE = "restore-result.json"
+# Kubernetes keeps at most this many bytes of a termination message.
+TERMINATION_LOG_LIMIT = 4096
+_SUMMARY_KEYS = (
+    "outcome",
+    "exit_code",
+    "reason",
+    "snapshot",
+    "skipped_snapshots",
+    "quarantined",
+    "files",
+    "bytes",
+    "error",
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,7 +48,8 @@ class Outcome:
     files: int = 0
     bytes: int = 0
     duration_seconds: float = 0.0
-    # Snapshots tried and rejected (corrupt/incomplete) before `snapshot` was restored.
+    # Snapshots tried and rejected before `snapshot` was restored (or before giving up):
+    # corrupt or incomplete, or their restored data failed the --check-cmd health check.
     skipped_snapshots: tuple[str, ...] = ()
     quarantined: str | None = None
     error: str | None = None
@@ -66,7 +83,7 @@ def write_result(data_path: Path, outcome: Outcome) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_suffix(".tmp")
     temp.write_text(json.dumps(outcome.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, target)
+    temp.replace(target)
     return target
 
 
@@ -84,3 +101,33 @@ def read_result(data_path: Path) -> Outcome | None:
         return Outcome.from_json(json.loads(text))
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"malformed restore result file {target}: {error}") from error
+
+
+def termination_message(outcome: Outcome, limit: int = TERMINATION_LOG_LIMIT) -> str:
+    """Return a one-line JSON summary of `outcome` no longer than `limit` bytes.
+
+    Empty fields are left out; a long error message is shortened, never the JSON broken.
+    """
+    full = outcome.to_json()
+    data = {k: full[k] for k in _SUMMARY_KEYS if full[k] or k in ("outcome", "exit_code")}
+    text = json.dumps(data)  # ASCII only (escaped), so characters are bytes
+    excess = len(text) - limit
+    if excess > 0 and data.get("error"):
+        # Dropping n characters of the message drops at least n bytes of its JSON form.
+        error = str(data["error"])
+        data["error"] = error[: max(len(error) - excess - 3, 0)] + "..."
+        text = json.dumps(data)
+    if len(text) > limit:
+        text = json.dumps({k: data[k] for k in ("outcome", "exit_code", "reason") if k in data})
+    return text
+
+
+def write_termination_log(path: Path, outcome: Outcome) -> bool:
+    """Write the summary to `path`; return False if its folder does not exist (not in a pod).
+
+    Raise OSError if the folder exists but the file cannot be written.
+    """
+    if not path.parent.is_dir():
+        return False
+    path.write_text(termination_message(outcome), encoding="utf-8")
+    return True

@@ -1,37 +1,245 @@
-"""`caretaker restore`: the init container. (Placeholder: issue 4 builds the real action.)"""
+"""`caretaker restore`: the init container that makes the data volume ready, or keeps the
+pod from starting.
+
+Parsing and reporting live here; the work is `restore.action`. The action module is
+imported only when the command runs, and the repository is opened only when the volume
+needs data, so a pod restart on a populated volume stays cheap.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from restore.clock import parse_time
 from restore.commands import Command, Context, open_from_args
-from restore.errors import NoSnapshotError
+from restore.retention import parse_duration
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from restore.action import Effects
+    from restore.decision import RestoreSettings
+    from restore.outcome import Outcome
+
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time with a zone: {text!r}") from error
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
+    return int(text)
+
+
+OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "--snapshot",
+        {"default": "latest", "metavar": "ID", "help": "snapshot id (or unique prefix), or latest"},
+    ),
+    (
+        "--before",
+        {"type": _time, "metavar": "RFC3339", "help": "restore the newest snapshot at or before this time"},
+    ),
+    (
+        "--force",
+        {
+            "action": "store_true",
+            "help": "restore even into a non-empty folder; existing data is moved to .caretaker/quarantine/",
+        },
+    ),
+    (
+        "--check-cmd",
+        {
+            "metavar": "CMD",
+            "help": "health check run in --path (no shell); on failure the data is quarantined and restored",
+        },
+    ),
+    (
+        "--allow-empty",
+        {
+            "action": "store_true",
+            "help": "exit 0 (outcome first-boot) when the repository has no snapshot yet",
+        },
+    ),
+    (
+        "--timeout",
+        {
+            "type": _duration,
+            "default": "5m",
+            "metavar": "DURATION",
+            "help": "keep retrying unreachable storage this long",
+        },
+    ),
+    (
+        "--max-fallbacks",
+        {
+            "type": _count,
+            "default": 3,
+            "metavar": "N",
+            "help": "older snapshots to try when one is corrupt or fails the check",
+        },
+    ),
+    (
+        "--dry-run",
+        {"action": "store_true", "help": "print the plan; write nothing (not even the result file)"},
+    ),
+    (
+        "--json",
+        {"action": "store_true", "help": "print the plan (--dry-run) or the outcome as JSON on stdout"},
+    ),
+    (
+        "--termination-log",
+        {
+            "type": Path,
+            "default": Path(DEFAULT_TERMINATION_LOG),
+            "metavar": "PATH",
+            "help": "where Kubernetes reads a short outcome summary (skipped if its folder is missing)",
+        },
+    ),
+    (
+        "--progress-interval",
+        {
+            "type": _duration,
+            "default": "10s",
+            "metavar": "DURATION",
+            "help": "log a progress line this often while restoring",
+        },
+    ),
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from restore.cli import add_repository_options  # noqa: PLC0415
 
-    add_repository_options(parser, path_help="the data folder to restore into")
-    parser.add_argument("--snapshot", default="latest", help="snapshot id, or latest")
+    add_repository_options(parser, path_help="the data folder to restore into (usually a volume mount)")
+    for flag, options in OPTIONS:
+        parser.add_argument(flag, **options)
+
+
+def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
+    """Raise ConfigError naming each bad flag."""
+    from restore.decision import RestoreSettings  # noqa: PLC0415
+    from restore.healthcheck import parse_command  # noqa: PLC0415
+
+    return RestoreSettings(
+        path=args.path.absolute(),
+        snapshot=args.snapshot,
+        before=args.before,
+        force=args.force,
+        check_cmd=parse_command(args.check_cmd) if args.check_cmd else (),
+        allow_empty=args.allow_empty,
+        timeout_seconds=args.timeout.total_seconds(),
+        max_fallbacks=args.max_fallbacks,
+        progress_interval_seconds=args.progress_interval.total_seconds(),
+    )
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = open_from_args(args, ctx)
+    import structlog  # noqa: PLC0415
+
+    from restore.action import Effects, restore  # noqa: PLC0415
+    from restore.cancel import SignalGuard  # noqa: PLC0415
+    from restore.errors import ConfigError  # noqa: PLC0415
+
+    log = structlog.get_logger().bind(command="restore")
     try:
-        found = repo.snapshots()
-        if not found:
-            raise NoSnapshotError("repository has no snapshot")
-        chosen = found[0] if args.snapshot == "latest" else next(s for s in found if s.id == args.snapshot)
-        repo.restore(chosen.id, args.path)
-    finally:
-        repo.close()
+        settings = settings_from_args(args)
+    except ConfigError as error:
+        if args.dry_run:
+            raise
+        return report(_config_failure(error, ctx), args, ctx, log)
+    with SignalGuard() as guard:
+        effects = Effects(
+            open_repository=lambda: open_from_args(args, ctx),
+            log=log,
+            clock=ctx.clock,
+            shielded=guard.shielded,
+        )
+        if args.dry_run:
+            return dry_run(settings, effects, args, ctx)
+        outcome = restore(settings, effects)
+    return report(outcome, args, ctx, log)
+
+
+def dry_run(settings: RestoreSettings, effects: Effects, args: argparse.Namespace, ctx: Context) -> int:
+    """Print the plan; errors propagate to the CLI (logged, exit code), nothing is written."""
+    from restore.action import plan  # noqa: PLC0415
+
+    document = plan(settings, effects)
+    if args.json:
+        ctx.print_json(document)
+    else:
+        effects.log.info("restore.plan", **document)
     return 0
+
+
+def _config_failure(error: Exception, ctx: Context) -> Outcome:
+    from restore.errors import exit_code_of  # noqa: PLC0415
+    from restore.outcome import Outcome  # noqa: PLC0415
+
+    return Outcome(
+        outcome="failed",
+        exit_code=exit_code_of(error),
+        finished_at=ctx.clock(),
+        reason="config",
+        error=str(error),
+    )
+
+
+def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -> int:
+    """Log the outcome, write the result file and the termination log; return the exit code.
+
+    A result file or termination log that cannot be written is logged, not fatal: the exit
+    code already tells Kubernetes what happened.
+    """
+    from restore.outcome import write_result, write_termination_log  # noqa: PLC0415
+
+    (log.info if outcome.exit_code == 0 else log.error)("restore.outcome", **outcome.to_json())
+    if args.json:
+        ctx.print_json(outcome.to_json())
+    try:
+        write_result(args.path.absolute(), outcome)
+    except OSError as error:
+        log.warning("restore.result_unwritable", path=str(args.path), error=error.strerror)
+    try:
+        write_termination_log(args.termination_log, outcome)
+    except OSError as error:
+        log.warning(
+            "restore.termination_log_unwritable", path=str(args.termination_log), error=error.strerror
+        )
+    return outcome.exit_code
 
 
 COMMAND = Command(
     name="restore",
     help="restore the data folder from a snapshot (init container)",
-    description="Restore --path from --repository.",
+    description=(
+        "Make --path ready before the app starts. An empty folder (ignoring lost+found and\n"
+        ".caretaker) is restored from the newest good snapshot of --repository; a folder with\n"
+        "data is left alone (exit 0) unless --force, or --check-cmd fails on it. Snapshots that\n"
+        "fail verification are skipped for older ones (--max-fallbacks). Data lands in\n"
+        ".caretaker/staging/ first and is moved into place only when complete; existing data\n"
+        "is moved to .caretaker/quarantine/, never deleted. The outcome is logged, written to\n"
+        "<path>/.caretaker/restore-result.json and to --termination-log.\n\n"
+        "Exit codes: 0 ready (restored, skipped, first-boot); 1 unexpected; 2 usage; 3 no\n"
+        "snapshot; 4 repository unreachable; 5 access denied; 7 no good snapshot; 8 check\n"
+        "failed on restored data too; 10 local disk/permission; 128+N stopped by signal N."
+    ),
     configure=configure,
     run=run,
 )
