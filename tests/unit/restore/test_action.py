@@ -1,0 +1,298 @@
+"""The restore action's flow, against an in-memory repository that can fail on demand.
+
+The real engine and backends are exercised in tests/integration/test_restore_*.py; here a
+small fake stands in where a failure cannot be produced for real in a unit test (a crash,
+an outage of exactly two calls, a nearly full disk) and time is fake.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from restore.action import Effects, plan, restore
+from restore.decision import RestoreSettings
+from restore.errors import IntegrityError, NoSnapshotError, TransientBackendError
+from restore.model import RestoreStats, SnapshotInfo
+from restore.staging import Staging
+
+T0 = datetime(2026, 1, 10, tzinfo=UTC)
+
+
+class FakeRepository:
+    """Snapshots `s1` (oldest) .. `sN`, each a dict of files; failures on demand."""
+
+    def __init__(
+        self, *trees: dict[str, str], corrupt: tuple[str, ...] = (), transient: int = 0, crash: bool = False
+    ):
+        self.trees = {f"s{n}": tree for n, tree in enumerate(trees, start=1)}
+        self.corrupt = corrupt
+        self.transient = transient
+        self.crash = crash
+        self.restored: list[str] = []
+        self.closed = False
+
+    def describe(self) -> str:
+        return "fake://repo"
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        infos = [
+            SnapshotInfo(
+                id=sid,
+                time=T0 + timedelta(hours=n),
+                files=len(tree),
+                dirs=0,
+                bytes=sum(map(len, tree.values())),
+            )
+            for n, (sid, tree) in enumerate(self.trees.items())
+        ]
+        return infos[::-1]
+
+    def restore(self, snapshot_id: str, dest: pathlib.Path, progress=None) -> RestoreStats:
+        if self.transient:
+            self.transient -= 1
+            raise TransientBackendError("connection refused")
+        if self.crash:
+            (dest / "partial").write_text("x")
+            raise RuntimeError("bug")
+        self.restored.append(snapshot_id)
+        for rel, content in self.trees[snapshot_id].items():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_text(content)
+            if snapshot_id in self.corrupt:
+                raise IntegrityError(
+                    f"snapshot {snapshot_id}: blob 00ff in data/00/ff: checksum mismatch (files: {rel})"
+                )
+        tree = self.trees[snapshot_id]
+        return RestoreStats(files=len(tree), bytes=sum(map(len, tree.values())))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 50.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def effects(repo: FakeRepository, time: FakeTime | None = None, **kw) -> Effects:
+    time = time or FakeTime()
+    return Effects(
+        open_repository=lambda: repo,
+        log=structlog.get_logger(),
+        clock=lambda: datetime(2026, 1, 15, 12, 0, tzinfo=UTC),
+        monotonic=time.monotonic,
+        sleep=time.sleep,
+        **kw,
+    )
+
+
+def files(root: pathlib.Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run(path: pathlib.Path, repo: FakeRepository, time: FakeTime | None = None, **kw):
+    settings_kw = {k: v for k, v in kw.items() if k != "disk_free"}
+    effect_kw = {k: v for k, v in kw.items() if k == "disk_free"}
+    return restore(RestoreSettings(path=path, **settings_kw), effects(repo, time, **effect_kw))
+
+
+GOOD = {"app.db": "good", "sub/x": "x"}
+QUARANTINE = ".caretaker/quarantine/20260115T120000Z/"
+
+
+class TestOutcomes:
+    def test_restores_the_newest_snapshot(self, tmp_path):
+        repo = FakeRepository({"old": "1"}, GOOD)
+        outcome = run(tmp_path, repo)
+        assert (outcome.outcome, outcome.exit_code, outcome.snapshot) == ("restored", 0, "s2")
+        assert (outcome.files, outcome.bytes, outcome.reason) == (2, 5, "target is empty")
+        assert files(tmp_path) == GOOD
+        assert repo.closed
+
+    def test_skips_a_populated_volume_without_opening_the_repository(self, tmp_path):
+        (tmp_path / "mine").write_text("mine")
+        outcome = restore(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
+        assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("skipped", 0, "target is not empty")
+        assert files(tmp_path) == {"mine": "mine"}
+
+    def test_no_snapshot_fails_closed(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository())
+        assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 3, "no-snapshot")
+        assert "fake://repo has no snapshot" in outcome.error
+
+    def test_first_boot_when_allowed(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository(), allow_empty=True)
+        assert (outcome.outcome, outcome.exit_code) == ("first-boot", 0)
+        assert files(tmp_path) == {}
+
+    def test_unexpected_error_is_exit_1_and_staging_is_gone(self, tmp_path):
+        with capture_logs() as logs:
+            outcome = run(tmp_path, FakeRepository(GOOD, crash=True))
+        assert (outcome.outcome, outcome.exit_code, outcome.reason, outcome.error) == (
+            "failed",
+            1,
+            "crashed",
+            "bug",
+        )
+        assert any(e["event"] == "restore.crashed" for e in logs)
+        assert files(tmp_path) == {}
+        assert not (tmp_path / ".caretaker" / "staging").exists()
+
+
+class TestUnreachable:
+    def test_retries_until_the_repository_answers(self, tmp_path):
+        time = FakeTime()
+        outcome = run(tmp_path, FakeRepository(GOOD, transient=2), time)
+        assert (outcome.outcome, outcome.snapshot) == ("restored", "s1")
+        assert time.sleeps == [1, 2]
+        assert files(tmp_path) == GOOD
+
+    def test_gives_up_after_the_timeout_with_exit_4(self, tmp_path):
+        time = FakeTime()
+        outcome = run(tmp_path, FakeRepository(GOOD, transient=1000), time, timeout_seconds=20)
+        assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 4, "unreachable")
+        assert sum(time.sleeps) == 20
+        assert files(tmp_path) == {}
+
+
+class TestFallback:
+    def test_corrupt_newest_falls_back_and_says_so(self, tmp_path):
+        repo = FakeRepository(GOOD, {"app.db": "newer", "b": "b"}, corrupt=("s2",))
+        with capture_logs() as logs:
+            outcome = run(tmp_path, repo)
+        assert (outcome.outcome, outcome.snapshot, outcome.skipped_snapshots) == ("restored", "s1", ("s2",))
+        assert files(tmp_path) == GOOD
+        rejected = [e for e in logs if e["event"] == "restore.snapshot_rejected"]
+        assert rejected[0]["snapshot"] == "s2"
+        assert "checksum mismatch" in rejected[0]["error"]
+
+    def test_gives_up_after_max_fallbacks_with_exit_7(self, tmp_path):
+        repo = FakeRepository(GOOD, GOOD, GOOD, corrupt=("s2", "s3"))
+        outcome = run(tmp_path, repo, max_fallbacks=1)
+        assert (outcome.exit_code, outcome.skipped_snapshots) == (7, ("s3", "s2"))
+        assert repo.restored == ["s3", "s2"]
+        assert files(tmp_path) == {}
+
+    def test_explicit_snapshot_never_falls_back(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository(GOOD, GOOD, corrupt=("s2",)), snapshot="s2")
+        assert (outcome.exit_code, outcome.reason) == (7, "corrupt")
+        assert files(tmp_path) == {}
+
+    def test_unknown_snapshot_is_exit_3(self, tmp_path):
+        assert run(tmp_path, FakeRepository(GOOD), snapshot="nope").exit_code == 3
+
+
+class TestQuarantine:
+    def test_force_sets_existing_data_aside(self, tmp_path):
+        (tmp_path / "app.db").write_text("mine")
+        outcome = run(tmp_path, FakeRepository(GOOD), force=True)
+        assert outcome.quarantined == str(tmp_path / QUARANTINE.rstrip("/"))
+        assert files(tmp_path) == {**GOOD, QUARANTINE + "app.db": "mine"}
+
+    def test_failed_check_restores_the_newest_good_snapshot(self, tmp_path):
+        (tmp_path / "app.db").write_text("broken")
+        check = ("grep", "-q", "good", "app.db")
+        repo = FakeRepository(GOOD, {"app.db": "bad too"})
+        outcome = run(tmp_path, repo, check_cmd=check)
+        assert (outcome.outcome, outcome.snapshot, outcome.skipped_snapshots) == ("restored", "s1", ("s2",))
+        assert files(tmp_path) == {**GOOD, QUARANTINE + "app.db": "broken"}
+
+    def test_check_failing_everywhere_puts_the_volume_back_with_exit_8(self, tmp_path):
+        (tmp_path / "app.db").write_text("broken")
+        repo = FakeRepository({"app.db": "bad 1"}, {"app.db": "bad 2", "extra": "e"})
+        outcome = run(tmp_path, repo, check_cmd=("false",))
+        assert (outcome.outcome, outcome.exit_code, outcome.skipped_snapshots) == ("failed", 8, ("s2", "s1"))
+        assert outcome.quarantined is None
+        assert files(tmp_path) == {"app.db": "broken"}
+        assert not (tmp_path / ".caretaker" / "quarantine" / "20260115T120000Z").exists()
+
+    def test_check_failing_and_nothing_to_restore_is_exit_8(self, tmp_path):
+        (tmp_path / "app.db").write_text("broken")
+        outcome = run(tmp_path, FakeRepository(), check_cmd=("false",), allow_empty=True)
+        assert outcome.exit_code == 8
+        assert files(tmp_path) == {"app.db": "broken"}
+
+    def test_check_failing_on_a_restored_empty_volume_leaves_it_empty(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository(GOOD), check_cmd=("false",))
+        assert outcome.exit_code == 8
+        assert files(tmp_path) == {}
+
+    def test_check_passing_skips(self, tmp_path):
+        (tmp_path / "app.db").write_text("good")
+        outcome = run(tmp_path, FakeRepository(GOOD), check_cmd=("grep", "-q", "good", "app.db"))
+        assert (outcome.outcome, outcome.reason) == ("skipped", "check passed on existing data")
+
+
+class TestDiskSpace:
+    def test_not_enough_space_is_exit_10_before_writing(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository(GOOD), disk_free=lambda _: (4096, 4096))
+        assert (outcome.exit_code, outcome.reason) == (10, "local-io")
+        assert "needs about 8.0 KiB, 4.0 KiB free" in outcome.error
+        assert files(tmp_path) == {}
+
+
+class TestResume:
+    def test_an_interrupted_move_is_finished_and_reported(self, tmp_path):
+        repo = FakeRepository(GOOD)
+        snapshot = repo.snapshots()[0]
+        staging = Staging(tmp_path)
+        repo.restore("s1", staging.prepare())
+        staging.commit(
+            kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=snapshot
+        )
+        outcome = restore(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
+        assert (outcome.outcome, outcome.snapshot, outcome.reason) == (
+            "restored",
+            "s1",
+            "finished an interrupted restore",
+        )
+        assert files(tmp_path) == GOOD
+
+
+class TestPlan:
+    def test_plan_names_snapshot_and_size_and_writes_nothing(self, tmp_path):
+        document = plan(RestoreSettings(path=tmp_path / "data"), effects(FakeRepository({"a": "1"}, GOOD)))
+        assert document | {"free_bytes": 0, "needed_bytes": 0} == {
+            "outcome": "planned",
+            "path": str(tmp_path / "data"),
+            "action": "restore",
+            "reason": "target is empty",
+            "repository": "fake://repo",
+            "snapshot": "s2",
+            "snapshot_time": "2026-01-10T01:00:00Z",
+            "files": 2,
+            "bytes": 5,
+            "fallbacks": ["s1"],
+            "set_aside": 0,
+            "needed_bytes": 0,
+            "free_bytes": 0,
+        }
+        assert list(tmp_path.iterdir()) == []
+
+    def test_plan_fails_like_the_run_would(self, tmp_path):
+        with pytest.raises(NoSnapshotError):
+            plan(RestoreSettings(path=tmp_path), effects(FakeRepository()))
+
+
+class TestLocalErrors:
+    def test_an_unwritable_volume_is_exit_10_not_a_crash(self, tmp_path):
+        """A read-only mount stands in for permission trouble: os errors are local I/O."""
+        volume = tmp_path / "volume"
+        volume.mkdir()
+        (volume / ".caretaker").write_text("a file where a folder belongs")
+        outcome = run(volume, FakeRepository(GOOD))
+        assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 10, "local-io")
+        assert str(volume / ".caretaker") in outcome.error
