@@ -11,6 +11,9 @@ from restore.snapshots.format import INDEX, BlobEntry, encode_index, pack_key
 from restore.snapshots.index import BlobIndex
 
 PACK_TARGET = 16 << 20
+# Tiny blobs (small files compress to a few dozen bytes) would otherwise put hundreds of
+# thousands of index entries, all held in memory until the pack is written, in one pack.
+PACK_MAX_BLOBS = 20_000
 
 
 class Uploader:
@@ -74,7 +77,7 @@ class Packer:
         self._entries.append(BlobEntry(blob, self._kind, len(self._buffer), len(frame), raw_length))
         self._pending.add(blob)
         self._buffer += frame
-        if len(self._buffer) >= self._target:
+        if len(self._buffer) >= self._target or len(self._entries) >= PACK_MAX_BLOBS:
             self.flush()
         return True
 
