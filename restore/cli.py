@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from restore import __version__, logs
-from restore.cliargs import apply_environment
+from restore.cliargs import apply_environment, subcommand_parser
 from restore.commands import Command, Context
 from restore.errors import EXIT_CANCELLED, EXIT_USAGE, CaretakerError, ConfigError, exit_code_of
 
@@ -76,13 +76,16 @@ def main(
     """Run one command; return its exit code (see the README's exit code table)."""
     env = os.environ if environ is None else environ
     parser = build_parser(base_commands() if commands is None else commands)
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((subcommand_parser(parser, a) for a in args_list if not a.startswith("-")), None)
     try:
-        apply_environment(parser, env)
+        if chosen is not None:
+            apply_environment(chosen, env)
     except ConfigError as error:
         logs.configure()
         structlog.get_logger().error("config.invalid", problems=[str(p) for p in error.problems])
         return EXIT_USAGE
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     # With --json, stdout carries exactly one JSON document; the log moves to stderr.
     log_stream = sys.stderr if getattr(args, "json", False) else sys.stdout
     logs.configure(args.log_level, args.log_format, log_stream)

@@ -46,38 +46,38 @@ def _convert(action: argparse.Action, raw: str) -> Any:
     return value
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    found: list[argparse.ArgumentParser] = []
+def subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    """The parser of subcommand `name`, or None if there is no such subcommand."""
     for action in parser._actions:  # noqa: SLF001 - argparse has no public walk of its tree
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            found.extend(dict.fromkeys(action.choices.values()))
-    return found
+            found = action.choices.get(name)
+            return found if isinstance(found, argparse.ArgumentParser) else None
+    return None
 
 
 def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Make every long option of `parser` and its subcommands default to its env twin.
+    """Make every long option of `parser` default to its env twin, and name the twin in --help.
 
-    Raise ConfigError naming each environment variable whose value does not parse.
+    Applied to the one subcommand that runs: a variable meant for another command (the
+    sidecar's CARETAKER_KEEP_LAST in an environment shared with the init container) is
+    none of this command's business. Raise ConfigError naming each variable whose value
+    does not parse.
     """
     problems: list[Problem] = []
-    pending = [parser]
-    while pending:
-        current = pending.pop()
-        pending.extend(_subparsers(current))
-        for action in current._actions:  # noqa: SLF001
-            long = next((o for o in action.option_strings if o.startswith("--")), None)
-            if long is None or long in {"--help", "--version"}:
-                continue
-            name = env_name(long)
-            if action.help != argparse.SUPPRESS and name not in (action.help or ""):
-                action.help = f"{action.help or ''} [env: {name}]".strip()
-            if name not in environ:
-                continue
-            try:
-                action.default = _convert(action, environ[name])
-            except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
-                problems.append(Problem(name, environ[name], str(error)))
-                continue
-            action.required = False
+    for action in parser._actions:  # noqa: SLF001
+        long = next((o for o in action.option_strings if o.startswith("--")), None)
+        if long is None or long in {"--help", "--version"}:
+            continue
+        name = env_name(long)
+        if action.help != argparse.SUPPRESS and name not in (action.help or ""):
+            action.help = f"{action.help or ''} [env: {name}]".strip()
+        if name not in environ:
+            continue
+        try:
+            action.default = _convert(action, environ[name])
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+            problems.append(Problem(name, environ[name], str(error)))
+            continue
+        action.required = False
     if problems:
         raise ConfigError(problems)

@@ -6,17 +6,24 @@ and the integration conftest files, on 127.0.0.1 with free ports.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 
 
 @pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
+def _hermetic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in [k for k in os.environ if k.startswith("CARETAKER_")]:
         monkeypatch.delenv(key)
+    yield
+    # A CLI test configures logging into its captured stdout; later tests must not write
+    # to that (closed) stream.
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
 
 
 class FakeClock:

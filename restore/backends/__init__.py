@@ -167,6 +167,7 @@ _FACTORIES: dict[str, RepositoryFactory] = {
     "git+https": _git,
     "git+http": _git,
     "git+file": _git,
+    "git+git": _git,  # git daemon (git://): unauthenticated, for trusted networks and tests
 }
 
 

@@ -61,6 +61,9 @@ class Engine:
         self._owner = owner or f"pid-{os.getpid()}"
         self._workers = workers
         self._cpu = max(1, min(os.cpu_count() or 1, 8))
+        # Snapshot records never change once written: decode each one once (readiness
+        # probes list snapshots every few seconds; on S3 each record is a request).
+        self._record_cache: dict[str, SnapshotRecord] = {}
 
     def describe(self) -> str:
         return self.store.describe()
@@ -77,17 +80,25 @@ class Engine:
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             found = list(pool.map(self._load_record, keys))
         records = [r for r in found if r is not None]
+        listed = set(keys)
+        for gone in self._record_cache.keys() - listed:
+            del self._record_cache[gone]
         return sorted(records, key=lambda r: r.info.time, reverse=True)
 
     def _load_record(self, key: str) -> SnapshotRecord | None:
+        cached = self._record_cache.get(key)
+        if cached is not None:
+            return cached
         try:
-            return SnapshotRecord.decode(self.store.get(key), key)
+            record = SnapshotRecord.decode(self.store.get(key), key)
         except ObjectNotFoundError:
             return None  # forgotten by a prune while we listed
         except IntegrityError as error:
             # One damaged record must not hide every other snapshot from restore.
             structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
             return None
+        self._record_cache[key] = record
+        return record
 
     def _check_config(self) -> None:
         check_config(self.store.get(CONFIG_KEY), self.describe())

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import yaml
 
 from restore import logs
 from restore.commands import Command, Context
@@ -89,6 +88,8 @@ def options_from(args: argparse.Namespace) -> InjectOptions:
 
 def read_documents(source: str) -> list[Any]:
     """Parse every YAML document of a file (or stdin for "-"). Raise ConfigError if unreadable."""
+    import yaml  # noqa: PLC0415 - every `caretaker` start (the init container's too) builds this parser
+
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
@@ -107,6 +108,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except ConfigError as error:
         log.error("inject.refused", problems=[str(p) for p in error.problems])
         return error.exit_code
+    import yaml  # noqa: PLC0415
+
     ctx.stdout.write(yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True))
     log.info("inject.done", workloads=count, source=args.file)
     return 0

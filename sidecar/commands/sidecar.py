@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 from datetime import UTC
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from restore.clock import format_time
 from restore.commands import Command, Context
-from sidecar.config import SidecarConfig, redact_url
-from sidecar.settings import Flags, load
+
+if TYPE_CHECKING:
+    # Imported inside the functions at run time: `caretaker restore` builds this parser
+    # too, and must not pay for the scheduler stack that sidecar.settings pulls in.
+    from sidecar.config import SidecarConfig
+    from sidecar.settings import Flags
 
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 NEXT_RUNS = 3
@@ -49,6 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def flags_from_args(args: argparse.Namespace) -> Flags:
+    from sidecar.settings import Flags  # noqa: PLC0415
+
     return Flags(
         repository=args.repository,
         path=args.path,
@@ -69,6 +76,8 @@ def flags_from_args(args: argparse.Namespace) -> Flags:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from sidecar.settings import load  # noqa: PLC0415
+
     config = load(flags_from_args(args))
     if args.check_config:
         ctx.stdout.write(describe(config, ctx))
@@ -81,6 +90,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def describe(config: SidecarConfig, ctx: Context) -> str:
     """The effective configuration and each job's next run times, for --check-config."""
+    from sidecar.config import redact_url  # noqa: PLC0415
+
     now = ctx.clock().astimezone(UTC)
     rpo = f"{int(config.rpo.total_seconds())}s" if config.rpo else "none"
     lines = [

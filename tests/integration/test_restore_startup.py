@@ -19,7 +19,7 @@ PROBE = """
 import json, sys
 from sidecar.cli import main
 code = main(sys.argv[1:])
-print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "git"})))
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "git", "apscheduler", "prometheus_client", "yaml", "zstandard"})))
 sys.exit(code)
 """
 

@@ -1,0 +1,181 @@
+"""Composition root: build metrics, status, runner, scheduler and HTTP server from a
+`SidecarConfig`, run until SIGTERM/SIGINT, then shut down within the grace period.
+
+Shutdown: stop scheduling, let running jobs finish, take a final backup if configured, all
+before the grace runs out; what is still running then is aborted cleanly (a backup stops
+at its next progress report without writing a snapshot, a command's process group is
+killed). A second signal exits at once: the engine writes a snapshot record only after all
+its data, so even that leaves the repository consistent (the writer lease expires by itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from types import FrameType
+
+import structlog
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from restore import __version__
+from restore.backends import OpenOptions, Repository, open_repository
+from restore.clock import Clock, format_time
+from restore.errors import EXIT_OK, EXIT_SIGNAL_BASE, ConfigError
+from sidecar.config import SidecarConfig, redact_url
+from sidecar.metrics import JobLabels, Metrics, RestoreResultExport
+from sidecar.readiness import Readiness
+from sidecar.runner import Runner
+from sidecar.scheduling import Scheduler
+from sidecar.server import JSON, TEXT, HttpServer, Response
+from sidecar.status import StatusBoard
+
+# Part of the grace kept for aborting what still runs (an aborted backup still waits for
+# its in-flight uploads), so the process exits within the grace and before the kubelet's
+# SIGKILL (terminationGracePeriodSeconds should exceed --shutdown-grace).
+MAX_ABORT_SECONDS = 5.0
+ABORT_SHARE = 0.4
+# `timeout`, shells and some init systems deliver one signal both to the process and to its
+# group; only a repeat after this long (or another signal) means "stop now".
+DUPLICATE_SIGNAL_SECONDS = 1.0
+
+
+class Sidecar:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        *,
+        environ: Mapping[str, str],
+        clock: Clock,
+        owner: str,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        # `_created` series only add noise to every scrape; this is process-wide, which is
+        # fine in the one process the sidecar is.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        labels = [JobLabels(job.name, job.kind) for job in config.jobs]
+        self.metrics = Metrics.create(registry or CollectorRegistry(), labels, version=__version__)
+        self.restore_result = RestoreResultExport(self.metrics, config.path)
+        self.board = StatusBoard(config, self.metrics, clock)
+
+        def opener() -> Repository:
+            options = OpenOptions(environ=environ, clock=clock, owner=owner)
+            return open_repository(config.repository, options)
+
+        self.runner = Runner(config=config, board=self.board, environ=environ, clock=clock,
+                             open_repository=opener)
+        self.scheduler = Scheduler(config.jobs, self.runner.run, self.board)
+        self.readiness = Readiness(board=self.board, open_repository=opener, clock=clock,
+                                   rpo=config.rpo)
+        self._stop = threading.Event()
+        self._signal: int | None = None
+        self._signal_at = 0.0
+        self.server = self._bind()
+
+    def _bind(self) -> HttpServer:
+        routes = {"/metrics": self._metrics, "/healthz": self._healthz,
+                  "/readyz": self._readyz, "/status": self._status}
+        try:
+            return HttpServer(self.config.listen, routes)
+        except OSError as error:
+            raise ConfigError.single("listen", str(self.config.listen),
+                                     f"cannot listen: {error.strerror or error}") from error
+
+    def run(self) -> int:
+        """Serve and schedule until a signal arrives; return the exit code."""
+        if not self.config.path.is_dir():
+            raise ConfigError.single("path", str(self.config.path), "is not a directory")
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        structlog.get_logger().info(
+            "sidecar.started", version=__version__, repository=redact_url(self.config.repository),
+            path=str(self.config.path), listen=f"{self.config.listen.host}:{self.server.port}",
+            config=self.config.source, jobs=[job.name for job in self.config.jobs],
+        )
+        self.server.start()
+        self.scheduler.start()
+        self._stop.wait()
+        return self.shutdown()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Runs between two bytecodes of the main thread: no logging here (the logger's
+        # lock may be held by the interrupted code), only flags, or the emergency exit.
+        now = time.monotonic()
+        if self._signal is None:
+            self._signal, self._signal_at = signum, now
+            self._stop.set()
+            return
+        if signum == self._signal and now - self._signal_at < DUPLICATE_SIGNAL_SECONDS:
+            return  # one signal delivered twice (to us and to our process group), not a request
+        self.runner.groups.kill_all()
+        line = {"event": "sidecar.killed", "level": "error", "signal": signal.Signals(signum).name,
+                "timestamp": format_time(self.board.clock()), "running": self.board.busy()}
+        os.write(sys.stdout.fileno(), (json.dumps(line) + "\n").encode())
+        os._exit(EXIT_SIGNAL_BASE + signum)
+
+    def shutdown(self) -> int:
+        """Stop within the grace period (see the module docstring). Return 0."""
+        grace = self.config.shutdown_grace.total_seconds()
+        deadline = time.monotonic() + grace
+        abort_at = deadline - min(MAX_ABORT_SECONDS, grace * ABORT_SHARE)
+        log = structlog.get_logger()
+        name = signal.Signals(self._signal).name if self._signal else "request"
+        log.info("shutdown.start", signal=name, grace_seconds=grace, running=self.board.busy())
+        self.board.stopping = True
+        self.runner.stop_accepting()
+        self.scheduler.stop()
+        if self.runner.wait_idle(abort_at - time.monotonic()) and self.config.backup_on_shutdown:
+            self._final_backup(abort_at)
+        if not self.runner.wait_idle(0):
+            log.warning("shutdown.aborting", running=self.board.busy())
+            self.runner.cancel_all("sidecar shutting down")
+        # The HTTP server keeps answering (/readyz: "shutting down") until the process ends.
+        stopped = self.runner.wait_idle(deadline - time.monotonic())
+        self.readiness.close()
+        if not stopped:
+            # A prune or verify cannot be interrupted; leaving it is safe (it writes nothing
+            # a restore depends on), but its thread would keep the process alive.
+            log.error("shutdown.abandoned", running=self.board.busy())
+            sys.stdout.flush()
+            os._exit(EXIT_OK)
+        log.info("shutdown.done")
+        return EXIT_OK
+
+    def _final_backup(self, until: float) -> None:
+        backups = [job.name for job in self.config.jobs if job.kind == "backup"]
+
+        def run() -> None:
+            for name in backups:
+                self.runner.run(name, reason="shutdown")
+
+        worker = threading.Thread(target=run, name="final-backup", daemon=True)
+        worker.start()
+        worker.join(max(until - time.monotonic(), 0))
+
+    def _metrics(self) -> Response:
+        self.restore_result.refresh()
+        body, content_type = self.metrics.render()
+        return 200, content_type, body
+
+    def _healthz(self) -> Response:
+        alive = self.scheduler.alive() or self.board.stopping
+        return (200, TEXT, b"ok\n") if alive else (503, TEXT, b"scheduler not running\n")
+
+    def _readyz(self) -> Response:
+        reasons = self.readiness.check()
+        if reasons:
+            return 503, TEXT, ("not ready: " + "; ".join(reasons) + "\n").encode()
+        return 200, TEXT, b"ready\n"
+
+    def _status(self) -> Response:
+        self.restore_result.refresh()
+        document = self.board.to_json()
+        outcome = self.restore_result.outcome
+        document["restore"] = outcome.to_json() if outcome else None
+        document["ready_problems"] = self.readiness.check()
+        return 200, JSON, (json.dumps(document, indent=2) + "\n").encode()

@@ -1,0 +1,105 @@
+"""/readyz: the configuration is loaded (it is, or we would not be running), the repository
+answers (and has not lost every snapshot it had), and (optionally) the last good backup is
+younger than the RPO.
+
+The repository is asked for its snapshot list, which is cheap, at most every few seconds:
+probes may come every second from the kubelet and from humans. While one probe waits on a
+slow repository, others get the previous answer instead of piling up behind it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import structlog
+
+from restore.backends import Repository
+from restore.clock import Clock
+from sidecar.runner import RepositoryOpener
+from sidecar.status import StatusBoard
+
+OK_TTL_SECONDS = 5.0
+FAILED_TTL_SECONDS = 2.0
+
+
+class Readiness:
+    def __init__(
+        self,
+        *,
+        board: StatusBoard,
+        open_repository: RepositoryOpener,
+        clock: Clock,
+        rpo: timedelta | None,
+    ) -> None:
+        self._board = board
+        self._open = open_repository
+        self._clock = clock
+        self._rpo = rpo
+        self._probe_lock = threading.Lock()
+        self._repo: Repository | None = None
+        self._had_snapshots = 0
+        self._last: tuple[float, str | None] | None = None  # (monotonic time, problem)
+
+    def check(self) -> list[str]:
+        """Return the reasons the sidecar is not ready (empty when ready)."""
+        reasons: list[str] = []
+        if self._board.stopping:
+            reasons.append("shutting down")
+        problem = self._repository_problem()
+        if problem:
+            reasons.append(problem)
+        if self._rpo is not None:
+            last = self._board.last_backup_at() or self._board.started_at
+            age = self._clock() - last
+            if age > self._rpo:
+                reasons.append(f"last backup {int(age.total_seconds())}s ago, older than the "
+                               f"rpo of {int(self._rpo.total_seconds())}s")
+        return reasons
+
+    def close(self) -> None:
+        with self._probe_lock:
+            self._drop()
+
+    def _repository_problem(self) -> str | None:
+        last = self._last
+        if last is not None:
+            ttl = OK_TTL_SECONDS if last[1] is None else FAILED_TTL_SECONDS
+            if time.monotonic() - last[0] < ttl:
+                return last[1]
+        if not self._probe_lock.acquire(blocking=False):
+            return last[1] if last else "repository not checked yet"
+        try:
+            problem = self._probe()
+            self._last = (time.monotonic(), problem)
+            return problem
+        finally:
+            self._probe_lock.release()
+
+    def _probe(self) -> str | None:
+        try:
+            if self._repo is None:
+                self._repo = self._open()
+            snapshots = self._repo.snapshots()
+        except Exception as error:
+            self._drop()
+            structlog.get_logger().warning("readyz.repository_unreachable", error=str(error))
+            return f"repository unreachable: {error}"
+        self._board.snapshots(snapshots)
+        if snapshots:
+            self._had_snapshots = len(snapshots)
+            return None
+        if self._had_snapshots:
+            # Prune always keeps the newest snapshot, so an empty listing after a full one
+            # means the storage is gone (an unmounted volume looks like an empty folder).
+            return f"repository lists no snapshots any more (it had {self._had_snapshots})"
+        return None
+
+    def _drop(self) -> None:
+        repo, self._repo = self._repo, None
+        if repo is not None:
+            try:
+                repo.close()
+            except Exception as error:
+                structlog.get_logger().debug("readyz.close_failed", error=str(error))

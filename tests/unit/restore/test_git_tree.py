@@ -1,0 +1,128 @@
+"""What a git restore refuses to write, and the metadata git itself does not keep."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from restore.backends import git_meta
+from restore.backends.git_tree import TreeEntry, count, kinds, tree_problems, walk
+from restore.errors import IntegrityError
+from tests.support.trees import write_file
+
+SHA = "0" * 40
+
+
+def blob(path: str, mode: str = "100644", size: int = 1) -> TreeEntry:
+    return TreeEntry(mode, "blob", SHA, size, path)
+
+
+def tree(path: str) -> TreeEntry:
+    return TreeEntry("040000", "tree", SHA, 0, path)
+
+
+HOSTILE = {
+    "dotdot": [blob("../escape")],
+    "inner dotdot": [tree("a"), blob("a/../../escape")],
+    "dot": [blob("./a")],
+    "empty component": [blob("a//b")],
+    "absolute": [blob("/etc/passwd")],
+    "dot git": [tree(".git"), blob(".git/config")],
+    "dot git, other case": [tree("sub"), tree("sub/.GIT"), blob("sub/.GIT/hooks")],
+    "state folder": [tree(".caretaker"), blob(".caretaker/restore-result.json")],
+    "submodule": [TreeEntry("160000", "commit", SHA, 0, "vendor")],
+    "under a symlink": [blob("link", "120000"), blob("link/escape")],
+    "under a file": [blob("a"), blob("a/b")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_trees_are_named(case):
+    found = tree_problems(HOSTILE[case])
+    assert found
+    assert all(path for path, _ in found)
+
+
+def test_a_normal_tree_has_no_problems():
+    entries = [tree("a"), blob("a/b.txt"), blob("a/run.sh", "100755"), blob("link", "120000"),
+               blob(".caretaker-meta"), blob(".gitignore"), tree("x.git")]
+    assert tree_problems(entries) == []
+    assert count(entries).files == 3  # the metadata file is not the user's
+
+
+class TestWalk:
+    def test_excludes_nested_git_and_state_are_skipped(self, tmp_path):
+        write_file(tmp_path / "keep.txt", b"k")
+        write_file(tmp_path / "skip.tmp", b"s")
+        write_file(tmp_path / "clone" / ".git" / "HEAD", b"ref: refs/heads/main\n")
+        write_file(tmp_path / "clone" / "README", b"r")
+        write_file(tmp_path / ".caretaker" / "restore-result.json", b"{}")
+        write_file(tmp_path / git_meta.META, b"planted\n")
+        (tmp_path / "empty").mkdir()
+        os.symlink("keep.txt", tmp_path / "link")
+        walked = walk(tmp_path, ["*.tmp"])
+        assert sorted(walked.files) == ["clone/README", "keep.txt"]
+        assert walked.symlinks == ["link"]
+        assert sorted(walked.dirs) == ["clone", "empty"]
+        paths = sorted(line.rstrip().rsplit(" ", 1)[1] for line in walked.meta)
+        assert paths == ['"clone"', '"clone/README"', '"empty"', '"keep.txt"', '"link"']
+
+    def test_without_meta_a_metadata_file_is_data(self, tmp_path):
+        write_file(tmp_path / git_meta.META, b"x")
+        assert list(walk(tmp_path, (), meta=False).files) == [git_meta.META]
+
+
+def build(tmp_path: Path) -> tuple[Path, list[git_meta.Meta], dict[str, str]]:
+    source = tmp_path / "source"
+    write_file(source / "conf" / "secret", b"s", mode=0o600, mtime_ns=1_500_000_000_123_456_789)
+    write_file(source / "run.sh", b"#!/bin/sh\n", mode=0o750)
+    (source / "empty" / "deeper").mkdir(parents=True)
+    (source / "empty").chmod(0o711)
+    os.symlink("conf/secret", source / "link")
+    os.utime(source / "link", ns=(1_400_000_000_000_000_000,) * 2, follow_symlinks=False)
+    os.utime(source / "conf", ns=(1_300_000_000_000_000_000,) * 2)
+    meta = git_meta.parse(git_meta.encode(walk(source, ()).meta))
+    shape = {"conf": "d", "conf/secret": "f", "run.sh": "f", "link": "l"}
+    return source, meta, shape
+
+
+class TestMeta:
+    def test_round_trip_restores_modes_times_and_empty_folders(self, tmp_path):
+        source, meta, shape = build(tmp_path)
+        dest = tmp_path / "dest"
+        write_file(dest / "conf" / "secret", b"s")  # as a checkout leaves them: 0644, now
+        write_file(dest / "run.sh", b"#!/bin/sh\n", mode=0o755)
+        os.symlink("conf/secret", dest / "link")
+        git_meta.check(meta, shape)
+        assert git_meta.apply(dest, meta) == 3
+        for name in ["conf", "conf/secret", "run.sh", "link", "empty", "empty/deeper"]:
+            want, got = (source / name).lstat(), (dest / name).lstat()
+            assert (stat.S_IMODE(got.st_mode), got.st_mtime_ns) == (
+                stat.S_IMODE(want.st_mode), want.st_mtime_ns), name
+
+    @pytest.mark.parametrize(
+        ("line", "match"),
+        [
+            ('f 0644 1 0 0 "../escape"\n', "unsafe path"),
+            ('d 0755 1 0 0 ".git"\n', "unsafe path"),
+            ('f 0644 1 0 0 "not/in/tree"\n', "before"),
+            ('f 0644 1 0 0 "ghost"\n', "the tree does not"),
+            ('d 0755 1 0 0 "link"\nd 0755 1 0 0 "link/inside"\n', "the tree does not"),
+            ('l 0777 1 0 0 "run.sh"\n', "the tree does not"),
+        ],
+    )
+    def test_hostile_lines_are_refused_before_writing(self, tmp_path, line, match):
+        _, _, shape = build(tmp_path)
+        with pytest.raises(IntegrityError, match=match):
+            git_meta.check(git_meta.parse(line.encode()), shape)
+
+    @pytest.mark.parametrize("text", ["garbage\n", 'x 0644 1 0 0 "a"\n', "f 0644 1 0 0 a\n", 'f 09 1 0 0 "a"\n'])
+    def test_malformed_lines(self, text):
+        with pytest.raises(IntegrityError, match="malformed"):
+            git_meta.parse(text.encode())
+
+    def test_kinds(self):
+        assert kinds([tree("a"), blob("a/b"), blob("l", "120000")]) == {"a": "d", "a/b": "f", "l": "l"}

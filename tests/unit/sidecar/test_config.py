@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from restore.errors import ConfigError
+from restore.retention import RetentionPolicy
+from sidecar.config import (
+    BackupAction,
+    CommandSpec,
+    HttpSpec,
+    Listen,
+    PruneAction,
+    VerifyAction,
+    parse_listen,
+    redact_url,
+)
+from sidecar.settings import Flags, load
+
+FULL = """
+repository: s3://bucket/prefix
+path: /data
+listen: ":9090"
+rpo: 2h
+shutdown: {grace: 25s, backup_on_shutdown: true}
+defaults: {timezone: UTC, jitter: 0s, retries: 2, retry_backoff: 30s, misfire_grace: 5m}
+jobs:
+  - name: backup
+    kind: backup
+    schedule: "*/15 * * * *"
+    timezone: Europe/Berlin
+    jitter: 30s
+    run_on_start: false
+    retries: 2
+    timeout: 1h
+    excludes: ["*.tmp"]
+    allow_empty: false
+    before: [{command: ["sh", "-c", "echo"], timeout: 30s},
+             {http: {url: "http://127.0.0.1:8080/flush", method: POST, expect_status: 200, timeout: 10s}}]
+    after: []
+  - {name: prune, kind: prune, schedule: "@daily",
+     keep: {last: 48, hourly: 24, daily: 7, weekly: 4, monthly: 12, yearly: 0, within: 2d}}
+  - {name: verify, kind: verify, schedule: "@weekly", read_data: 0.1}
+  - {name: vacuum, kind: command, schedule: "0 4 * * *", command: ["sqlite3", "/data/app.db", "VACUUM"],
+     env: {K: V}, workdir: /data, timeout: 10m}
+  - {name: ping, kind: http, schedule: "@every 5m", method: POST, url: "http://127.0.0.1:8080/flush",
+     expect_status: 200, timeout: 10s}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems_of(flags: Flags) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        load(flags)
+    return {p.key: p.message for p in caught.value.problems}
+
+
+def test_the_documented_example_loads(tmp_path):
+    config = load(Flags(config=write(tmp_path, FULL)))
+    assert config.repository == "s3://bucket/prefix"
+    assert config.listen == Listen("", 9090)
+    assert config.rpo == timedelta(hours=2)
+    assert config.backup_on_shutdown
+    assert [j.name for j in config.jobs] == ["backup", "prune", "verify", "vacuum", "ping"]
+    backup = config.job("backup")
+    assert backup.action == BackupAction(excludes=("*.tmp",))
+    assert backup.timeout == timedelta(hours=1)
+    assert backup.schedule is not None
+    assert backup.schedule.timezone == "Europe/Berlin"
+    assert backup.schedule.jitter == timedelta(seconds=30)
+    assert backup.before == (
+        CommandSpec(argv=("sh", "-c", "echo"), timeout=timedelta(seconds=30)),
+        HttpSpec(url="http://127.0.0.1:8080/flush", method="POST"),
+    )
+    assert config.job("prune").action == PruneAction(policy=RetentionPolicy(
+        last=48, hourly=24, daily=7, weekly=4, monthly=12, within=timedelta(days=2)))
+    assert config.job("verify").action == VerifyAction(read_data=0.1)
+    vacuum = config.job("vacuum").action
+    assert isinstance(vacuum, CommandSpec)
+    assert vacuum.env == {"K": "V"}
+    assert vacuum.workdir == Path("/data")
+    assert vacuum.timeout == timedelta(minutes=10)
+    assert config.job("ping").action == HttpSpec(url="http://127.0.0.1:8080/flush", method="POST")
+
+
+def test_every_problem_is_reported_at_once_naming_key_and_value(tmp_path):
+    path = write(tmp_path, """
+        repository: ftp://host/x
+        retention: {last: 3}
+        defaults: {jitter: soon}
+        jobs:
+          - {name: backup, kind: backup, schedule: "61 * * * *", timeout: 1 hour}
+          - {name: Bad_Name, kind: command, schedule: "@daily", command: [true]}
+          - {name: poke, kind: http, schedule: "@hourly", url: "localhost:8080/x"}
+          - {name: tidy, kind: prune, schedule: "@daily", keep: {last: -1}, timeout: 1h}
+          - {name: wipe, kind: rm, schedule: "@daily"}
+          - {name: backup, kind: verify, schedule: "@daily", read_data: 2}
+    """)
+    problems = problems_of(Flags(config=path))
+    assert "unsupported repository URL scheme 'ftp'" in problems["repository"]
+    assert problems["retention"].startswith("unknown key")
+    assert "not a duration" in problems["defaults.jitter"]
+    assert "bad minute field '61'" in problems["jobs.backup.schedule"]
+    assert "not a duration" in problems["jobs.backup.timeout"]
+    assert "lowercase" in problems["jobs[1].name"]
+    assert "must be a list of strings" in problems["jobs[1].command"]
+    assert "http:// or https://" in problems["jobs.poke.url"]
+    assert "whole number" in problems["jobs.tidy.keep.last"]
+    assert "not supported for prune" in problems["jobs.tidy.timeout"]
+    assert "must be one of backup" in problems["jobs.wipe.kind"]
+    assert "from 0 to 1" in problems["jobs.backup.read_data"]
+    assert problems["jobs.backup.name"] == "duplicate job name"
+    assert len(problems) == 13
+
+
+def test_kind_specific_keys_are_unknown_on_other_kinds(tmp_path):
+    path = write(tmp_path, """
+        repository: file:///r
+        jobs: [{name: p, kind: prune, schedule: "@daily", keep: {daily: 7}, excludes: ["*.tmp"]}]
+    """)
+    message = problems_of(Flags(config=path))["jobs.p.excludes"]
+    assert message.startswith("unknown key (known here:")
+    assert "keep" in message
+
+
+def test_prune_needs_a_rule_and_hooks_need_one_kind(tmp_path):
+    path = write(tmp_path, """
+        repository: file:///r
+        jobs:
+          - name: p
+            kind: prune
+            schedule: "@daily"
+            before: [{command: [x], http: {url: "http://127.0.0.1/"}}, {}]
+            after: [{http: {url: "http://127.0.0.1/", verb: GET}}]
+    """)
+    problems = problems_of(Flags(config=path))
+    assert "set at least one rule" in problems["jobs.p.keep"]
+    assert "exactly one of" in problems["jobs.p.before[0]"]
+    assert "exactly one of" in problems["jobs.p.before[1]"]
+    assert problems["jobs.p.after[0].http.verb"].startswith("unknown key")
+
+
+def test_then_chains_and_unscheduled_jobs(tmp_path):
+    path = write(tmp_path, """
+        repository: file:///r
+        jobs:
+          - {name: backup, kind: backup, schedule: "@hourly", then: [prune, nothing]}
+          - {name: prune, kind: prune, keep: {last: 3}}
+          - {name: orphan, kind: verify}
+    """)
+    problems = problems_of(Flags(config=path))
+    assert problems == {
+        "jobs.backup.then": "no job has this name",
+        "jobs.orphan.schedule": "is required (or name this job in another job's `then`)",
+    }
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    missing = problems_of(Flags(config=tmp_path / "nope.yaml"))
+    assert "No such file" in missing["--config (CARETAKER_CONFIG)"]
+    broken = problems_of(Flags(config=write(tmp_path, "jobs: [unclosed")))
+    assert "not valid YAML" in broken["--config (CARETAKER_CONFIG)"]
+    empty = problems_of(Flags(repository="file:///r", config=write(tmp_path, "")))
+    assert empty == {"jobs": "at least one job is required"}
+
+
+def test_flags_override_the_file_and_job_flags_are_refused_with_it(tmp_path):
+    path = write(tmp_path, FULL)
+    config = load(Flags(config=path, repository="file:///elsewhere", path=Path("/srv"),
+                        listen="127.0.0.1:0", shutdown_grace="0s", backup_on_shutdown=False))
+    assert config.repository == "file:///elsewhere"
+    assert config.path == Path("/srv")
+    assert config.listen == Listen("127.0.0.1", 0)
+    assert config.shutdown_grace == timedelta(0)
+    assert not config.backup_on_shutdown
+    problems = problems_of(Flags(config=path, schedule="@daily", keep={"last": "3"},
+                                 excludes=("*.tmp",)))
+    assert set(problems) == {"--schedule (CARETAKER_SCHEDULE)", "--keep-last (CARETAKER_KEEP_LAST)",
+                             "--exclude (CARETAKER_EXCLUDE)"}
+
+
+def test_environment_only_mode_builds_backup_then_prune():
+    config = load(Flags(repository="file:///r", path=Path("/data"), schedule="@every 10s",
+                        keep={"last": "5"}, keep_within="1d", excludes=("*.log",),
+                        run_on_start=True))
+    backup, prune = config.jobs
+    assert backup.action == BackupAction(excludes=("*.log",))
+    assert backup.run_on_start
+    assert backup.then == ("prune",)
+    assert prune.schedule is None
+    assert prune.action == PruneAction(policy=RetentionPolicy(last=5, within=timedelta(days=1)))
+    assert config.source == "environment"
+
+
+def test_environment_only_mode_with_prune_and_verify_schedules():
+    config = load(Flags(repository="file:///r", schedule="@hourly", keep={"daily": "7"},
+                        prune_schedule="@daily", verify_schedule="@weekly"))
+    assert [(j.name, j.schedule is not None, j.then) for j in config.jobs] == [
+        ("backup", True, ()), ("prune", True, ()), ("verify", True, ())]
+
+
+def test_environment_only_mode_problems():
+    problems = problems_of(Flags(prune_schedule="@daily", keep={"last": "x"}, rpo="soon",
+                                 keep_within="forever", backup_on_shutdown=True))
+    assert set(problems) == {
+        "--schedule (CARETAKER_SCHEDULE)",
+        "--prune-schedule (CARETAKER_PRUNE_SCHEDULE)",
+        "--keep-last (CARETAKER_KEEP_LAST)",
+        "--keep-within (CARETAKER_KEEP_WITHIN)",
+        "--rpo (CARETAKER_RPO)",
+        "repository",
+        "shutdown.backup_on_shutdown",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(":9090", Listen("", 9090)), ("127.0.0.1:80", Listen("127.0.0.1", 80)),
+     ("[::1]:9090", Listen("::1", 9090))],
+)
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9090", ":http", "host:70000", ""])
+def test_parse_listen_refuses(text):
+    with pytest.raises(ValueError, match="host:port"):
+        parse_listen(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("s3://bucket/prefix", "s3://bucket/prefix"),
+        ("git+ssh://git@host/org/repo.git", "git+ssh://git@host/org/repo.git"),
+        ("git+https://user:s3cret@host/r.git", "git+https://user:***@host/r.git"),
+        ("git+https://ghp_token@host/r.git", "git+https://***@host/r.git"),
+        ("http://u:p@127.0.0.1:8080/x", "http://u:***@127.0.0.1:8080/x"),
+    ],
+)
+def test_redact_url_hides_passwords_and_tokens(url, shown):
+    assert redact_url(url) == shown
