@@ -44,7 +44,7 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | No
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", out)),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)

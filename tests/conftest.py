@@ -40,5 +40,5 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    yield FakeClock()
+def clock() -> FakeClock:
+    return FakeClock()
