@@ -1,0 +1,105 @@
+"""podman and buildah with caretaker's own configuration, for the e2e tier.
+
+scripts/setup.d/50-containers.sh writes containers.conf, storage.conf and registries.conf
+into a cache folder and exports nothing; every command here points CONTAINERS_CONF & co. at
+those files, so tests use their own image store and never the machine's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+# The busybox the examples name: a stand-in built FROM scratch with the host's busybox-static.
+BUSYBOX_IMAGE = "docker.io/library/busybox:1.36"
+# The name examples/ and docs use for caretaker's image (a placeholder for your registry).
+EXAMPLE_IMAGE = "ghcr.io/caretaker/caretaker"
+
+
+def project_version() -> str:
+    with (REPO / "pyproject.toml").open("rb") as file:
+        version: str = tomllib.load(file)["project"]["version"]
+    return version
+
+
+def containers_dir() -> Path:
+    """Where 50-containers.sh keeps the configuration and the image store."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(REPO / ".cache")
+    return Path(base) / "caretaker-containers"
+
+
+class Podman:
+    """Run podman/buildah against caretaker's store. Output is text; failures raise with it."""
+
+    def __init__(self, config: Path) -> None:
+        self.env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(config / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(config / "storage.conf"),
+            "CONTAINERS_REGISTRIES_CONF": str(config / "registries.conf"),
+            "BUILDAH_ISOLATION": "chroot",
+        }
+
+    @classmethod
+    def configured(cls) -> Podman:
+        """Write (or check) the configuration with the setup script, then use it."""
+        subprocess.run(["bash", str(REPO / "scripts/setup.d/50-containers.sh")], check=True)
+        return cls(containers_dir())
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`podman ARGS`. Raise AssertionError with stdout and stderr if it fails and `check`."""
+        return self._call(["podman", *args], check=check, timeout=timeout, stdin=stdin)
+
+    def buildah(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return self._call(["buildah", *args], check=True, timeout=timeout, stdin=None)
+
+    def script(self, path: str, *args: str, timeout: float = 900) -> str:
+        """Run one of the repository's scripts (they source the configuration themselves)."""
+        return self._call([str(REPO / path), *args], check=True, timeout=timeout, stdin=None).stdout
+
+    def _call(
+        self, argv: list[str], *, check: bool, timeout: float, stdin: str | None
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            argv, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout,
+            cwd=REPO, check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def exists(self, kind: str, name: str) -> bool:
+        """`podman image|volume|container|pod exists NAME`."""
+        return self.run(kind, "exists", name, check=False).returncode == 0
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        """`podman inspect` of one container or image, as a dict."""
+        found: list[dict[str, Any]] = json.loads(self.run("inspect", name).stdout)
+        return found[0]
+
+    def logs(self, container: str) -> str:
+        done = self.run("logs", container, check=False)
+        return done.stdout + done.stderr
+
+    def ensure_busybox(self) -> str:
+        """Build the busybox stand-in once (FROM scratch, the host's static busybox)."""
+        if not self.exists("image", BUSYBOX_IMAGE):
+            with tempfile.TemporaryDirectory() as context:
+                shutil.copy2("/bin/busybox", Path(context) / "busybox")
+                (Path(context) / "Containerfile").write_text(
+                    "FROM scratch\nCOPY busybox /bin/busybox\n"
+                    'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["sh"]\n'
+                )
+                self.buildah("bud", "--quiet", "--pull=never", "-t", BUSYBOX_IMAGE, context)
+        return BUSYBOX_IMAGE

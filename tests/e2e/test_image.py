@@ -1,0 +1,96 @@
+"""The image built from the real Dockerfile, run with podman the way a locked-down pod runs it:
+read-only root filesystem with only /tmp writable, no capabilities, host network (the
+test's SeaweedFS listens on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.podman import Podman, project_version
+from tests.support.seaweed import SeaweedServer
+
+pytestmark = pytest.mark.e2e
+
+BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
+# What the Dockerfile adds to the base (git with perl, ssh, tini; the venv): ~150 MB now.
+# A budget, so growth is a decision rather than an accident.
+ADDED_BYTES_BUDGET = 180_000_000
+
+
+def run_locked_down(
+    podman: Podman, image: str, *args: str, env: dict[str, str] | None = None,
+    entrypoint: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        "run", "--rm", "--network", "host", "--read-only", "--read-only-tmpfs=false",
+        "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+    ]
+    for name, value in (env or {}).items():
+        argv += ["--env", f"{name}={value}"]
+    if entrypoint is not None:
+        argv += ["--entrypoint", entrypoint]
+    return podman.run(*argv, image, *args)
+
+
+def test_entrypoint_user_and_labels(podman: Podman, caretaker_image: str) -> None:
+    config = podman.inspect(caretaker_image)["Config"]
+    assert config["Entrypoint"] == ["tini", "--", "caretaker"]
+    assert config["Cmd"] == ["sidecar"]
+    assert config["User"] == "65532:65532"
+    assert {"PYTHONDONTWRITEBYTECODE=1", "HOME=/tmp"} <= set(config["Env"])
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == project_version()
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert "org.opencontainers.image.source" in labels
+
+
+def test_version_on_a_read_only_root(podman: Podman, caretaker_image: str) -> None:
+    done = run_locked_down(podman, caretaker_image, "--version")
+    assert done.stdout.strip() == f"caretaker {project_version()}"
+
+
+def test_snapshots_lists_what_the_host_backed_up(
+    podman: Podman, caretaker_image: str, e2e_s3: SeaweedServer, bucket: str, tmp_path: Path
+) -> None:
+    repository = f"s3://{bucket}/smoke"
+    (tmp_path / "hello.txt").write_text("hello\n")
+    subprocess.run(
+        [sys.executable, "-m", "sidecar", "backup", "--repository", repository,
+         "--path", str(tmp_path)],
+        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()}, check=True, capture_output=True,
+        timeout=60,
+    )
+    done = run_locked_down(
+        podman, caretaker_image, "snapshots", "--json", "--repository", repository,
+        env=e2e_s3.env(),
+    )
+    (snapshot,) = json.loads(done.stdout)
+    assert snapshot["files"] == 1
+
+
+def test_tools_present_and_no_build_leftovers(podman: Podman, caretaker_image: str) -> None:
+    script = (
+        "git --version && ssh -V 2>&1 && tini --version && id -u && "
+        "for tool in gcc cc c++ make ld strip /opt/caretaker/bin/pip; do "
+        "command -v $tool && echo LEFTOVER $tool; done; "
+        # the builder's wheels and pip caches (the base's own ensurepip wheels are fine)
+        "{ ls -d /wheels; find /opt -name '*.whl'; find / -xdev -path '*/.cache/pip'; } "
+        "2>/dev/null | sed 's/^/LEFTOVER /'; true"
+    )
+    done = run_locked_down(podman, caretaker_image, "-c", script, entrypoint="sh")
+    out = done.stdout
+    assert "git version" in out
+    assert "OpenSSH" in out
+    assert "tini version" in out
+    assert "65532" in out.splitlines()
+    assert "LEFTOVER" not in out
+
+
+def test_image_size_within_budget(podman: Podman, caretaker_image: str) -> None:
+    added = podman.inspect(caretaker_image)["Size"] - podman.inspect(BASE_IMAGE)["Size"]
+    assert added < ADDED_BYTES_BUDGET, f"the Dockerfile adds {added / 1e6:.0f} MB to its base"
