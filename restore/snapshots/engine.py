@@ -20,6 +20,7 @@ from restore.model import (
     BackupOptions,
     BackupResult,
     BackupStats,
+    Damage,
     NoProgress,
     Progress,
     PruneResult,
@@ -64,6 +65,8 @@ class Engine:
         # Snapshot records never change once written: decode each one once (readiness
         # probes list snapshots every few seconds; on S3 each record is a request).
         self._record_cache: dict[str, SnapshotRecord] = {}
+        # Records that exist but do not decode: hidden from listings, reported by verify.
+        self._unreadable: dict[str, str] = {}
 
     def describe(self) -> str:
         return self.store.describe()
@@ -96,6 +99,7 @@ class Engine:
         except IntegrityError as error:
             # One damaged record must not hide every other snapshot from restore.
             structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
+            self._unreadable[key] = str(error)
             return None
         self._record_cache[key] = record
         return record
@@ -129,9 +133,15 @@ class Engine:
     def verify(
         self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
     ) -> list[VerifyResult]:
+        self._unreadable.clear()
         records = [self._record(s) for s in snapshot_ids] if snapshot_ids else self._records()
         index = load_index(self.store, self._workers)
-        return verify_records(self.store, index, records, read_data, self._workers)
+        results = verify_records(self.store, index, records, read_data, self._workers)
+        unreadable = [
+            VerifyResult(snapshot_id=key.rpartition("/")[2], damage=(Damage(object=key, problem=problem),))
+            for key, problem in sorted(self._unreadable.items())
+        ]
+        return results + unreadable
 
     # -- writing -------------------------------------------------------------------------
 

@@ -110,3 +110,7 @@ def test_corrupt_snapshot_record_is_skipped_not_fatal(
     good = engine.backup(source, BackupOptions()).snapshot
     store.put("snapshots/deadbeefdeadbeef", b"{not json")
     assert [s.id for s in engine.snapshots()] == [good.id]
+    results = {r.snapshot_id: r for r in engine.verify()}
+    assert results[good.id].ok
+    assert not results["deadbeefdeadbeef"].ok
+    assert "malformed" in results["deadbeefdeadbeef"].damage[0].problem
