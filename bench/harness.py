@@ -113,10 +113,26 @@ class Sample:
     wall: float
     cpu: float
     rss_mib: float
+    server_cpu: float = 0.0  # CPU seconds a server process (SeaweedFS) spent meanwhile
 
 
-def timed(command: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Sample:
-    """Run a shell command under GNU time; peak RSS is the largest process of the pipeline."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (0.0 without a pid)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(
+    command: str, env: dict[str, str] | None = None, cwd: Path | None = None, server_pid: int | None = None
+) -> Sample:
+    """Run a shell command under GNU time; peak RSS is the largest process of the pipeline.
+
+    With `server_pid`, also the CPU time that server spent meanwhile (client and server
+    share the machine's cores, so a tool that makes the server work hard is not free).
+    """
+    server_before = cpu_seconds(server_pid)
     result = subprocess.run(
         [TIME, "-f", "%e %U %S %M", "sh", "-c", command],
         capture_output=True,
@@ -128,7 +144,8 @@ def timed(command: str, env: dict[str, str] | None = None, cwd: Path | None = No
     if result.returncode != 0:
         raise RuntimeError(f"failed ({result.returncode}): {command}\n{result.stderr[-2000:]}")
     wall, user, system, rss = result.stderr.strip().splitlines()[-1].split()
-    return Sample(float(wall), float(user) + float(system), int(rss) / 1024)
+    server = cpu_seconds(server_pid) - server_before
+    return Sample(float(wall), float(user) + float(system), int(rss) / 1024, server)
 
 
 @dataclasses.dataclass
@@ -169,6 +186,24 @@ def table(rows: list[Row], baseline: str) -> str:
             f"| {row.data} | {row.operation} | {row.tool} | {row.median('wall'):.2f} | "
             f"{row.minimum('wall'):.2f} | {row.median('cpu'):.2f} | {max(s.rss_mib for s in row.samples):.0f} | "
             f"{ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def ratio_table(rows: list[Row], subject: str, baselines: Sequence[str]) -> str:
+    """Markdown table with server CPU, and the subject's ratio of minima to each baseline."""
+    head = "| data | operation | tool | wall median s | wall min s | cpu median s | server cpu median s | peak RSS MiB |"
+    lines = [head + "".join(f" vs {b} |" for b in baselines), "|---" * (8 + len(baselines)) + "|"]
+    for row in rows:
+        ratios = []
+        for baseline in baselines:
+            base = next((r for r in rows if (r.data, r.operation, r.tool) == (row.data, row.operation, baseline)), None)
+            usable = row.tool == subject and base is not None and base.minimum("wall") > 0
+            ratios.append(f"{row.minimum('wall') / base.minimum('wall'):.2f}x" if usable and base else "")
+        lines.append(
+            f"| {row.data} | {row.operation} | {row.tool} | {row.median('wall'):.2f} | {row.minimum('wall'):.2f} | "
+            f"{row.median('cpu'):.2f} | {row.median('server_cpu'):.2f} | {max(s.rss_mib for s in row.samples):.0f} |"
+            + "".join(f" {r} |" for r in ratios)
         )
     return "\n".join(lines)
 

@@ -15,13 +15,14 @@ import pytest
 REPOSITORY_KINDS = ["local", "s3", "git"]
 
 
-def _git_url(tmp_path: Path) -> str:
+def _git(tmp_path: Path) -> tuple[str, dict[str, str]]:
     try:
         remotes = importlib.import_module("tests.support.git_remotes")
     except ModuleNotFoundError:
         pytest.skip("tests.support.git_remotes does not exist yet (git backend)")
     url: str = remotes.file_remote(tmp_path)
-    return url
+    environ: dict[str, str] = remotes.git_env(tmp_path / "git-state")
+    return url, environ
 
 
 @pytest.fixture(params=REPOSITORY_KINDS)
@@ -34,4 +35,4 @@ def repository_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str,
         url: str = request.getfixturevalue("s3_url")
         environ: dict[str, str] = request.getfixturevalue("s3_env")
         return url, dict(environ)
-    return _git_url(tmp_path), {}
+    return _git(tmp_path)

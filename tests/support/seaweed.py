@@ -59,9 +59,15 @@ class SeaweedServer:
     """One `weed mini` process with its own data folder, ports and credentials."""
 
     def __init__(
-        self, root: Path, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY
+        self,
+        root: Path,
+        *,
+        access_key: str = ACCESS_KEY,
+        secret_key: str = SECRET_KEY,
+        volume_size_mb: int = 64,
     ) -> None:
         self.root = root
+        self.volume_size_mb = volume_size_mb
         self.access_key = access_key
         self.secret_key = secret_key
         self.ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
@@ -95,6 +101,10 @@ class SeaweedServer:
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
             # A missing bucket must stay missing: tests check that it is reported.
             "-s3.autoCreateBucket=false",
+            # Each bucket takes several volumes of its own; with 1 GiB volumes the volume
+            # count (derived from free space) runs out after about ten buckets. Small
+            # volumes suit tests; benchmarks use large ones (fewer volume-growth pauses).
+            f"-master.volumeSizeLimitMB={self.volume_size_mb}",
         ]
 
     def start(self, timeout: float = 60.0) -> None:
@@ -108,7 +118,6 @@ class SeaweedServer:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.root),
-            "TMPDIR": str(self.root),  # its unix sockets land here, not in the shared /tmp
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
         }
@@ -155,6 +164,7 @@ class SeaweedServer:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        self._remove_sockets()
 
     def kill(self) -> None:
         """SIGKILL at once: the server vanishes as in a crash."""
@@ -164,6 +174,14 @@ class SeaweedServer:
             self._process.kill()
             self._process.wait()
         self._process = None
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        # weed puts unix sockets named after its ports in /tmp whatever TMPDIR says, and
+        # leaves some behind even on a clean stop: remove ours (and only ours).
+        for port in self.ports.values():
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
     def client(self, *, connect_timeout: float = 5, max_attempts: int = 2) -> Any:
         """A plain boto3 S3 client with this server's credentials (for setup and inspection)."""
