@@ -30,10 +30,11 @@ from harness import (
 
 
 def _datasets(base: Path, only: str | None) -> dict[str, Path]:
-    found = {"2,000 files": mixed_files(base / "files"), "1 GiB file": big_file(base / "big")}
+    chosen = {"files": ("2,000 files", mixed_files), "big": ("1 GiB file", big_file)}
+    found = {name: make(base / key) for key, (name, make) in chosen.items() if only in (None, key)}
     for path in found.values():
         age_tree_mtimes(path)
-    return {k: v for k, v in found.items() if only is None or only in k.replace(",", "")}
+    return found
 
 
 def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> list[Row]:

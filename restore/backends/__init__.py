@@ -102,7 +102,7 @@ class ObjectStore(Protocol):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """Return `length` bytes from offset `start`. Raise ObjectNotFoundError if absent."""
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         """Store an object durably (overwriting is allowed, but the engine never does it
         for content-addressed keys)."""
 

@@ -75,7 +75,7 @@ class LocalStore:
             handle.seek(start)
             return handle.read(length)
 
-    def _write_temp(self, path: Path, data: bytes) -> Path:
+    def _write_temp(self, path: Path, data: bytes | bytearray) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -98,7 +98,7 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         path = self._path(key)
         with self._errors(key):
             temp = self._write_temp(path, data)

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 import boto3
 import botocore.config
@@ -170,7 +170,7 @@ class S3Store:
             time.sleep(random.uniform(0, min(2.0**attempt, 20.0)) / 4)  # noqa: S311 - jitter, not crypto
             attempt += 1
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         if len(data) >= self.settings.multipart_threshold:
             s3_multipart.upload(
                 client=self._client,
@@ -184,14 +184,16 @@ class S3Store:
             return
         self._put(key, data, _Condition())
 
-    def _put(self, key: str, data: bytes, condition: _Condition) -> None:
+    def _put(self, key: str, data: bytes | bytearray, condition: _Condition) -> None:
         self._call(
             "PutObject",
             key,
             lambda: self._client.put_object(
                 Bucket=self.settings.bucket,
                 Key=self._root + key,
-                Body=data,
+                # botocore sends any bytes-like body; the stubs only name bytes. Packs arrive
+                # as bytearrays so that no 16 MiB copy is made per pack.
+                Body=cast("bytes", data),
                 **self.settings.write_arguments(),
                 **condition,
             ),

@@ -37,7 +37,7 @@ def upload(
     settings: S3Settings,
     key: str,
     full_key: str,
-    data: bytes,
+    data: bytes | bytearray,
 ) -> None:
     """Store `data` at `full_key` in parts of settings.multipart_part_size.
 
@@ -54,7 +54,7 @@ def upload(
     upload_id = created["UploadId"]
 
     def send(number: int, start: int) -> CompletedPartTypeDef:
-        body = data[start : start + settings.multipart_part_size]
+        body = bytes(memoryview(data)[start : start + settings.multipart_part_size])
         answer = call(
             "UploadPart",
             key,

@@ -157,7 +157,7 @@ class Engine:
             records = self._records()
             previous = records[0] if records else None
             index = load_index(self.store, self._workers)
-            uploader = Uploader(self.store, workers=self._workers, in_flight=3)
+            uploader = Uploader(self.store, workers=self._workers, in_flight=2)
             try:
                 stats, pieces, count = self._write(
                     source=source,

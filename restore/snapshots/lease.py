@@ -62,7 +62,9 @@ class Lease:
             self._remember_version()
             return
         holder, expires = _read(self._store.get(LEASE_KEY))
-        if expires > self._clock():
+        # Our own lease (this process failed to release it, e.g. storage died mid-backup)
+        # is ours to take back at once; anyone else's only once it expired.
+        if holder != self._owner and expires > self._clock():
             raise LeaseHeldError(
                 f"repository is locked by {holder} until {format_time(expires)}; "
                 "another backup or prune is running (the lease expires by itself if that writer died)"

@@ -27,12 +27,12 @@ class Uploader:
         self.bytes_written = 0
         self.objects_written = 0
 
-    def submit(self, pack: bytes, data: bytes, entries: list[BlobEntry]) -> None:
+    def submit(self, pack: bytes, data: bytearray, entries: list[BlobEntry]) -> None:
         self._slots.acquire()
         self._reap()
         self._futures.append(self._pool.submit(self._upload, pack, data, entries))
 
-    def _upload(self, pack: bytes, data: bytes, entries: list[BlobEntry]) -> int:
+    def _upload(self, pack: bytes, data: bytearray, entries: list[BlobEntry]) -> int:
         try:
             self._store.put(pack_key(pack), data)
             # The index object names the pack, so it must follow the pack, never precede it.
@@ -88,7 +88,8 @@ class Packer:
         if not self._entries:
             return
         pack = secrets.token_bytes(32)
-        self._uploader.submit(pack, bytes(self._buffer), self._entries)
+        # The buffer itself goes to the uploader (no 16 MiB copy); this packer starts a new one.
+        self._uploader.submit(pack, self._buffer, self._entries)
         self._index.add(pack, self._entries, f"{INDEX}{pack.hex()}")
         self._pending.clear()
         self._buffer = bytearray()
