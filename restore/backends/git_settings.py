@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl
 
+from restore.backends.envreader import EnvReader
 from restore.cliargs import parse_bool
-from restore.errors import ConfigError, Problem
+from restore.errors import ConfigError
 
 DEFAULT_BRANCH = "main"
 DEFAULT_AUTHOR = "caretaker <caretaker@localhost>"
@@ -94,9 +95,9 @@ class GitSettings:
             author_name=name,
             author_email=email,
             message=reader.message(),
-            prune=reader.choice("CARETAKER_GIT_PRUNE", PRUNE_MODES, "off"),
+            prune=reader.choice("CARETAKER_GIT_PRUNE", PRUNE_MODES) or "off",
             large_file_bytes=reader.size("CARETAKER_GIT_LARGE_FILE", DEFAULT_LARGE_FILE),
-            state_dir=Path(reader.get("CARETAKER_GIT_STATE_DIR") or default_state_dir()),
+            state_dir=Path(reader.first("CARETAKER_GIT_STATE_DIR") or default_state_dir()),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -131,19 +132,8 @@ def check_repo_path(path: str) -> str | None:
     return None
 
 
-class _Reader:
-    """Collects problems instead of stopping at the first one."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[Problem] = []
-
-    def problem(self, key: str, value: object, message: str) -> None:
-        self.problems.append(Problem(key, value, message))
-
-    def get(self, name: str) -> str | None:
-        value = self.environ.get(name, "").strip()
-        return value or None
+class _Reader(EnvReader):
+    """The git rules: remote URL forms, branch and path, author and message templates."""
 
     def remote(self, url: SplitResult) -> tuple[str, str, str]:
         transport = _TRANSPORTS.get(url.scheme, "")
@@ -178,47 +168,18 @@ class _Reader:
         return branch, path
 
     def file(self, name: str) -> Path | None:
-        value = self.get(name)
-        if value is None:
-            return None
-        if not Path(value).is_file():
-            self.problem(name, value, "no such file")
-        return Path(value)
+        value = self.existing_file(name)
+        return None if value is None else Path(value)
 
     def flag(self, name: str) -> bool:
-        value = self.get(name)
-        try:
-            return parse_bool(value or "")
-        except ValueError as error:
-            self.problem(name, value, str(error))
-            return False
+        return self.parsed(name, parse_bool, False)
 
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self.get(name) or default
-        if value not in allowed:
-            self.problem(name, value, f"must be one of {', '.join(allowed)}")
-            return default
-        return value
 
     def size(self, name: str, default: int) -> int:
-        value = self.get(name)
-        try:
-            return default if value is None else parse_size(value)
-        except ValueError as error:
-            self.problem(name, value, str(error))
-            return default
+        return self.parsed(name, parse_size, default)
 
     def username(self) -> str | None:
-        direct, path = self.get("CARETAKER_GIT_USERNAME"), self.file("CARETAKER_GIT_USERNAME_FILE")
-        if direct is not None and path is not None:
-            self.problem("CARETAKER_GIT_USERNAME", direct, "set it or CARETAKER_GIT_USERNAME_FILE, not both")
-        if path is None or not path.is_file():
-            return direct
-        try:
-            return path.read_text(encoding="utf-8").strip() or None
-        except OSError as error:
-            self.problem("CARETAKER_GIT_USERNAME_FILE", str(path), f"cannot read: {error.strerror}")
-            return None
+        return self.secret("CARETAKER_GIT_USERNAME")
 
     def secret_file(self) -> Path | None:
         token, password = self.file("CARETAKER_GIT_TOKEN_FILE"), self.file("CARETAKER_GIT_PASSWORD_FILE")
@@ -228,7 +189,7 @@ class _Reader:
         return token or password
 
     def author(self) -> tuple[str, str]:
-        value = self.get("CARETAKER_GIT_AUTHOR") or DEFAULT_AUTHOR
+        value = self.first("CARETAKER_GIT_AUTHOR") or DEFAULT_AUTHOR
         match = _AUTHOR.match(value)
         if match is None:
             self.problem("CARETAKER_GIT_AUTHOR", value, 'must look like "Name <email>"')

@@ -9,11 +9,11 @@ web identity (IRSA), container and instance roles — is left to boto3's standar
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
+from restore.backends.envreader import EnvReader
 from restore.cliargs import parse_bool
-from restore.errors import ConfigError, Problem
+from restore.errors import ConfigError
 from restore.retention import parse_duration
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ STORAGE_CLASSES = (
     "EXPRESS_ONEZONE",
 )
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
-_T = TypeVar("_T")
 
 
 class WriteArguments(TypedDict, total=False):
@@ -135,66 +134,8 @@ class S3Settings:
         return settings
 
 
-class _Reader:
-    """Reads values from the environment, collecting problems instead of stopping at one."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[Problem] = []
-
-    def problem(self, key: str, value: object, message: str) -> None:
-        self.problems.append(Problem(key, value, message))
-
-    def first(self, *names: str) -> str | None:
-        """The first of `names` that is set and not blank."""
-        for name in names:
-            value = self.environ.get(name, "").strip()
-            if value:
-                return value
-        return None
-
-    def parsed(self, name: str, parse: Callable[[str], _T], default: _T) -> _T:
-        raw = self.first(name)
-        if raw is None:
-            return default
-        try:
-            return parse(raw)
-        except ValueError as error:
-            self.problem(name, raw, str(error))
-            return default
-
-    def choice(self, name: str, allowed: tuple[str, ...]) -> str | None:
-        raw = self.first(name)
-        if raw is not None and raw not in allowed:
-            self.problem(name, raw, f"must be one of {', '.join(allowed)}")
-            return None
-        return raw
-
-    def existing_file(self, *names: str) -> str | None:
-        for name in names:
-            path = self.first(name)
-            if path is not None:
-                if not Path(path).is_file():
-                    self.problem(name, path, "no such file")
-                return path
-        return None
-
-    def secret(self, name: str) -> str | None:
-        """`NAME`, or the content of the file `NAME_FILE` names (a mounted Secret)."""
-        direct, path = self.first(name), self.first(f"{name}_FILE")
-        if direct is not None and path is not None:
-            self.problem(name, "***", f"set either {name} or {name}_FILE, not both")
-        if path is None:
-            return direct
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            self.problem(f"{name}_FILE", path, f"cannot read: {error.strerror or error}")
-            return None
-        if not text:
-            self.problem(f"{name}_FILE", path, "file is empty")
-            return None
-        return text
+class _Reader(EnvReader):
+    """The S3 rules: AWS credentials given together, bucket names S3 accepts."""
 
     def credentials(self) -> Credentials | None:
         access, secret = self.secret("AWS_ACCESS_KEY_ID"), self.secret("AWS_SECRET_ACCESS_KEY")

@@ -197,7 +197,8 @@ class BackupRun:
             target = self._readlink(scanned.full)
             self._pipeline.add_entry(_Slot(base._replace(kind=SYMLINK, target=target, size=len(target))))
         else:
-            self._handle_file(scanned, base._replace(kind=FILE, size=info.st_size, ino=info.st_ino))
+            entry = base._replace(kind=FILE, size=info.st_size, ino=info.st_ino, ctime_ns=info.st_ctime_ns)
+            self._handle_file(scanned, entry)
 
     def _readlink(self, full: str) -> str:
         try:
@@ -210,7 +211,8 @@ class BackupRun:
             parent is not None
             and parent.kind == FILE
             and not parent.unstable
-            and (parent.size, parent.mtime_ns, parent.ino) == (entry.size, entry.mtime_ns, entry.ino)
+            and (parent.size, parent.mtime_ns, parent.ino, parent.ctime_ns)
+            == (entry.size, entry.mtime_ns, entry.ino, entry.ctime_ns)
             and parent.mtime_ns < self._racy_before
             and all(self._known.knows(c) for c in parent.chunks)
         )
@@ -268,6 +270,7 @@ class BackupRun:
                     size=before.st_size,
                     mtime_ns=before.st_mtime_ns,
                     ino=before.st_ino,
+                    ctime_ns=before.st_ctime_ns,
                     mode=stat.S_IMODE(before.st_mode),
                     uid=before.st_uid,
                     gid=before.st_gid,
@@ -277,9 +280,10 @@ class BackupRun:
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        stable = total == before.st_size and (after.st_size, after.st_mtime_ns) == (
+        stable = total == before.st_size and (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
             before.st_size,
             before.st_mtime_ns,
+            before.st_ctime_ns,
         )
         slot.entry = slot.entry._replace(size=total)
         return slot, stable

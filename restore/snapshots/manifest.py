@@ -42,6 +42,8 @@ class Entry(NamedTuple):
     target: str = ""
     chunks: tuple[bytes, ...] = ()
     unstable: bool = False
+    # Change time: a write changes it even when a tool resets the mtime afterwards.
+    ctime_ns: int = 0
 
     @property
     def key(self) -> list[str]:
@@ -61,6 +63,7 @@ def encode(entry: Entry) -> bytes:
         entry.ino,
         extra,
         1 if entry.unstable else 0,
+        entry.ctime_ns,
     ]
     return json.dumps(row, separators=(",", ":")).encode() + b"\n"
 
@@ -68,17 +71,29 @@ def encode(entry: Entry) -> bytes:
 def decode(line: bytes) -> Entry:
     """Parse one manifest line. Raise IntegrityError if it is not a well-formed entry."""
     try:
-        path, kind, mode, uid, gid, mtime_ns, size, ino, extra, unstable = json.loads(line)
-        ints = (mode, uid, gid, mtime_ns, size, ino)
+        path, kind, mode, uid, gid, mtime_ns, size, ino, extra, unstable, ctime_ns = json.loads(line)
+        ints = (mode, uid, gid, mtime_ns, size, ino, ctime_ns)
         if not isinstance(path, str) or not isinstance(extra, str) or not all(type(i) is int for i in ints):
             raise TypeError("field types")  # noqa: TRY301 - one handler turns every shape error into one message
         if kind == SYMLINK:
-            return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, target=extra)
+            return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, target=extra, ctime_ns=ctime_ns)
         raw = bytes.fromhex(extra)
         if len(raw) % ID_BYTES:
             raise ValueError("chunk list length")  # noqa: TRY301
         chunks = tuple(raw[i : i + ID_BYTES] for i in range(0, len(raw), ID_BYTES))
-        return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, chunks=chunks, unstable=bool(unstable))
+        return Entry(
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            size,
+            ino,
+            chunks=chunks,
+            unstable=bool(unstable),
+            ctime_ns=ctime_ns,
+        )
     except (ValueError, TypeError) as error:
         raise IntegrityError(f"malformed manifest line {line[:120]!r}: {error}") from error
 

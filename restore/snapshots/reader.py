@@ -117,6 +117,9 @@ class PackReader:
                 self._cache.popitem(last=False)
         return data
 
+    def raw_length(self, blob: bytes) -> int:
+        return self._single.location(blob).raw_length
+
     def blob(self, blob: bytes) -> bytes:
         """Return a blob's verified plain bytes. Raise IntegrityError if missing or corrupt."""
         where = self._single.location(blob)
@@ -138,6 +141,9 @@ class PackReader:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+_INLINE = 64 << 10
+
+
 class ChunkFeed:
     """Decodes the chunks a restore will need next, in order, several at once.
 
@@ -152,7 +158,9 @@ class ChunkFeed:
         self._reader = reader
         self._ids = chunk_ids
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-        self._pending: collections.deque[Future[bytes]] = collections.deque()
+        # A future per blob, or the blob id itself for small blobs: handing a few hundred
+        # bytes to another thread costs more than decoding them here when they are due.
+        self._pending: collections.deque[Future[bytes] | bytes] = collections.deque()
         self._window = window
 
     def next(self) -> bytes:
@@ -160,8 +168,12 @@ class ChunkFeed:
             blob = next(self._ids, None)
             if blob is None:
                 break
-            self._pending.append(self._pool.submit(self._reader.blob, blob))
-        return self._pending.popleft().result()
+            if self._reader.raw_length(blob) < _INLINE:
+                self._pending.append(blob)
+            else:
+                self._pending.append(self._pool.submit(self._reader.blob, blob))
+        head = self._pending.popleft()
+        return self._reader.blob(head) if isinstance(head, bytes) else head.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.repos import repository_url  # noqa: F401 - a fixture, re-exported
+from tests.support.restore_runs import Repo
 from tests.support.seaweed import SeaweedServer
 
 # Small retry budget: a test about an unreachable server must not wait for minutes.
@@ -59,3 +60,16 @@ def s3_bucket(s3_server: SeaweedServer) -> str:
 def s3_url(s3_bucket: str) -> str:
     """`s3://<session bucket>/<fresh prefix>/repo` (pair it with `s3_env`)."""
     return f"s3://{s3_bucket}/{uuid.uuid4().hex[:12]}/repo"
+
+
+@pytest.fixture
+def repo(repository_url: tuple[str, dict[str, str]]) -> Repo:  # noqa: F811 - the fixture, not the import
+    url, environ = repository_url
+    return Repo(url, environ)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "volume" / "data"
+    path.mkdir(parents=True)
+    return path

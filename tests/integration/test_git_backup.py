@@ -22,7 +22,7 @@ from restore.backends.git_stage import BackupWriter
 from restore.model import STATE_DIR, BackupOptions
 from sidecar import cli
 from tests.support.git_remotes import file_remote, git_env
-from tests.support.trees import age_tree, describe, write_file
+from tests.support.trees import PAST_NS, age_tree, describe, write_file
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,9 @@ class TestIncremental:
         assert (again["changed"], again["snapshot"]["id"]) == (False, first["snapshot"]["id"])
         assert again["stats"]["files_unchanged"] == again["stats"]["files"]
         assert len(remote.commits()) == 1
-        write_file(source / "app.db", b"database v2")
+        # A new mtime: git compares stat data to the second, so a same-size rewrite that
+        # keeps the old mtime within the same second would be invisible (docs/git.md).
+        write_file(source / "app.db", b"database v2", mtime_ns=PAST_NS + 10**9)
         (source / "bin" / "run.sh").unlink()
         third = backup_json(remote, source)
         stats = third["stats"]

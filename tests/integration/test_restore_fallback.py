@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from restore.model import STATE_DIR
-from tests.integration.test_restore_outcomes import Repo, assert_reported, restore, sample_tree
+from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree
 from tests.support.trees import describe
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def repo(repository_url: tuple[str, dict[str, str]]) -> Repo:
-    url, environ = repository_url
-    return Repo(url, environ)
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "volume" / "data"
-    path.mkdir(parents=True)
-    return path
 
 
 def data_keys(repo: Repo) -> set[str]:

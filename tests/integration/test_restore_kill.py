@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from restore.model import STATE_DIR
-from tests.integration.test_restore_outcomes import Repo, assert_reported, parse, restore, start
+from tests.support.restore_runs import assert_reported, parse, restore, start
 from tests.support.trees import describe, write_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,17 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STAGING = Path(STATE_DIR) / "staging"
 
 
-@pytest.fixture
-def repo(repository_url: tuple[str, dict[str, str]]) -> Repo:
-    url, environ = repository_url
-    return Repo(url, environ)
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "volume" / "data"
-    path.mkdir(parents=True)
-    return path
 
 
 def many_files(root: Path, *, dirs: int = 40, per_dir: int = 40, top: int = 0) -> Path:

@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from restore.model import STATE_DIR
 from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
-from tests.integration.test_restore_outcomes import Repo, assert_reported, restore, sample_tree, start
+from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree, start
 from tests.support.seaweed import SeaweedServer
 from tests.support.trees import describe
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "volume" / "data"
-    path.mkdir(parents=True)
-    return path
 
 
 def s3_repo(server: SeaweedServer) -> Repo:

@@ -104,3 +104,16 @@ def test_unchanged_files_restore_from_an_incremental_snapshot(
     dest.mkdir()
     engine.restore(result.snapshot.id, dest)
     assert describe(dest) == describe(source)
+
+
+def test_rewrite_with_reset_mtime_is_noticed_by_its_ctime(engine: Engine, source: Path) -> None:
+    # Tools that preserve timestamps (rsync -t, tar -x, a restore) rewrite content and put
+    # the old mtime back; the change time still moves, so the file is read again.
+    write_file(source / "db", b"version 1")
+    age_tree(source)
+    engine.backup(source, BackupOptions())
+    info = (source / "db").stat()
+    (source / "db").write_bytes(b"version 2")
+    os.utime(source / "db", ns=(info.st_atime_ns, info.st_mtime_ns))
+    result = engine.backup(source, BackupOptions())
+    assert (result.stats.files_changed, result.stats.bytes_read) == (1, 9)
