@@ -7,6 +7,7 @@ before a single byte is written. The second writes.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -164,11 +165,14 @@ def restore_tree(
     check_space(dest, totals.bytes)
     progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
     reader = PackReader(store, index, plan, workers=workers)
-    chunk_ids = (chunk for entry in entries_of(record, loader) for chunk in entry.chunks)
+    # One pass over the manifest, read at two points: the feed decodes a few chunks ahead
+    # of the writer, so what tee() buffers between them stays small.
+    to_write, ahead = itertools.tee(entries_of(record, loader))
+    chunk_ids = (chunk for entry in ahead for chunk in entry.chunks)
     feed = ChunkFeed(reader, chunk_ids, workers=max(2, os.cpu_count() or 1))
     writer = TreeWriter(dest, feed, progress)
     try:
-        for entry in entries_of(record, loader):
+        for entry in to_write:
             writer.write(entry)
         writer.finish()
     except BlobDamageError as error:
