@@ -197,7 +197,10 @@ def ratio_table(rows: list[Row], subject: str, baselines: Sequence[str]) -> str:
     for row in rows:
         ratios = []
         for baseline in baselines:
-            base = next((r for r in rows if (r.data, r.operation, r.tool) == (row.data, row.operation, baseline)), None)
+            base = next(
+                (r for r in rows if (r.data, r.operation, r.tool) == (row.data, row.operation, baseline)),
+                None,
+            )
             usable = row.tool == subject and base is not None and base.minimum("wall") > 0
             ratios.append(f"{row.minimum('wall') / base.minimum('wall'):.2f}x" if usable and base else "")
         lines.append(

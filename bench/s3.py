@@ -82,8 +82,10 @@ class Tools:
 
     def _tar_to(self, name: str) -> str:
         url = f"s3://{self.buckets['tar+zstd+awscli']}/{name}"
-        return (f"tar -C {self.data} --listed-incremental={self.snar} -cf - . | zstd -q -T0 -3 | "
-                f"{self._aws(f'cp - {url}')}")
+        return (
+            f"tar -C {self.data} --listed-incremental={self.snar} -cf - . | zstd -q -T0 -3 | "
+            f"{self._aws(f'cp - {url}')}"
+        )
 
     def _caretaker(self, verb: str, path: Path, extra: str = "") -> str:
         url = f"s3://{self.buckets['caretaker']}/repo"
@@ -143,9 +145,11 @@ def bench_dataset(name: str, data: Path, reps: int, context: tuple[SeaweedServer
                 fresh(tools.out)
                 sample = timed(command(name_of_tool), tools.env, server_pid=server.pid)
                 samples[phase, name_of_tool].append(sample)
-                print(f"  {name} rep {rep} {phase:<26} {name_of_tool:<16} {sample.wall:6.2f} s "
-                      f"cpu {sample.cpu:6.2f} s server {sample.server_cpu:6.2f} s {sample.rss_mib:5.0f} MiB",
-                      flush=True)
+                print(
+                    f"  {name} rep {rep} {phase:<26} {name_of_tool:<16} {sample.wall:6.2f} s "
+                    f"cpu {sample.cpu:6.2f} s server {sample.server_cpu:6.2f} s {sample.rss_mib:5.0f} MiB",
+                    flush=True,
+                )
                 if phase == "restore" and listing(restored_path(name_of_tool, tools)) != listing(data):
                     sys.exit(f"{name_of_tool} restored something else than {data}")
         tools.drop()
@@ -158,9 +162,11 @@ def closing_note(rows: list[Row]) -> str:
 
     lines = ["", "Targets (ratios of minimum wall times; below 1 means caretaker is faster):"]
     for data in dict.fromkeys(r.data for r in rows):
-        for phase, baseline, limit in (("full backup", "tar+zstd+awscli", 1.25),
-                                       ("restore", "tar+zstd+awscli", 1.25),
-                                       ("incremental (1% changed)", "restic", 1.0)):
+        for phase, baseline, limit in (
+            ("full backup", "tar+zstd+awscli", 1.25),
+            ("restore", "tar+zstd+awscli", 1.25),
+            ("incremental (1% changed)", "restic", 1.0),
+        ):
             ratio = best(data, phase, "caretaker") / best(data, phase, baseline)
             verdict = "met" if ratio <= limit else "MISSED"
             lines.append(f"- {data}, {phase}: {ratio:.2f}x {baseline} (target <= {limit}x): {verdict}")
@@ -170,7 +176,9 @@ def closing_note(rows: list[Row]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=("files", "big"))
     args = parser.parse_args()

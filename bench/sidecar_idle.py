@@ -84,12 +84,24 @@ def measure(seconds: int, use_s3: bool) -> dict[str, object]:
     port = 19_000 + os.getpid() % 1000
     with repository(use_s3, base) as (url, env):
         (base / "config.yaml").write_text(config(url, data))
-        subprocess.run([caretaker(runtime_venv()), "backup", "--repository", url, "--path",
-                        str(data)], env={**os.environ, **env}, check=True, capture_output=True)
+        subprocess.run(
+            [caretaker(runtime_venv()), "backup", "--repository", url, "--path", str(data)],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
         process = subprocess.Popen(
-            [caretaker(runtime_venv()), "sidecar", "--config", str(base / "config.yaml"),
-             "--listen", f"127.0.0.1:{port}"],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                caretaker(runtime_venv()),
+                "sidecar",
+                "--config",
+                str(base / "config.yaml"),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             return sample(process.pid, port, seconds)
@@ -134,12 +146,17 @@ def main() -> int:
     parser.add_argument("--s3", action="store_true", help="use an S3 repository (SeaweedFS)")
     args = parser.parse_args()
     result = measure(args.seconds, args.s3)
-    result.update(repository="s3" if args.s3 else "local", rss_target_mb=RSS_TARGET_MB,
-                  cpu_target_percent=CPU_TARGET_PERCENT)
+    result.update(
+        repository="s3" if args.s3 else "local",
+        rss_target_mb=RSS_TARGET_MB,
+        cpu_target_percent=CPU_TARGET_PERCENT,
+    )
     print(json.dumps(result))
-    met = (result["rss_mb_mean"] < RSS_TARGET_MB  # type: ignore[operator]
-           and result["cpu_percent_of_one_core"] < CPU_TARGET_PERCENT  # type: ignore[operator]
-           and result["readyz_ok"])
+    met = (
+        result["rss_mb_mean"] < RSS_TARGET_MB  # type: ignore[operator]
+        and result["cpu_percent_of_one_core"] < CPU_TARGET_PERCENT  # type: ignore[operator]
+        and result["readyz_ok"]
+    )
     return 0 if met else 1
 
 

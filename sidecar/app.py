@@ -67,24 +67,29 @@ class Sidecar:
             options = OpenOptions(environ=environ, clock=clock, owner=owner)
             return open_repository(config.repository, options)
 
-        self.runner = Runner(config=config, board=self.board, environ=environ, clock=clock,
-                             open_repository=opener)
+        self.runner = Runner(
+            config=config, board=self.board, environ=environ, clock=clock, open_repository=opener
+        )
         self.scheduler = Scheduler(config.jobs, self.runner.run, self.board)
-        self.readiness = Readiness(board=self.board, open_repository=opener, clock=clock,
-                                   rpo=config.rpo)
+        self.readiness = Readiness(board=self.board, open_repository=opener, clock=clock, rpo=config.rpo)
         self._stop = threading.Event()
         self._signal: int | None = None
         self._signal_at = 0.0
         self.server = self._bind()
 
     def _bind(self) -> HttpServer:
-        routes = {"/metrics": self._metrics, "/healthz": self._healthz,
-                  "/readyz": self._readyz, "/status": self._status}
+        routes = {
+            "/metrics": self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/status": self._status,
+        }
         try:
             return HttpServer(self.config.listen, routes)
         except OSError as error:
-            raise ConfigError.single("listen", str(self.config.listen),
-                                     f"cannot listen: {error.strerror or error}") from error
+            raise ConfigError.single(
+                "listen", str(self.config.listen), f"cannot listen: {error.strerror or error}"
+            ) from error
 
     def run(self) -> int:
         """Serve and schedule until a signal arrives; return the exit code."""
@@ -93,9 +98,13 @@ class Sidecar:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         structlog.get_logger().info(
-            "sidecar.started", version=__version__, repository=redact_url(self.config.repository),
-            path=str(self.config.path), listen=f"{self.config.listen.host}:{self.server.port}",
-            config=self.config.source, jobs=[job.name for job in self.config.jobs],
+            "sidecar.started",
+            version=__version__,
+            repository=redact_url(self.config.repository),
+            path=str(self.config.path),
+            listen=f"{self.config.listen.host}:{self.server.port}",
+            config=self.config.source,
+            jobs=[job.name for job in self.config.jobs],
         )
         self.server.start()
         self.scheduler.start()
@@ -113,8 +122,13 @@ class Sidecar:
         if signum == self._signal and now - self._signal_at < DUPLICATE_SIGNAL_SECONDS:
             return  # one signal delivered twice (to us and to our process group), not a request
         self.runner.groups.kill_all()
-        line = {"event": "sidecar.killed", "level": "error", "signal": signal.Signals(signum).name,
-                "timestamp": format_time(self.board.clock()), "running": self.board.busy()}
+        line = {
+            "event": "sidecar.killed",
+            "level": "error",
+            "signal": signal.Signals(signum).name,
+            "timestamp": format_time(self.board.clock()),
+            "running": self.board.busy(),
+        }
         os.write(sys.stdout.fileno(), (json.dumps(line) + "\n").encode())
         os._exit(EXIT_SIGNAL_BASE + signum)
 

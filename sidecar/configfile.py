@@ -125,8 +125,13 @@ def check_job_graph(jobs: list[JobConfig], names: list[str], problems: list[Prob
                     Problem(f"jobs.{job.name}.then", target, "a chained job cannot chain further")
                 )
         if job.schedule is None and job.name not in chained:
-            problems.append(Problem(f"jobs.{job.name}.schedule", None,
-                                    "is required (or name this job in another job's `then`)"))
+            problems.append(
+                Problem(
+                    f"jobs.{job.name}.schedule",
+                    None,
+                    "is required (or name this job in another job's `then`)",
+                )
+            )
 
 
 def _job(index: int, raw: Any, defaults: Defaults, problems: list[Problem]) -> JobConfig | None:
@@ -192,12 +197,16 @@ def _check_timezone(fields: Fields, name: str, timezone: str) -> None:
 def _action(kind: JobKind, fields: Fields) -> tuple[Action | None, timedelta | None]:
     """Read the kind's own keys. Return the action and the job-level timeout (backup only)."""
     if kind == "backup":
-        action = BackupAction(excludes=fields.strings("excludes"),
-                              allow_empty=fields.boolean("allow_empty", default=False))
+        action = BackupAction(
+            excludes=fields.strings("excludes"), allow_empty=fields.boolean("allow_empty", default=False)
+        )
         return action, fields.optional_duration("timeout")
     if kind in {"prune", "verify"} and fields.has("timeout"):
-        fields.problem("timeout", fields.raw("timeout"),
-                       f"not supported for {kind} jobs: they cannot be stopped half-way")
+        fields.problem(
+            "timeout",
+            fields.raw("timeout"),
+            f"not supported for {kind} jobs: they cannot be stopped half-way",
+        )
     if kind == "prune":
         return _prune(fields.child("keep")), None
     if kind == "verify":
@@ -215,8 +224,7 @@ def _prune(keep: Fields) -> PruneAction | None:
     if len(keep.problems) > before:
         return None
     if policy.keeps_everything:
-        keep.problem_at(keep.where, None, "set at least one rule: " + ", ".join(
-            [*_KEEP_RULES, "within"]))
+        keep.problem_at(keep.where, None, "set at least one rule: " + ", ".join([*_KEEP_RULES, "within"]))
         return None
     return PruneAction(policy=policy)
 

@@ -145,8 +145,13 @@ def verify(*, repo: Repository, read_data: float) -> list[VerifyResult]:
     log = structlog.get_logger()
     for result in damaged:
         for damage in result.damage:
-            log.error("verify.damage", snapshot=result.snapshot_id, object=damage.object,
-                      problem=damage.problem, files=list(damage.files[:20]))
+            log.error(
+                "verify.damage",
+                snapshot=result.snapshot_id,
+                object=damage.object,
+                problem=damage.problem,
+                files=list(damage.files[:20]),
+            )
     if damaged:
         names = ", ".join(result.snapshot_id for result in damaged)
         raise IntegrityError(f"{len(damaged)} of {len(results)} snapshots damaged: {names}")
@@ -171,8 +176,13 @@ def command(
     workdir = cwd / spec.workdir if spec.workdir else cwd
     try:
         process = subprocess.Popen(
-            spec.argv, cwd=workdir, env={**environ, **spec.env}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            spec.argv,
+            cwd=workdir,
+            env={**environ, **spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except OSError as error:
         raise CommandFailedError(f"cannot start {spec.argv[0]!r}: {error.strerror or error}") from error

@@ -54,9 +54,7 @@ class Metrics:
     build_info: Gauge
 
     @classmethod
-    def create(
-        cls, registry: CollectorRegistry, jobs: Sequence[JobLabels], *, version: str
-    ) -> Metrics:
+    def create(cls, registry: CollectorRegistry, jobs: Sequence[JobLabels], *, version: str) -> Metrics:
         """Register every caretaker metric on `registry` and create each job's series."""
         metrics = _register(registry)
         metrics.build_info.labels(version=version).set(1)
@@ -82,8 +80,7 @@ class Metrics:
         self.next_run.labels(job=job).set(at.timestamp() if at else 0)
 
     def backup_stats(self, job: str, stats: BackupStats) -> None:
-        files = {"new": stats.files_new, "changed": stats.files_changed,
-                 "unchanged": stats.files_unchanged}
+        files = {"new": stats.files_new, "changed": stats.files_changed, "unchanged": stats.files_unchanged}
         for state, count in files.items():
             self.backup_files.labels(job=job, state=state).set(count)
         sizes = {"total": stats.bytes_total, "read": stats.bytes_read, "stored": stats.bytes_stored}
@@ -153,37 +150,68 @@ def _register(registry: CollectorRegistry) -> Metrics:
     job, job_kind = ("job",), ("job", "kind")
     return Metrics(
         registry=registry,
-        job_runs=Counter("caretaker_job_runs_total", "Job runs by result.",
-                            (*job_kind, "result"), registry=registry),
-        job_duration=Histogram("caretaker_job_duration_seconds", "Duration of job runs.",
-                                  job_kind, buckets=DURATION_BUCKETS, registry=registry),
-        last_success=Gauge("caretaker_job_last_success_timestamp_seconds",
-                              "End of the last successful run (Unix time).", job, registry=registry),
-        last_failure=Gauge("caretaker_job_last_failure_timestamp_seconds",
-                              "End of the last failed or refused run (Unix time).", job,
-                              registry=registry),
-        next_run=Gauge("caretaker_job_next_run_timestamp_seconds",
-                          "Next scheduled run (Unix time; 0 if none).", job, registry=registry),
+        job_runs=Counter(
+            "caretaker_job_runs_total", "Job runs by result.", (*job_kind, "result"), registry=registry
+        ),
+        job_duration=Histogram(
+            "caretaker_job_duration_seconds",
+            "Duration of job runs.",
+            job_kind,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        ),
+        last_success=Gauge(
+            "caretaker_job_last_success_timestamp_seconds",
+            "End of the last successful run (Unix time).",
+            job,
+            registry=registry,
+        ),
+        last_failure=Gauge(
+            "caretaker_job_last_failure_timestamp_seconds",
+            "End of the last failed or refused run (Unix time).",
+            job,
+            registry=registry,
+        ),
+        next_run=Gauge(
+            "caretaker_job_next_run_timestamp_seconds",
+            "Next scheduled run (Unix time; 0 if none).",
+            job,
+            registry=registry,
+        ),
         running=Gauge("caretaker_job_running", "1 while the job runs.", job, registry=registry),
-        backup_files=Gauge("caretaker_backup_files", "Files in the last backup by state.",
-                              ("job", "state"), registry=registry),
-        backup_bytes=Gauge("caretaker_backup_bytes",
-                              "Bytes of the last backup: total, read from disk, stored new.",
-                              job_kind, registry=registry),
-        snapshots=Gauge("caretaker_repository_snapshots", "Snapshots in the repository.",
-                           registry=registry),
-        restore_outcome=Gauge("caretaker_restore_outcome",
-                                 "1 for the init container's recorded restore outcome.",
-                                 ("outcome",), registry=registry),
-        restore_duration=Gauge("caretaker_restore_duration_seconds",
-                                  "Duration of the recorded restore.", registry=registry),
+        backup_files=Gauge(
+            "caretaker_backup_files",
+            "Files in the last backup by state.",
+            ("job", "state"),
+            registry=registry,
+        ),
+        backup_bytes=Gauge(
+            "caretaker_backup_bytes",
+            "Bytes of the last backup: total, read from disk, stored new.",
+            job_kind,
+            registry=registry,
+        ),
+        snapshots=Gauge("caretaker_repository_snapshots", "Snapshots in the repository.", registry=registry),
+        restore_outcome=Gauge(
+            "caretaker_restore_outcome",
+            "1 for the init container's recorded restore outcome.",
+            ("outcome",),
+            registry=registry,
+        ),
+        restore_duration=Gauge(
+            "caretaker_restore_duration_seconds", "Duration of the recorded restore.", registry=registry
+        ),
         restore_files=Gauge("caretaker_restore_files", "Files restored.", registry=registry),
         restore_bytes=Gauge("caretaker_restore_bytes", "Bytes restored.", registry=registry),
-        restore_timestamp=Gauge("caretaker_restore_timestamp_seconds",
-                                   "When the recorded restore finished (Unix time).",
-                                   registry=registry),
-        restore_exit_code=Gauge("caretaker_restore_exit_code",
-                                   "Exit code of the recorded restore.", registry=registry),
-        build_info=Gauge("caretaker_build_info", "caretaker version (always 1).", ("version",),
-                            registry=registry),
+        restore_timestamp=Gauge(
+            "caretaker_restore_timestamp_seconds",
+            "When the recorded restore finished (Unix time).",
+            registry=registry,
+        ),
+        restore_exit_code=Gauge(
+            "caretaker_restore_exit_code", "Exit code of the recorded restore.", registry=registry
+        ),
+        build_info=Gauge(
+            "caretaker_build_info", "caretaker version (always 1).", ("version",), registry=registry
+        ),
     )

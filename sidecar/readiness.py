@@ -54,8 +54,10 @@ class Readiness:
             last = self._board.last_backup_at() or self._board.started_at
             age = self._clock() - last
             if age > self._rpo:
-                reasons.append(f"last backup {int(age.total_seconds())}s ago, older than the "
-                               f"rpo of {int(self._rpo.total_seconds())}s")
+                reasons.append(
+                    f"last backup {int(age.total_seconds())}s ago, older than the "
+                    f"rpo of {int(self._rpo.total_seconds())}s"
+                )
         return reasons
 
     def close(self) -> None:

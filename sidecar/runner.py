@@ -140,22 +140,29 @@ class Runner:
                 timer.cancel()
         seconds = time.monotonic() - started
         result = result_of(error)
-        self.board.finished(job.name, result, error=str(error) if error else None,
-                            attempts=attempts, seconds=seconds)
+        self.board.finished(
+            job.name, result, error=str(error) if error else None, attempts=attempts, seconds=seconds
+        )
         if error is None:
             log.info("job.success", duration_seconds=round(seconds, 3), attempts=attempts)
         else:
             reason_code = error.reason if isinstance(error, CaretakerError) else "crashed"
-            log.error(f"job.{result}", error=str(error), reason=reason_code, attempts=attempts,
-                      duration_seconds=round(seconds, 3))
+            log.error(
+                f"job.{result}",
+                error=str(error),
+                reason=reason_code,
+                attempts=attempts,
+                duration_seconds=round(seconds, 3),
+            )
         return result
 
     @staticmethod
     def _start_timer(job: JobConfig, cancel: jobs.Cancel) -> threading.Timer | None:
         if job.timeout is None:
             return None
-        timer = threading.Timer(job.timeout.total_seconds(), cancel.cancel,
-                                args=(f"timed out after {job.timeout}",))
+        timer = threading.Timer(
+            job.timeout.total_seconds(), cancel.cancel, args=(f"timed out after {job.timeout}",)
+        )
         timer.daemon = True
         timer.start()
         return timer
@@ -172,8 +179,9 @@ class Runner:
                 if attempt > job.retries or not is_retryable(error) or cancel.cancelled:
                     return attempt, error
                 delay = min(job.retry_backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-                log.warning("job.retry", error=str(error), attempt=attempt,
-                            delay_seconds=delay.total_seconds())
+                log.warning(
+                    "job.retry", error=str(error), attempt=attempt, delay_seconds=delay.total_seconds()
+                )
                 if cancel.wait(delay.total_seconds()):
                     return attempt, jobs.JobAbortedError(cancel.reason)
             except Exception as error:
@@ -184,8 +192,9 @@ class Runner:
 
     def _attempt(self, job: JobConfig, cancel: jobs.Cancel) -> None:
         """before hooks, the job, after hooks (always). The job's own error wins."""
-        ctx = hooks.HookContext(job=job.name, cwd=self.config.path, environ=self.environ,
-                                cancel=cancel, groups=self.groups)
+        ctx = hooks.HookContext(
+            job=job.name, cwd=self.config.path, environ=self.environ, cancel=cancel, groups=self.groups
+        )
         error: Exception | None = None
         try:
             hooks.run_before(job.before, ctx)
@@ -204,8 +213,9 @@ class Runner:
         action = job.action
         if isinstance(action, CommandSpec):
             environ = {**self.environ, "CARETAKER_JOB": job.name}
-            jobs.command(spec=action, cwd=self.config.path, environ=environ, cancel=cancel,
-                         groups=self.groups)
+            jobs.command(
+                spec=action, cwd=self.config.path, environ=environ, cancel=cancel, groups=self.groups
+            )
         elif isinstance(action, HttpSpec):
             status = jobs.http(spec=action)
             structlog.get_logger().info("http.done", status=status)
@@ -223,20 +233,28 @@ class Runner:
     ) -> None:
         log = structlog.get_logger()
         if isinstance(action, BackupAction):
-            options = BackupOptions(excludes=action.excludes, host=self._host(), tags=(name,),
-                                    allow_empty=action.allow_empty)
+            options = BackupOptions(
+                excludes=action.excludes, host=self._host(), tags=(name,), allow_empty=action.allow_empty
+            )
             result = jobs.backup(repo=repo, path=self.config.path, options=options, cancel=cancel)
             self.board.backup_stats(name, result.stats)
-            log.info("backup.done", snapshot=result.snapshot.id, changed=result.changed,
-                     **result.stats.to_json())
+            log.info(
+                "backup.done", snapshot=result.snapshot.id, changed=result.changed, **result.stats.to_json()
+            )
         elif isinstance(action, PruneAction):
             pruned = jobs.prune(repo=repo, policy=action.policy, now=self.clock())
-            log.info("prune.done", kept=len(pruned.kept), removed=len(pruned.removed),
-                     objects_deleted=pruned.objects_deleted, bytes_freed=pruned.bytes_freed)
+            log.info(
+                "prune.done",
+                kept=len(pruned.kept),
+                removed=len(pruned.removed),
+                objects_deleted=pruned.objects_deleted,
+                bytes_freed=pruned.bytes_freed,
+            )
         else:
             checked = jobs.verify(repo=repo, read_data=action.read_data)
-            log.info("verify.done", snapshots=len(checked),
-                     bytes_checked=sum(r.bytes_checked for r in checked))
+            log.info(
+                "verify.done", snapshots=len(checked), bytes_checked=sum(r.bytes_checked for r in checked)
+            )
 
     @contextlib.contextmanager
     def _repository(self, cancel: jobs.Cancel) -> Iterator[Repository]:

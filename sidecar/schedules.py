@@ -121,16 +121,19 @@ def check_timezone(name: str) -> None:
         raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from error
 
 
-def _cron_trigger(
-    cron: tuple[str, str, str, str, str], timezone: str, jitter: int | None
-) -> BaseTrigger:
+def _cron_trigger(cron: tuple[str, str, str, str, str], timezone: str, jitter: int | None) -> BaseTrigger:
     minute, hour, day, month, weekday = cron
     days = cron_weekdays(weekday)
 
     def make(day: str, day_of_week: str) -> CronTrigger:
         return CronTrigger(
-            minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
-            timezone=timezone, jitter=jitter,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=timezone,
+            jitter=jitter,
         )
 
     # Classic cron: when both day fields are restricted, either one matching is enough.

@@ -30,8 +30,7 @@ from sidecar.status import StatusBoard
 
 RunJob = Callable[[str], object]
 _EVENTS = (
-    EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
-    | EVENT_JOB_MAX_INSTANCES
+    EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
 )
 
 
@@ -83,16 +82,15 @@ class Scheduler:
     def _on_event(self, event: JobEvent) -> None:
         name = event.job_id
         if event.code == EVENT_JOB_MAX_INSTANCES:
-            structlog.get_logger().warning("job.skipped", job=name,
-                                           reason="previous run still going")
+            structlog.get_logger().warning("job.skipped", job=name, reason="previous run still going")
             self._board.skipped(name)
         elif event.code == EVENT_JOB_MISSED:
-            structlog.get_logger().warning("job.missed", job=name,
-                                           reason="later than misfire_grace; skipped")
+            structlog.get_logger().warning("job.missed", job=name, reason="later than misfire_grace; skipped")
         elif event.code == EVENT_JOB_ERROR:
             # Runner.run never raises; if it did, the bug must be visible.
-            structlog.get_logger().error("job.crashed", job=name,
-                                         error=repr(getattr(event, "exception", None)))
+            structlog.get_logger().error(
+                "job.crashed", job=name, error=repr(getattr(event, "exception", None))
+            )
         self._publish_next_run(name)
 
     def _publish_next_run(self, name: str) -> None:

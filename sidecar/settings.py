@@ -84,8 +84,11 @@ def load(flags: Flags) -> SidecarConfig:
         listen=_listen(flags, file, problems),
         jobs=jobs,
         rpo=_duration("rpo", flags.rpo, problems) or file.rpo,
-        shutdown_grace=_first(_duration("shutdown-grace", flags.shutdown_grace, problems,
-                                        allow_zero=True), file.shutdown_grace, DEFAULT_GRACE),
+        shutdown_grace=_first(
+            _duration("shutdown-grace", flags.shutdown_grace, problems, allow_zero=True),
+            file.shutdown_grace,
+            DEFAULT_GRACE,
+        ),
         backup_on_shutdown=_first(flags.backup_on_shutdown, file.backup_on_shutdown, False),
         source=source,
     )
@@ -102,8 +105,9 @@ def _first(flag: T | None, file: T | None, default: T) -> T:
     return default if file is None else file
 
 
-def _duration(option: str, text: str | None, problems: list[Problem], *,
-              allow_zero: bool = False) -> timedelta | None:
+def _duration(
+    option: str, text: str | None, problems: list[Problem], *, allow_zero: bool = False
+) -> timedelta | None:
     if text is None:
         return None
     try:
@@ -124,8 +128,13 @@ def _repository(flags: Flags, file: FileSettings, problems: list[Problem]) -> st
     url = flags.repository or file.repository
     key = flag_key("repository") if flags.repository else "repository"
     if not url:
-        problems.append(Problem(key, None, "no repository: set --repository, "
-                                "CARETAKER_REPOSITORY or `repository:` in the config file"))
+        problems.append(
+            Problem(
+                key,
+                None,
+                "no repository: set --repository, CARETAKER_REPOSITORY or `repository:` in the config file",
+            )
+        )
         return ""
     try:
         check_repository_url(url)
@@ -155,16 +164,23 @@ def _refuse_job_flags(flags: Flags, problems: list[Problem]) -> None:
     }
     for option, value in given.items():
         if value is not None:
-            problems.append(Problem(flag_key(option), value,
-                                    "only without --config; describe jobs in the config file"))
+            problems.append(
+                Problem(flag_key(option), value, "only without --config; describe jobs in the config file")
+            )
 
 
 def env_jobs(flags: Flags, problems: list[Problem]) -> tuple[JobConfig, ...]:
     """The jobs of environment-only mode: a backup, then prune and verify when asked."""
     backup_schedule = _env_schedule("schedule", flags.schedule, problems)
     if flags.schedule is None:
-        problems.append(Problem(flag_key("schedule"), None, "required without --config: the "
-                                "backup schedule, e.g. '@hourly', '*/15 * * * *' or '@every 30m'"))
+        problems.append(
+            Problem(
+                flag_key("schedule"),
+                None,
+                "required without --config: the "
+                "backup schedule, e.g. '@hourly', '*/15 * * * *' or '@every 30m'",
+            )
+        )
     counts = {rule: _count(f"keep-{rule}", text, problems) for rule, text in flags.keep.items()}
     within = _duration("keep-within", flags.keep_within, problems)
     policy = RetentionPolicy(**counts, within=within)
@@ -172,18 +188,29 @@ def env_jobs(flags: Flags, problems: list[Problem]) -> tuple[JobConfig, ...]:
     prune_schedule = _env_schedule("prune-schedule", flags.prune_schedule, problems)
     if not policy.keeps_everything:
         # Without its own schedule, prune runs after every successful backup.
-        jobs.append(JobConfig(name="prune", kind="prune", action=PruneAction(policy=policy),
-                              schedule=prune_schedule))
+        jobs.append(
+            JobConfig(name="prune", kind="prune", action=PruneAction(policy=policy), schedule=prune_schedule)
+        )
     elif flags.prune_schedule is not None:
-        problems.append(Problem(flag_key("prune-schedule"), flags.prune_schedule,
-                                "needs a retention rule: set one of the --keep-* flags"))
+        problems.append(
+            Problem(
+                flag_key("prune-schedule"),
+                flags.prune_schedule,
+                "needs a retention rule: set one of the --keep-* flags",
+            )
+        )
     chain = ("prune",) if jobs and prune_schedule is None else ()
-    backup = JobConfig(name="backup", kind="backup", action=BackupAction(excludes=flags.excludes),
-                       schedule=backup_schedule, run_on_start=bool(flags.run_on_start), then=chain)
+    backup = JobConfig(
+        name="backup",
+        kind="backup",
+        action=BackupAction(excludes=flags.excludes),
+        schedule=backup_schedule,
+        run_on_start=bool(flags.run_on_start),
+        then=chain,
+    )
     verify_schedule = _env_schedule("verify-schedule", flags.verify_schedule, problems)
     if verify_schedule is not None:
-        jobs.append(JobConfig(name="verify", kind="verify", action=VerifyAction(),
-                              schedule=verify_schedule))
+        jobs.append(JobConfig(name="verify", kind="verify", action=VerifyAction(), schedule=verify_schedule))
     return (backup, *jobs) if backup_schedule is not None else ()
 
 

@@ -79,8 +79,7 @@ class StatusBoard:
             state.running, state.started_at = True, self.clock()
         self.metrics.set_running(name, running=True)
 
-    def finished(self, name: str, result: str, *, error: str | None, attempts: int,
-                 seconds: float) -> None:
+    def finished(self, name: str, result: str, *, error: str | None, attempts: int, seconds: float) -> None:
         now = self.clock()
         with self._lock:
             state = self._jobs[name]

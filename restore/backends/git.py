@@ -90,11 +90,13 @@ class GitRepository:
         environ = {**self._auth_env, "GIT_ALLOW_PROTOCOL": self.settings.transport}
         return GitRunner(git_dir, environ, remote=self.settings.display, work_tree=work_tree)
 
-    def prepared(self, git_dir: Path, *, partial: str | None, compression: int = -1,
-                 work_tree: Path | None = None) -> GitRunner:
+    def prepared(
+        self, git_dir: Path, *, partial: str | None, compression: int = -1, work_tree: Path | None = None
+    ) -> GitRunner:
         runner = self.runner(git_dir, work_tree=work_tree)
-        config = private_config(remote=self.settings.remote, branch=self.settings.branch,
-                                partial=partial, compression=compression)
+        config = private_config(
+            remote=self.settings.remote, branch=self.settings.branch, partial=partial, compression=compression
+        )
         prepare(runner, config)
         return runner
 
@@ -172,11 +174,19 @@ class GitRepository:
             raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self.describe()}")
         return matches[0]
 
-    def fetch_commit(self, runner: GitRunner, commit: Commit, info: SnapshotInfo, action: str,
-                     *, ref: str = "refs/caretaker/snapshot") -> None:
+    def fetch_commit(
+        self,
+        runner: GitRunner,
+        commit: Commit,
+        info: SnapshotInfo,
+        action: str,
+        *,
+        ref: str = "refs/caretaker/snapshot",
+    ) -> None:
         try:
-            runner.run("fetch", "--quiet", "--no-tags", "--depth=1", "origin",
-                       f"+{commit.sha}:{ref}", network=action)
+            runner.run(
+                "fetch", "--quiet", "--no-tags", "--depth=1", "origin", f"+{commit.sha}:{ref}", network=action
+            )
         except MissingRefError as error:
             raise NoSnapshotError(
                 f"snapshot {info.id} is no longer on {self.describe()} (pruned meanwhile?)"
@@ -215,8 +225,7 @@ class GitRepository:
                 (dest / git_meta.META).unlink()
                 dirs = git_meta.apply(dest, meta)
             progress.advance(files=totals.files + totals.symlinks, bytes=totals.bytes)
-        return RestoreStats(files=totals.files, dirs=dirs, symlinks=totals.symlinks,
-                            bytes=totals.bytes)
+        return RestoreStats(files=totals.files, dirs=dirs, symlinks=totals.symlinks, bytes=totals.bytes)
 
     def checked(
         self, runner: GitRunner, tree: str, info: SnapshotInfo
@@ -228,8 +237,10 @@ class GitRepository:
         entries = parse_ls_tree(runner.run("ls-tree", "-r", "-t", "-l", "-z", tree))
         if problems := tree_problems(entries):
             shown = "; ".join(f"{path!r}: {why}" for path, why in problems[:5])
-            raise IntegrityError(f"snapshot {info.id} in {self.describe()} has entries "
-                                 f"caretaker will not write ({len(problems)}): {shown}")
+            raise IntegrityError(
+                f"snapshot {info.id} in {self.describe()} has entries "
+                f"caretaker will not write ({len(problems)}): {shown}"
+            )
         blob = next((e.sha for e in entries if e.path == git_meta.META and e.kind == "blob"), None)
         if blob is None:
             return entries, None  # a commit not made by caretaker: plain checkout
@@ -243,8 +254,10 @@ class GitRepository:
         stager = Stager(runner.with_work_tree(dest), runner.git_dir / "check-index")
         written = stager.stage(walked, NoProgress())
         if written != tree:
-            raise IntegrityError(f"restored files of snapshot {info.id} do not hash to its tree "
-                                 f"{tree} (got {written}): the local disk changed them")
+            raise IntegrityError(
+                f"restored files of snapshot {info.id} do not hash to its tree "
+                f"{tree} (got {written}): the local disk changed them"
+            )
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -252,9 +265,12 @@ class GitRepository:
         start = time.monotonic()
         walked = walk(source, options.excludes)
         with self.locked("backup", wait=False):
-            runner = self.prepared(self.home / "backup.git", partial="blob:none",
-                                   compression=min(9, max(0, options.compression_level)),
-                                   work_tree=source)
+            runner = self.prepared(
+                self.home / "backup.git",
+                partial="blob:none",
+                compression=min(9, max(0, options.compression_level)),
+                work_tree=source,
+            )
             parent = None
             if self.fetch_branch(runner, "--depth=1", "--filter=blob:none", action="fetch"):
                 parent = parse_log(runner.run("log", "-1", *LOG_ARGS, self.tracking_ref))[0]
@@ -263,28 +279,43 @@ class GitRepository:
             writer.trim()
             before = writer.size()
             stager = Stager(runner, runner.git_dir / "index")
-            data_tree = stager.stage(walked, progress or NoProgress(),
-                                     {git_meta.META: git_meta.encode(walked.meta)})
+            data_tree = stager.stage(
+                walked, progress or NoProgress(), {git_meta.META: git_meta.encode(walked.meta)}
+            )
             after = writer.size()
             changes = diff(runner, writer.tree_at(base), data_tree)
             stored = (max(0, after[0] - before[0]), max(0, after[1] - before[1]))
             stats = writer.stats(walked, changes, stored)
             if previous is not None and not (changes.new or changes.changed or changes.deleted):
                 _LOG.debug("git.unchanged", snapshot=previous.id)
-                return BackupResult(snapshot=previous, stats=stats, changed=False,
-                                    duration_seconds=time.monotonic() - start)
+                return BackupResult(
+                    snapshot=previous, stats=stats, changed=False, duration_seconds=time.monotonic() - start
+                )
             writer.refuse_empty(walked, previous, options.allow_empty)
             writer.warn_large(walked, changes)
             moment = self._clock()
-            sha = writer.commit(parent=parent, tree=writer.graft(parent, data_tree), walked=walked,
-                                options=options, moment=moment, stats=stats,
-                                deleted=len(set(changes.deleted) - {git_meta.META}))
+            sha = writer.commit(
+                parent=parent,
+                tree=writer.graft(parent, data_tree),
+                walked=walked,
+                options=options,
+                moment=moment,
+                stats=stats,
+                deleted=len(set(changes.deleted) - {git_meta.META}),
+            )
             writer.push(sha, deltas=base is not None and stats.files_new + stats.files_changed < _DELTA_LIMIT)
-        info = SnapshotInfo(id=sha[:12], time=moment, files=len(walked.files),
-                            dirs=len(walked.dirs), bytes=walked.bytes, host=options.host,
-                            tags=options.tags)
-        return BackupResult(snapshot=info, stats=stats, changed=True,
-                            duration_seconds=time.monotonic() - start)
+        info = SnapshotInfo(
+            id=sha[:12],
+            time=moment,
+            files=len(walked.files),
+            dirs=len(walked.dirs),
+            bytes=walked.bytes,
+            host=options.host,
+            tags=options.tags,
+        )
+        return BackupResult(
+            snapshot=info, stats=stats, changed=True, duration_seconds=time.monotonic() - start
+        )
 
     def previous(self, runner: GitRunner, tip: Commit | None) -> tuple[Commit | None, SnapshotInfo | None]:
         """Our newest snapshot (and its commit, fetched), to compare the folder with.

@@ -38,6 +38,7 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 class MissingRefError(PermanentBackendError):
     """The remote has no such branch or commit (callers decide whether that is normal)."""
 
+
 # Checked in this order; the first family with a match decides. Auth and host key
 # problems come first because ssh also prints "Connection closed" after refusing.
 _PERMANENT = re.compile(
@@ -62,9 +63,11 @@ _MISSING = re.compile(r"couldn't find remote ref|not our ref|no such remote ref"
 # A push that is not a fast-forward (someone else pushed first) or whose lease is stale.
 _MOVED = re.compile(r"! \[rejected\]|\(fetch first\)|\(non-fast-forward\)|\(stale info\)")
 # git's generic advice after an ssh failure; the line before it says what went wrong.
-_NOISE = re.compile(r"could not read from remote repository|make sure you have the correct access"
-                    r"|and the repository exists|^hint:|filtering not recognized by server",
-                    re.IGNORECASE)
+_NOISE = re.compile(
+    r"could not read from remote repository|make sure you have the correct access"
+    r"|and the repository exists|^hint:|filtering not recognized by server",
+    re.IGNORECASE,
+)
 _OBJECT = re.compile(r"\b[0-9a-f]{40}\b")
 _LOCAL = re.compile(
     # signal 25 is SIGXFSZ: a git child exceeded the file size limit (RLIMIT_FSIZE).
@@ -211,9 +214,7 @@ class GitRunner:
             raise git.GitCommandError(command, process.returncode, err, out)
         return bytes(out)
 
-    def text(
-        self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
-    ) -> str:
+    def text(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
         """Run a local git command and return its stdout as text, stripped."""
         return self.run(*args, stdin=stdin, env=env).decode("utf-8", "surrogateescape").strip()
 
@@ -223,9 +224,7 @@ class GitRunner:
 _ATTRIBUTES = "* -text -eol -crlf -filter -ident -working-tree-encoding\n"
 
 
-_LOCAL_UPLOAD_PACK = (
-    "git -c uploadpack.allowFilter=true -c uploadpack.allowAnySHA1InWant=true upload-pack"
-)
+_LOCAL_UPLOAD_PACK = "git -c uploadpack.allowFilter=true -c uploadpack.allowAnySHA1InWant=true upload-pack"
 
 
 def _quote(value: str) -> str:
@@ -268,8 +267,12 @@ def private_config(*, remote: str, branch: str, partial: str | None, compression
         # what is asked for (commits without their files, one commit by its sha).
         lines.append(f"\tuploadpack = {_quote(_LOCAL_UPLOAD_PACK)}")
     if partial is not None:
-        lines += ["\tpromisor = true", f"\tpartialclonefilter = {partial}",
-                  "[extensions]", "\tpartialClone = origin"]
+        lines += [
+            "\tpromisor = true",
+            f"\tpartialclonefilter = {partial}",
+            "[extensions]",
+            "\tpartialClone = origin",
+        ]
     return "\n".join(lines) + "\n"
 
 

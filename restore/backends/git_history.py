@@ -48,8 +48,11 @@ class Commit:
 
 def identity_env(author: tuple[str, str, str], committer: tuple[str, str, str]) -> dict[str, str]:
     return {
-        "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1], "GIT_AUTHOR_DATE": author[2],
-        "GIT_COMMITTER_NAME": committer[0], "GIT_COMMITTER_EMAIL": committer[1],
+        "GIT_AUTHOR_NAME": author[0],
+        "GIT_AUTHOR_EMAIL": author[1],
+        "GIT_AUTHOR_DATE": author[2],
+        "GIT_COMMITTER_NAME": committer[0],
+        "GIT_COMMITTER_EMAIL": committer[1],
         "GIT_COMMITTER_DATE": committer[2],
     }
 
@@ -66,10 +69,17 @@ def parse_log(output: bytes) -> list[Commit]:
         if len(fields) != 11:
             continue
         sha, short, tree, parents, an, ae, ad, cn, ce, cd, message = fields
-        commits.append(Commit(
-            sha=sha, short=short, tree=tree, parents=tuple(parents.split()),
-            author=(an, ae, ad), committer=(cn, ce, cd), message=message,
-        ))
+        commits.append(
+            Commit(
+                sha=sha,
+                short=short,
+                tree=tree,
+                parents=tuple(parents.split()),
+                author=(an, ae, ad),
+                committer=(cn, ce, cd),
+                message=message,
+            )
+        )
     return commits
 
 
@@ -109,8 +119,9 @@ def human_size(count: int) -> str:
     raise AssertionError  # pragma: no cover - the loop always returns
 
 
-def message(template: str, fields: Mapping[str, object], trailers: Mapping[str, object],
-            tags: tuple[str, ...]) -> str:
+def message(
+    template: str, fields: Mapping[str, object], trailers: Mapping[str, object], tags: tuple[str, ...]
+) -> str:
     """The commit message: the user's template, a blank line, then our trailers."""
     subject = template.format_map(fields).strip() or "caretaker backup"
     lines = [f"{TRAILER}{key}: {value}" for key, value in trailers.items()]
@@ -118,9 +129,14 @@ def message(template: str, fields: Mapping[str, object], trailers: Mapping[str, 
     return f"{subject}\n\n" + "\n".join(lines) + "\n"
 
 
-def message_fields(*, moment: datetime, host: str, counts: Mapping[str, int], branch: str,
-                   path: str) -> dict[str, object]:
+def message_fields(
+    *, moment: datetime, host: str, counts: Mapping[str, int], branch: str, path: str
+) -> dict[str, object]:
     return {
-        "time": format_time(moment.replace(microsecond=0)), "host": host or "unknown",
-        "size": human_size(counts["bytes"]), "branch": branch, "path": path or ROOT_PATH, **counts,
+        "time": format_time(moment.replace(microsecond=0)),
+        "host": host or "unknown",
+        "size": human_size(counts["bytes"]),
+        "branch": branch,
+        "path": path or ROOT_PATH,
+        **counts,
     }

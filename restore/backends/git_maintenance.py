@@ -86,8 +86,12 @@ def verify(repo: GitRepository, snapshot_ids: Sequence[str] | None) -> list[Veri
             runner.run("fsck", "--full", "--strict", "--no-dangling", "--no-progress")
         except CaretakerError as error:
             broken = Damage(object="git fsck", problem=str(error))
-            results = [VerifyResult(snapshot_id=r.snapshot_id, damage=(*r.damage, broken),
-                                    bytes_checked=r.bytes_checked) for r in results]
+            results = [
+                VerifyResult(
+                    snapshot_id=r.snapshot_id, damage=(*r.damage, broken), bytes_checked=r.bytes_checked
+                )
+                for r in results
+            ]
     return results
 
 
@@ -108,9 +112,15 @@ def rewrite(runner: GitRunner, chain: Sequence[Commit], forget: set[str]) -> dic
             continue
         parents = ([parent] if parent else []) + list(commit.parents[1:])
         args = [arg for p in parents for arg in ("-p", p)]
-        parent = runner.text("commit-tree", commit.tree, *args, "-F", "-",
-                             stdin=commit.message.encode("utf-8", "surrogateescape"),
-                             env=commit.env())
+        parent = runner.text(
+            "commit-tree",
+            commit.tree,
+            *args,
+            "-F",
+            "-",
+            stdin=commit.message.encode("utf-8", "surrogateescape"),
+            env=commit.env(),
+        )
         renamed[commit.sha] = parent
     return {old: new for old, new in renamed.items() if new}
 
@@ -120,8 +130,9 @@ def prune(repo: GitRepository, policy: RetentionPolicy, *, now: datetime, dry_ru
     ours = repo.ours(repo.history())
     chosen = select([info for _, info in ours], policy, now)
     if not chosen.remove or dry_run:
-        return PruneResult(kept=tuple(chosen.keep), removed=tuple(chosen.remove),
-                           reasons=chosen.reasons, dry_run=dry_run)
+        return PruneResult(
+            kept=tuple(chosen.keep), removed=tuple(chosen.remove), reasons=chosen.reasons, dry_run=dry_run
+        )
     if repo.settings.prune != "squash":
         raise RefusedError(
             f"prune would forget {len(chosen.remove)} snapshots of {repo.describe()}, which "
@@ -136,16 +147,22 @@ def prune(repo: GitRepository, policy: RetentionPolicy, *, now: datetime, dry_ru
         gone = {s.id for s in chosen.remove}
         renamed = rewrite(runner, chain, {c.sha for c, i in snapshots.items() if i.id in gone})
         if renamed:
-            runner.run("push", "--quiet", "--no-verify",
-                       f"--force-with-lease={repo.settings.ref}:{chain[-1].sha}", "origin",
-                       f"{renamed.get(chain[-1].sha, chain[-1].sha)}:{repo.settings.ref}",
-                       network="prune")
+            runner.run(
+                "push",
+                "--quiet",
+                "--no-verify",
+                f"--force-with-lease={repo.settings.ref}:{chain[-1].sha}",
+                "origin",
+                f"{renamed.get(chain[-1].sha, chain[-1].sha)}:{repo.settings.ref}",
+                network="prune",
+            )
     new_ids = {info.id: renamed[c.sha][:12] for c, info in snapshots.items() if c.sha in renamed}
     kept = tuple(_renamed(s, new_ids) for s in chosen.keep)
     reasons = {new_ids.get(k, k): v for k, v in chosen.reasons.items()}
     _LOG.info("git.history_rewritten", forgotten=len(chosen.remove), recreated=len(renamed))
-    return PruneResult(kept=kept, removed=tuple(chosen.remove), reasons=reasons,
-                       objects_deleted=len(chosen.remove))
+    return PruneResult(
+        kept=kept, removed=tuple(chosen.remove), reasons=reasons, objects_deleted=len(chosen.remove)
+    )
 
 
 def _renamed(info: SnapshotInfo, new_ids: dict[str, str]) -> SnapshotInfo:

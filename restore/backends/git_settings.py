@@ -31,8 +31,13 @@ MESSAGE_FIELDS = frozenset(
     {"time", "host", "files", "dirs", "bytes", "size", "new", "changed", "deleted", "branch", "path"}
 )
 PRUNE_MODES = ("off", "squash")
-_TRANSPORTS = {"git+ssh": "ssh", "git+https": "https", "git+http": "http", "git+file": "file",
-               "git+git": "git"}
+_TRANSPORTS = {
+    "git+ssh": "ssh",
+    "git+https": "https",
+    "git+http": "http",
+    "git+file": "file",
+    "git+git": "git",
+}
 _AUTHOR = re.compile(r"^\s*([^<>]+?)\s*<([^<>\s]+)>\s*$")
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|([\x00-\x20~^:?*\[\\\x7f])|(@\{)|(/\.)|(//)|(\.lock$)|([/.]$)")
@@ -139,13 +144,20 @@ class _Reader(EnvReader):
         transport = _TRANSPORTS.get(url.scheme, "")
         display = _unsplit(url.scheme, _without_password(url), url.path, url.query, url.fragment)
         if url.password is not None:
-            self.problem("repository", display, "put the password or token in "
-                         "CARETAKER_GIT_TOKEN_FILE or CARETAKER_GIT_PASSWORD_FILE, not in the URL")
+            self.problem(
+                "repository",
+                display,
+                "put the password or token in "
+                "CARETAKER_GIT_TOKEN_FILE or CARETAKER_GIT_PASSWORD_FILE, not in the URL",
+            )
         try:
             url.port  # noqa: B018 - validates the port
         except ValueError:
-            self.problem("repository", display, "bad port; for scp-style `host:org/repo` "
-                         "write git+ssh://user@host/org/repo.git")
+            self.problem(
+                "repository",
+                display,
+                "bad port; for scp-style `host:org/repo` write git+ssh://user@host/org/repo.git",
+            )
         if transport == "file" and url.netloc not in {"", "localhost"}:
             self.problem("repository", display, "git+file URLs are git+file:///absolute/path")
         if transport != "file" and not url.hostname:
@@ -174,7 +186,6 @@ class _Reader(EnvReader):
     def flag(self, name: str) -> bool:
         return self.parsed(name, parse_bool, False)
 
-
     def size(self, name: str, default: int) -> int:
         return self.parsed(name, parse_size, default)
 
@@ -184,8 +195,9 @@ class _Reader(EnvReader):
     def secret_file(self) -> Path | None:
         token, password = self.file("CARETAKER_GIT_TOKEN_FILE"), self.file("CARETAKER_GIT_PASSWORD_FILE")
         if token is not None and password is not None:
-            self.problem("CARETAKER_GIT_TOKEN_FILE", str(token),
-                         "set it or CARETAKER_GIT_PASSWORD_FILE, not both")
+            self.problem(
+                "CARETAKER_GIT_TOKEN_FILE", str(token), "set it or CARETAKER_GIT_PASSWORD_FILE, not both"
+            )
         return token or password
 
     def author(self) -> tuple[str, str]:
@@ -205,8 +217,11 @@ class _Reader(EnvReader):
             self.problem("CARETAKER_GIT_MESSAGE", value, f"bad template: {error}")
             return DEFAULT_MESSAGE
         if unknown := fields - MESSAGE_FIELDS:
-            self.problem("CARETAKER_GIT_MESSAGE", value, f"unknown placeholder(s) {sorted(unknown)}; "
-                         f"use {', '.join(sorted(MESSAGE_FIELDS))}")
+            self.problem(
+                "CARETAKER_GIT_MESSAGE",
+                value,
+                f"unknown placeholder(s) {sorted(unknown)}; use {', '.join(sorted(MESSAGE_FIELDS))}",
+            )
             return DEFAULT_MESSAGE
         return value
 

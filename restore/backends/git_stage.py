@@ -70,18 +70,39 @@ class Stager:
         listed = {p for p in run("ls-files", "-z", env=self.env).split(b"\0") if p}
         wanted = {os.fsencode(p) for p in (*walked.staged, *extra)}
         if stale := sorted(listed - wanted):
-            run("update-index", "--force-remove", "-z", "--stdin",
-                stdin=b"".join(p + b"\0" for p in stale), env=self.env)
+            run(
+                "update-index",
+                "--force-remove",
+                "-z",
+                "--stdin",
+                stdin=b"".join(p + b"\0" for p in stale),
+                env=self.env,
+            )
         progress.start(files=len(walked.staged), bytes=walked.bytes)
         for batch, size in _batches(walked):
             # --remove: a file deleted since the walk simply leaves the snapshot.
-            run("update-index", "--add", "--remove", "--replace", "-z", "--stdin",
-                stdin=_nul(batch), env=self.env)
+            run(
+                "update-index",
+                "--add",
+                "--remove",
+                "--replace",
+                "-z",
+                "--stdin",
+                stdin=_nul(batch),
+                env=self.env,
+            )
             progress.advance(files=len(batch), bytes=size)
         for path, content in extra.items():
             sha = self.runner.text("hash-object", "-w", "--stdin", stdin=content)
-            run("update-index", "--add", "--replace", "-z", "--index-info",
-                stdin=f"100644 {sha}\t".encode() + os.fsencode(path) + b"\0", env=self.env)
+            run(
+                "update-index",
+                "--add",
+                "--replace",
+                "-z",
+                "--index-info",
+                stdin=f"100644 {sha}\t".encode() + os.fsencode(path) + b"\0",
+                env=self.env,
+            )
         return self.runner.text("write-tree", env=self.env)
 
 
@@ -163,9 +184,14 @@ class BackupWriter:
         for path in (*changes.new, *changes.changed):
             size = walked.files.get(path, 0)
             if limit and size > limit:
-                _LOG.warning("backup.large_file", path=path, bytes=size, threshold=limit,
-                             hint="every changed copy stays in git history; exclude it or "
-                                  "use an object-store repository")
+                _LOG.warning(
+                    "backup.large_file",
+                    path=path,
+                    bytes=size,
+                    threshold=limit,
+                    hint="every changed copy stays in git history; exclude it or "
+                    "use an object-store repository",
+                )
 
     def stats(self, walked: Walked, changes: Diff, stored: tuple[int, int]) -> BackupStats:
         files = set(walked.files)
@@ -173,28 +199,59 @@ class BackupWriter:
         changed = [p for p in changes.changed if p in files]
         touched = sum(walked.files[p] for p in (*new, *changed))
         return BackupStats(
-            files_new=len(new), files_changed=len(changed),
+            files_new=len(new),
+            files_changed=len(changed),
             files_unchanged=len(files) - len(new) - len(changed),
-            dirs=len(walked.dirs), symlinks=len(walked.symlinks),
-            skipped_special=len(walked.special), bytes_total=walked.bytes,
-            bytes_read=touched, objects_written=stored[0], bytes_stored=stored[1],
+            dirs=len(walked.dirs),
+            symlinks=len(walked.symlinks),
+            skipped_special=len(walked.special),
+            bytes_total=walked.bytes,
+            bytes_read=touched,
+            objects_written=stored[0],
+            bytes_stored=stored[1],
         )
 
-    def commit(self, *, parent: Commit | None, tree: str, walked: Walked, options: BackupOptions,
-               moment: datetime, stats: BackupStats, deleted: int) -> str:
-        counts = {"files": stats.files, "dirs": stats.dirs, "bytes": stats.bytes_total,
-                  "new": stats.files_new, "changed": stats.files_changed, "deleted": deleted}
-        fields = message_fields(moment=moment, host=options.host, counts=counts,
-                                branch=self.settings.branch, path=self.settings.path)
-        trailers = {"Time": format_time(moment), "Files": counts["files"], "Dirs": counts["dirs"],
-                    "Bytes": counts["bytes"],
-                    "Symlinks": len(walked.symlinks), "Host": options.host,
-                    "Path": self.settings.path or ROOT_PATH}
+    def commit(
+        self,
+        *,
+        parent: Commit | None,
+        tree: str,
+        walked: Walked,
+        options: BackupOptions,
+        moment: datetime,
+        stats: BackupStats,
+        deleted: int,
+    ) -> str:
+        counts = {
+            "files": stats.files,
+            "dirs": stats.dirs,
+            "bytes": stats.bytes_total,
+            "new": stats.files_new,
+            "changed": stats.files_changed,
+            "deleted": deleted,
+        }
+        fields = message_fields(
+            moment=moment,
+            host=options.host,
+            counts=counts,
+            branch=self.settings.branch,
+            path=self.settings.path,
+        )
+        trailers = {
+            "Time": format_time(moment),
+            "Files": counts["files"],
+            "Dirs": counts["dirs"],
+            "Bytes": counts["bytes"],
+            "Symlinks": len(walked.symlinks),
+            "Host": options.host,
+            "Path": self.settings.path or ROOT_PATH,
+        }
         text = message(self.settings.message, fields, trailers, options.tags)
         who = (self.settings.author_name, self.settings.author_email, raw_date(moment))
         parents = ["-p", parent.sha] if parent else []
-        return self.runner.text("commit-tree", tree, *parents, "-F", "-", stdin=text.encode(),
-                                env=identity_env(who, who))
+        return self.runner.text(
+            "commit-tree", tree, *parents, "-F", "-", stdin=text.encode(), env=identity_env(who, who)
+        )
 
     def push(self, sha: str, *, deltas: bool = True) -> None:
         """Push without force; raise LeaseHeldError if another writer pushed first.
@@ -204,6 +261,7 @@ class BackupWriter:
         (31 s of 36 s for 2,000 files, 200 MB here) and finds almost nothing.
         """
         window = [] if deltas else ["-c", "pack.window=0"]
-        self.runner.run(*window, "push", "--quiet", "--no-verify", "origin",
-                        f"{sha}:{self.settings.ref}", network="push")
+        self.runner.run(
+            *window, "push", "--quiet", "--no-verify", "origin", f"{sha}:{self.settings.ref}", network="push"
+        )
         self.runner.run("update-ref", f"refs/remotes/origin/{self.settings.branch}", sha)

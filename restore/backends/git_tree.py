@@ -153,5 +153,4 @@ def count(entries: list[TreeEntry]) -> TreeCounts:
 
 def kinds(entries: list[TreeEntry]) -> dict[str, str]:
     """path -> d (folder), f (file) or l (symlink), as `.caretaker-meta` names them."""
-    return {e.path: "d" if e.mode == TREE_MODE else "l" if e.mode == SYMLINK_MODE else "f"
-            for e in entries}
+    return {e.path: "d" if e.mode == TREE_MODE else "l" if e.mode == SYMLINK_MODE else "f" for e in entries}

@@ -27,30 +27,59 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(path=None)  # None = not given, so the config file may set it
     add = parser.add_argument
     add("--config", type=Path, metavar="FILE", help="YAML file describing the jobs (see docs)")
-    add("--schedule", metavar="SPEC",
-        help="without --config: the backup schedule (cron, @hourly, '@every 15m')")
+    add(
+        "--schedule",
+        metavar="SPEC",
+        help="without --config: the backup schedule (cron, @hourly, '@every 15m')",
+    )
     for rule in KEEP_RULES:
-        add(f"--keep-{rule}", metavar="N",
+        add(
+            f"--keep-{rule}",
+            metavar="N",
             help="without --config: prune after each backup, keeping "
-            + ("the N newest snapshots" if rule == "last" else f"the newest of N {rule} periods"))
-    add("--keep-within", metavar="DURATION",
-        help="without --config: also keep every snapshot younger than this (e.g. 7d)")
-    add("--prune-schedule", metavar="SPEC",
-        help="without --config: prune on this schedule instead of after each backup")
+            + ("the N newest snapshots" if rule == "last" else f"the newest of N {rule} periods"),
+        )
+    add(
+        "--keep-within",
+        metavar="DURATION",
+        help="without --config: also keep every snapshot younger than this (e.g. 7d)",
+    )
+    add(
+        "--prune-schedule",
+        metavar="SPEC",
+        help="without --config: prune on this schedule instead of after each backup",
+    )
     add("--verify-schedule", metavar="SPEC", help="without --config: verify on this schedule")
-    add("--exclude", action="append", metavar="GLOB",
-        help="without --config: skip paths matching this glob (repeatable; env: comma list)")
-    add("--run-on-start", action="store_true", default=None,
-        help="without --config: back up once right at start-up")
+    add(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="without --config: skip paths matching this glob (repeatable; env: comma list)",
+    )
+    add(
+        "--run-on-start",
+        action="store_true",
+        default=None,
+        help="without --config: back up once right at start-up",
+    )
     add("--listen", metavar="ADDR", help="HTTP address for /metrics etc. (default :9090)")
-    add("--rpo", metavar="DURATION",
-        help="/readyz fails when the last good backup is older than this")
-    add("--backup-on-shutdown", action="store_true", default=None,
-        help="take a final backup on SIGTERM (within --shutdown-grace)")
-    add("--shutdown-grace", metavar="DURATION",
-        help="how long shutdown may take, final backup included (default 25s)")
-    add("--check-config", action="store_true",
-        help="validate, print the jobs and their next run times, and exit (0 ok, 2 invalid)")
+    add("--rpo", metavar="DURATION", help="/readyz fails when the last good backup is older than this")
+    add(
+        "--backup-on-shutdown",
+        action="store_true",
+        default=None,
+        help="take a final backup on SIGTERM (within --shutdown-grace)",
+    )
+    add(
+        "--shutdown-grace",
+        metavar="DURATION",
+        help="how long shutdown may take, final backup included (default 25s)",
+    )
+    add(
+        "--check-config",
+        action="store_true",
+        help="validate, print the jobs and their next run times, and exit (0 ok, 2 invalid)",
+    )
 
 
 def flags_from_args(args: argparse.Namespace) -> Flags:
@@ -65,8 +94,7 @@ def flags_from_args(args: argparse.Namespace) -> Flags:
         shutdown_grace=args.shutdown_grace,
         backup_on_shutdown=args.backup_on_shutdown,
         schedule=args.schedule,
-        keep={rule: count for rule in KEEP_RULES
-              if (count := getattr(args, f"keep_{rule}")) is not None},
+        keep={rule: count for rule in KEEP_RULES if (count := getattr(args, f"keep_{rule}")) is not None},
         keep_within=args.keep_within,
         prune_schedule=args.prune_schedule,
         verify_schedule=args.verify_schedule,
@@ -100,8 +128,10 @@ def describe(config: SidecarConfig, ctx: Context) -> str:
         f"path: {config.path}",
         f"listen: {config.listen}",
         f"rpo: {rpo}",
-        (f"shutdown: grace {int(config.shutdown_grace.total_seconds())}s, "
-         f"final backup {'yes' if config.backup_on_shutdown else 'no'}"),
+        (
+            f"shutdown: grace {int(config.shutdown_grace.total_seconds())}s, "
+            f"final backup {'yes' if config.backup_on_shutdown else 'no'}"
+        ),
     ]
     for job in config.jobs:
         then = f", then {', '.join(job.then)}" if job.then else ""

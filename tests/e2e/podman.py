@@ -70,13 +70,17 @@ class Podman:
         self, argv: list[str], *, check: bool, timeout: float, stdin: str | None
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            argv, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout,
-            cwd=REPO, check=False,
+            argv,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            check=False,
         )
         if check and done.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
-            )
+            raise AssertionError(f"{' '.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
         return done
 
     def exists(self, kind: str, name: str) -> bool:

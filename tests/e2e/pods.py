@@ -115,8 +115,9 @@ class KubePod:
         21767, 22397); its own workaround is `podman pod stop` first.
         """
         started = time.monotonic()
-        self.podman.run("pod", "stop", "--time", str(self.grace_seconds), self.name,
-                        timeout=self.grace_seconds + 30)
+        self.podman.run(
+            "pod", "stop", "--time", str(self.grace_seconds), self.name, timeout=self.grace_seconds + 30
+        )
         return time.monotonic() - started
 
     def volumes(self) -> list[str]:
@@ -136,11 +137,11 @@ class KubePod:
 
     def diagnostics(self) -> str:
         """Every container's state and log, for failure messages."""
-        listing = self.podman.run("ps", "--all", "--pod", "--filter", f"pod={self.name}",
-                                  check=False).stdout
+        listing = self.podman.run("ps", "--all", "--pod", "--filter", f"pod={self.name}", check=False).stdout
         logs = [
             f"--- {name} ---\n{self.podman.logs(name)}"
-            for name in self.podman.run("ps", "--all", "--filter", f"pod={self.name}",
-                                        "--format", "{{.Names}}", check=False).stdout.split()
+            for name in self.podman.run(
+                "ps", "--all", "--filter", f"pod={self.name}", "--format", "{{.Names}}", check=False
+            ).stdout.split()
         ]
         return "\n".join([listing, *logs])

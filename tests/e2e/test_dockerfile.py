@@ -29,7 +29,9 @@ def test_dockerfile_is_hadolint_clean() -> None:
 def test_example_manifest_is_valid_kubernetes() -> None:
     done = subprocess.run(
         [tool("kubernetes-validate"), "--strict", "-k", "1.29.0", str(MANIFEST)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

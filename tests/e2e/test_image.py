@@ -23,12 +23,25 @@ ADDED_BYTES_BUDGET = 180_000_000
 
 
 def run_locked_down(
-    podman: Podman, image: str, *args: str, env: dict[str, str] | None = None,
+    podman: Podman,
+    image: str,
+    *args: str,
+    env: dict[str, str] | None = None,
     entrypoint: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     argv = [
-        "run", "--rm", "--network", "host", "--read-only", "--read-only-tmpfs=false",
-        "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
     ]
     for name, value in (env or {}).items():
         argv += ["--env", f"{name}={value}"]
@@ -60,13 +73,19 @@ def test_snapshots_lists_what_the_host_backed_up(
     repository = f"s3://{bucket}/smoke"
     (tmp_path / "hello.txt").write_text("hello\n")
     subprocess.run(
-        [sys.executable, "-m", "sidecar", "backup", "--repository", repository,
-         "--path", str(tmp_path)],
-        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()}, check=True, capture_output=True,
+        [sys.executable, "-m", "sidecar", "backup", "--repository", repository, "--path", str(tmp_path)],
+        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
+        check=True,
+        capture_output=True,
         timeout=60,
     )
     done = run_locked_down(
-        podman, caretaker_image, "snapshots", "--json", "--repository", repository,
+        podman,
+        caretaker_image,
+        "snapshots",
+        "--json",
+        "--repository",
+        repository,
         env=e2e_s3.env(),
     )
     (snapshot,) = json.loads(done.stdout)

@@ -114,8 +114,11 @@ def host_snapshots(e2e_s3: SeaweedServer, repository: str) -> list[dict[str, Any
     """The repository's snapshots as the host's caretaker sees them, newest first."""
     done = subprocess.run(
         [sys.executable, "-m", "sidecar", "snapshots", "--json", "--repository", repository],
-        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()}, capture_output=True, text=True,
-        check=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     found: list[dict[str, Any]] = json.loads(done.stdout)
     return found
@@ -188,8 +191,18 @@ def test_unreachable_repository_keeps_the_app_from_starting(
     assert podman.inspect(pod.container("app"))["State"]["Status"] == "created"
     assert http_get(f"http://{app_listen}/") is None
     # The volume holds only the init container's verdict, no app data.
-    listing = podman.run("run", "--rm", "--network", "host", "-v", "data:/data:ro",
-                         BUSYBOX_IMAGE, "sh", "-c", f"ls -A /data; cat {RESULT_FILE}").stdout
+    listing = podman.run(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-v",
+        "data:/data:ro",
+        BUSYBOX_IMAGE,
+        "sh",
+        "-c",
+        f"ls -A /data; cat {RESULT_FILE}",
+    ).stdout
     names, _, result = listing.partition("{")
     assert names.split() == [".caretaker"]
     assert json.loads("{" + result)["outcome"] == "failed"

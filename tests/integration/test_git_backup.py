@@ -43,8 +43,9 @@ class Remote:
         return Remote(url or self.url, {**self.environ, **git_env(state)})
 
     def git(self, *args: str) -> str:
-        done = subprocess.run(["git", "--git-dir", str(self.bare), *args], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.bare), *args], capture_output=True, text=True, check=True
+        )
         return done.stdout
 
     def commits(self) -> list[str]:
@@ -54,12 +55,24 @@ class Remote:
         return self.git("ls-tree", "-r", "--name-only", rev).split("\n")[:-1]
 
 
-def caretaker(*args: str, remote: Remote, extra: dict[str, str] | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
-           "CARETAKER_REPOSITORY": remote.url, **remote.environ, **(extra or {})}
-    return subprocess.run([CARETAKER, *args, "--log-format", "json"], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def caretaker(
+    *args: str, remote: Remote, extra: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "CARETAKER_REPOSITORY": remote.url,
+        **remote.environ,
+        **(extra or {}),
+    }
+    return subprocess.run(
+        [CARETAKER, *args, "--log-format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def events(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -67,8 +80,9 @@ def events(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
 
 
 def backup_json(remote: Remote, source: Path, *args: str) -> dict[str, Any]:
-    done = caretaker("backup", "--path", str(source), "--json", "--log-level", "warning", *args,
-                     remote=remote)
+    done = caretaker(
+        "backup", "--path", str(source), "--json", "--log-level", "warning", *args, remote=remote
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -121,16 +135,23 @@ class TestRoundTrip:
 
     def test_commit_message_author_and_trailers(self, remote, tmp_path):
         source = sample(tmp_path / "source")
-        extra = {"CARETAKER_GIT_AUTHOR": "Backup Bot <bot@example.com>",
-                 "CARETAKER_GIT_MESSAGE": "{host}: {files} files ({new} new) at {time}"}
-        done = caretaker("backup", "--path", str(source), "--host", "web-0", "--tag", "nightly",
-                         remote=remote, extra=extra)
+        extra = {
+            "CARETAKER_GIT_AUTHOR": "Backup Bot <bot@example.com>",
+            "CARETAKER_GIT_MESSAGE": "{host}: {files} files ({new} new) at {time}",
+        }
+        done = caretaker(
+            "backup", "--path", str(source), "--host", "web-0", "--tag", "nightly", remote=remote, extra=extra
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         log = remote.git("log", "-1", "--format=%an <%ae>%n%B", remote.branch).splitlines()
         assert log[0] == "Backup Bot <bot@example.com>"
         assert log[1].startswith("web-0: 6 files (6 new) at 20")
-        assert {"Caretaker-Files: 6", "Caretaker-Host: web-0", "Caretaker-Tag: nightly",
-                "Caretaker-Path: /"} <= set(log)
+        assert {
+            "Caretaker-Files: 6",
+            "Caretaker-Host: web-0",
+            "Caretaker-Tag: nightly",
+            "Caretaker-Path: /",
+        } <= set(log)
         listed = caretaker("snapshots", "--json", "--log-level", "warning", remote=remote)
         (snapshot,) = json.loads(listed.stdout)
         assert (snapshot["files"], snapshot["host"], snapshot["tags"]) == (6, "web-0", ["nightly"])
@@ -195,8 +216,10 @@ class TestWriters:
 
         monkeypatch.setattr(BackupWriter, "push", another_writer_first)
         write_file(tmp_path / "source" / "app.db", b"database v2, longer")
-        code = cli.main(["backup", "--path", str(tmp_path / "source"), "--log-format", "json"],
-                        {"CARETAKER_REPOSITORY": remote.url, **remote.environ})
+        code = cli.main(
+            ["backup", "--path", str(tmp_path / "source"), "--log-format", "json"],
+            {"CARETAKER_REPOSITORY": remote.url, **remote.environ},
+        )
         assert code == 6
         (failed,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"backup.failed"' in x]
         assert "another writer" in failed["error"]
@@ -239,10 +262,11 @@ def test_large_files_are_named_in_a_warning(remote, tmp_path):
     source = tmp_path / "source"
     write_file(source / "small", b"x" * 100)
     write_file(source / "huge.bin", os.urandom(4096))
-    done = caretaker("backup", "--path", str(source), remote=remote,
-                     extra={"CARETAKER_GIT_LARGE_FILE": "2k"})
+    done = caretaker("backup", "--path", str(source), remote=remote, extra={"CARETAKER_GIT_LARGE_FILE": "2k"})
     assert done.returncode == 0
     (warning,) = [e for e in events(done) if e["event"] == "backup.large_file"]
     assert (warning["path"], warning["bytes"], warning["level"]) == ("huge.bin", 4096, "warning")
-    again = caretaker("backup", "--path", str(source), remote=remote, extra={"CARETAKER_GIT_LARGE_FILE": "2k"})
+    again = caretaker(
+        "backup", "--path", str(source), remote=remote, extra={"CARETAKER_GIT_LARGE_FILE": "2k"}
+    )
     assert not [e for e in events(again) if e["event"] == "backup.large_file"]  # unchanged: no new copy

@@ -55,8 +55,11 @@ def forge(remote: Remote, entries: list[tuple[str, str, bytes]], message: str = 
     env = {**os.environ, "GIT_DIR": str(remote.bare), "GIT_INDEX_FILE": str(index)}
 
     def git(*args: str, stdin: bytes = b"") -> str:
-        return subprocess.run(["git", *args], input=stdin, env=env, capture_output=True,
-                              check=True).stdout.decode().strip()
+        return (
+            subprocess.run(["git", *args], input=stdin, env=env, capture_output=True, check=True)
+            .stdout.decode()
+            .strip()
+        )
 
     index.unlink(missing_ok=True)
     for mode, path, content in entries:
@@ -86,7 +89,7 @@ class TestVerifyAndFallBack:
         damaged.write_bytes(bytes(data))
         checked = caretaker("verify", "--json", "--log-level", "warning", remote=remote)
         assert checked.returncode == 7
-        report = {r["snapshot"]: r for r in json.loads(checked.stdout[checked.stdout.index("["):])}
+        report = {r["snapshot"]: r for r in json.loads(checked.stdout[checked.stdout.index("[") :])}
         assert (report[old["id"]]["ok"], report[new["id"]]["ok"]) == (True, False)
         assert "corrupt" in report[new["id"]]["damage"][0]["problem"]
         run = restore_into(remote, tmp_path / "target")
@@ -111,7 +114,9 @@ class TestHostileCommits:
         outside = tmp_path / "outside"
         outside.mkdir()
         meta = b'l 0777 1 0 0 "link"\nd 0755 1 0 0 "link/planted"\n'
-        forged = forge(remote, [("120000", "link", str(outside).encode()), ("100644", ".caretaker-meta", meta)])
+        forged = forge(
+            remote, [("120000", "link", str(outside).encode()), ("100644", ".caretaker-meta", meta)]
+        )
         run = restore_into(remote, tmp_path / "target", "--snapshot", forged[:12])
         assert run.returncode == 7
         assert "link/planted" in run.stdout
@@ -122,12 +127,22 @@ class TestHostileCommits:
         env = {**os.environ, "GIT_DIR": str(remote.bare)}
 
         def git(*args: str, stdin: bytes = b"") -> str:
-            return subprocess.run(["git", *args], input=stdin, env=env, capture_output=True,
-                                  check=True).stdout.decode().strip()
+            return (
+                subprocess.run(["git", *args], input=stdin, env=env, capture_output=True, check=True)
+                .stdout.decode()
+                .strip()
+            )
 
         blob = git("hash-object", "-w", "--stdin", stdin=b"escaped")
-        tree = git("hash-object", "-t", "tree", "--literally", "-w", "--stdin",
-                   stdin=b"100644 ..\0" + bytes.fromhex(blob))
+        tree = git(
+            "hash-object",
+            "-t",
+            "tree",
+            "--literally",
+            "-w",
+            "--stdin",
+            stdin=b"100644 ..\0" + bytes.fromhex(blob),
+        )
         commit = git("commit-tree", tree, "-p", remote.branch, "-F", "-", stdin=TRAILERS.encode())
         git("update-ref", f"refs/heads/{remote.branch}", commit)
         run = restore_into(remote, tmp_path / "target", "--snapshot", commit[:12])
@@ -142,8 +157,9 @@ class TestPrune:
         refused = caretaker("prune", "--keep-last", "1", remote=remote)
         assert refused.returncode == 9
         assert "CARETAKER_GIT_PRUNE=squash" in refused.stdout
-        plan = caretaker("prune", "--keep-last", "1", "--dry-run", "--json", "--log-level", "warning",
-                         remote=remote)
+        plan = caretaker(
+            "prune", "--keep-last", "1", "--dry-run", "--json", "--log-level", "warning", remote=remote
+        )
         assert plan.returncode == 0
         assert len(json.loads(plan.stdout)["removed"]) == 2
         assert caretaker("prune", remote=remote).returncode == 0  # no rule: nothing to forget
@@ -152,8 +168,9 @@ class TestPrune:
     def test_squash_rewrites_history_and_kept_snapshots_still_restore(self, remote, tmp_path):
         made = versions(remote, tmp_path, 4)
         squash = {"CARETAKER_GIT_PRUNE": "squash"}
-        done = caretaker("prune", "--keep-last", "2", "--json", "--log-level", "warning",
-                         remote=remote, extra=squash)
+        done = caretaker(
+            "prune", "--keep-last", "2", "--json", "--log-level", "warning", remote=remote, extra=squash
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         result = json.loads(done.stdout)
         assert [s["id"] for s in result["removed"]] == [made[1][0]["id"], made[0][0]["id"]]
@@ -180,8 +197,10 @@ class TestPrune:
             return rewrite(*args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(git_maintenance, "rewrite", backup_meanwhile)
-        code = cli.main(["prune", "--keep-last", "1"],
-                        {"CARETAKER_REPOSITORY": remote.url, "CARETAKER_GIT_PRUNE": "squash", **remote.environ})
+        code = cli.main(
+            ["prune", "--keep-last", "1"],
+            {"CARETAKER_REPOSITORY": remote.url, "CARETAKER_GIT_PRUNE": "squash", **remote.environ},
+        )
         assert code == 6
         assert len(remote.commits()) == 4
         assert "Caretaker-Host: meanwhile" in remote.git("log", "-1", "--format=%B", remote.branch)

@@ -85,8 +85,11 @@ class TestSsh:
 
     def test_a_wrong_host_key_is_refused_with_exit_5(self, sshd, tmp_path):
         url = sshd.create(f"{tmp_path.name}.git")
-        env = {**git_env(tmp_path / "state"), **sshd.env(),
-               "CARETAKER_GIT_KNOWN_HOSTS_FILE": str(sshd.wrong_known_hosts())}
+        env = {
+            **git_env(tmp_path / "state"),
+            **sshd.env(),
+            "CARETAKER_GIT_KNOWN_HOSTS_FILE": str(sshd.wrong_known_hosts()),
+        }
         run = caretaker("backup", "--path", str(sample(tmp_path / "source")), remote=Remote(url, env))
         assert run.returncode == 5, run.stdout + run.stderr
         assert "Host key verification failed" in run.stdout
@@ -104,8 +107,11 @@ class TestSsh:
         server.start()
         try:
             url = server.create("pod.git")
-            wrong = {**git_env(tmp_path / "state"), **server.env(),
-                     "CARETAKER_GIT_SSH_KEY_FILE": str(server.host_key)}
+            wrong = {
+                **git_env(tmp_path / "state"),
+                **server.env(),
+                "CARETAKER_GIT_SSH_KEY_FILE": str(server.host_key),
+            }
             run = caretaker("snapshots", remote=Remote(url, wrong))
             assert run.returncode == 5
             assert "Permission denied" in run.stdout
@@ -119,14 +125,24 @@ class TestHttp:
     def test_token_from_a_file_never_leaks(self, http, tmp_path):
         token_file = tmp_path / "token"
         token_file.write_text(http.token + "\n")
-        env = {**git_env(tmp_path / "state"), "CARETAKER_GIT_USERNAME": http.username,
-               "CARETAKER_GIT_TOKEN_FILE": str(token_file)}
+        env = {
+            **git_env(tmp_path / "state"),
+            "CARETAKER_GIT_USERNAME": http.username,
+            "CARETAKER_GIT_TOKEN_FILE": str(token_file),
+        }
         remote = Remote(http.create("pod.git"), env)
         source = sample(tmp_path / "source")
         scratch = tmp_path / "tmp"
         scratch.mkdir()
-        done = caretaker("backup", "--path", str(source), "--log-level", "debug", remote=remote,
-                         extra={"TMPDIR": str(scratch)})
+        done = caretaker(
+            "backup",
+            "--path",
+            str(source),
+            "--log-level",
+            "debug",
+            remote=remote,
+            extra={"TMPDIR": str(scratch)},
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         # At debug level GitPython logs every git command line: the token is in none of them.
         assert any("Popen(" in line and "push" in line for line in done.stdout.splitlines())
@@ -143,8 +159,11 @@ class TestHttp:
     def test_a_wrong_token_is_exit_5(self, http, tmp_path):
         token_file = tmp_path / "token"
         token_file.write_text("not-the-token")
-        env = {**git_env(tmp_path / "state"), "CARETAKER_GIT_USERNAME": http.username,
-               "CARETAKER_GIT_TOKEN_FILE": str(token_file)}
+        env = {
+            **git_env(tmp_path / "state"),
+            "CARETAKER_GIT_USERNAME": http.username,
+            "CARETAKER_GIT_TOKEN_FILE": str(token_file),
+        }
         run = caretaker("snapshots", "--json", remote=Remote(http.create("pod.git"), env))
         assert run.returncode == 5
         (failed,) = [e for e in events(run) if e["event"] == "snapshots.failed"]

@@ -111,7 +111,9 @@ def test_snapshots_are_listed_newest_first(repo: Repository, tmp_path: Path, clo
     assert listed[0].time > listed[1].time > listed[2].time
 
 
-def test_incremental_backup_records_only_the_change(repo: Repository, tmp_path: Path, clock: FakeClock) -> None:
+def test_incremental_backup_records_only_the_change(
+    repo: Repository, tmp_path: Path, clock: FakeClock
+) -> None:
     source = sample_tree(tmp_path / "src")
     first = repo.backup(source, BackupOptions())
     clock.advance(minutes=10)
@@ -136,7 +138,9 @@ def test_restore_of_an_unknown_snapshot_raises(repo: Repository, tmp_path: Path)
         repo.restore("0123456789abcdef", tmp_path / "out")
 
 
-def test_verify_reads_every_byte_of_a_healthy_repository(repo: Repository, tmp_path: Path, clock: FakeClock) -> None:
+def test_verify_reads_every_byte_of_a_healthy_repository(
+    repo: Repository, tmp_path: Path, clock: FakeClock
+) -> None:
     source = sample_tree(tmp_path / "src")
     ids = []
     for number, text in enumerate((b"a", b"b")):
@@ -149,7 +153,9 @@ def test_verify_reads_every_byte_of_a_healthy_repository(repo: Repository, tmp_p
     assert [r.snapshot_id for r in repo.verify([ids[0]])] == [ids[0]]
 
 
-def test_prune_forgets_what_the_policy_does_not_keep(opener: Opener, tmp_path: Path, clock: FakeClock) -> None:
+def test_prune_forgets_what_the_policy_does_not_keep(
+    opener: Opener, tmp_path: Path, clock: FakeClock
+) -> None:
     # git rewrites history to forget commits, which it does only when told to.
     repo = opener(CARETAKER_GIT_PRUNE="squash")
     source = sample_tree(tmp_path / "src")

@@ -14,8 +14,6 @@ from tests.support.trees import describe
 pytestmark = pytest.mark.integration
 
 
-
-
 def data_keys(repo: Repo) -> set[str]:
     opened = repo.open()
     try:

@@ -25,8 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STAGING = Path(STATE_DIR) / "staging"
 
 
-
-
 def many_files(root: Path, *, dirs: int = 40, per_dir: int = 40, top: int = 0) -> Path:
     """Enough small files that a restore takes a while (dNN/fNN, restored in name order)."""
     for d in range(dirs):

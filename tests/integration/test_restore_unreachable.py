@@ -18,7 +18,6 @@ from tests.support.trees import describe
 pytestmark = pytest.mark.integration
 
 
-
 def s3_repo(server: SeaweedServer) -> Repo:
     return Repo(f"s3://{fresh_bucket(server)}/repo", {**server.env(), **S3_TEST_TUNING})
 

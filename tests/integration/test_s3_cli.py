@@ -33,8 +33,12 @@ CARETAKER = str(Path(sys.executable).parent / "caretaker")
 def caretaker(*args: str, environ: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **environ}
     return subprocess.run(
-        [CARETAKER, *args, "--log-format", "json"], env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [CARETAKER, *args, "--log-format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -72,11 +76,19 @@ def test_backup_then_restore_round_trip(s3_url: str, s3_env: dict[str, str], tmp
     assert tree_of(target) == tree_of(source)
 
 
-def test_wrong_credentials_exit_5_without_leaking_the_secret(s3_url: str, s3_env: dict[str, str], tmp_path: Path) -> None:
+def test_wrong_credentials_exit_5_without_leaking_the_secret(
+    s3_url: str, s3_env: dict[str, str], tmp_path: Path
+) -> None:
     wrong = "wrong-secret-must-not-appear-anywhere"
     source = make_tree(tmp_path / "src", files=1, size=10)
-    run = caretaker("backup", "--repository", s3_url, "--path", str(source),
-                    environ={**s3_env, "AWS_SECRET_ACCESS_KEY": wrong})
+    run = caretaker(
+        "backup",
+        "--repository",
+        s3_url,
+        "--path",
+        str(source),
+        environ={**s3_env, "AWS_SECRET_ACCESS_KEY": wrong},
+    )
     assert run.returncode == EXIT_BACKEND_DENIED, run.stdout + run.stderr
     assert wrong not in run.stdout + run.stderr
     assert "rejected the credentials" in run.stdout
@@ -88,9 +100,14 @@ def test_missing_bucket_exit_5(s3_env: dict[str, str]) -> None:
     assert "'bucket-that-is-not-there' not found" in run.stdout
 
 
-def test_server_down_at_snapshots_and_restore_exit_4(private_s3_server: SeaweedServer, tmp_path: Path) -> None:
+def test_server_down_at_snapshots_and_restore_exit_4(
+    private_s3_server: SeaweedServer, tmp_path: Path
+) -> None:
     server = private_s3_server
-    url, environ = f"s3://{fresh_bucket(server)}/app", {**server.env(), **S3_TEST_TUNING, "CARETAKER_TIMEOUT": "3s"}
+    url, environ = (
+        f"s3://{fresh_bucket(server)}/app",
+        {**server.env(), **S3_TEST_TUNING, "CARETAKER_TIMEOUT": "3s"},
+    )
     source = make_tree(tmp_path / "src", files=3, size=1000)
     assert caretaker("backup", "--repository", url, "--path", str(source), environ=environ).returncode == 0
     server.stop()
@@ -110,7 +127,9 @@ def test_server_down_at_snapshots_and_restore_exit_4(private_s3_server: SeaweedS
 
 
 @pytest.mark.slow
-def test_server_killed_mid_backup_leaves_no_snapshot(private_s3_server: SeaweedServer, tmp_path: Path) -> None:
+def test_server_killed_mid_backup_leaves_no_snapshot(
+    private_s3_server: SeaweedServer, tmp_path: Path
+) -> None:
     server = private_s3_server
     bucket = fresh_bucket(server)
     url, environ = f"s3://{bucket}/app", {**server.env(), **S3_TEST_TUNING}
@@ -118,7 +137,10 @@ def test_server_killed_mid_backup_leaves_no_snapshot(private_s3_server: SeaweedS
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **environ}
     backup = subprocess.Popen(
         [CARETAKER, "backup", "--repository", url, "--path", str(source), "--log-format", "json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     raw = server.client()
     deadline = time.monotonic() + 60
@@ -147,7 +169,9 @@ def test_server_killed_mid_backup_leaves_no_snapshot(private_s3_server: SeaweedS
     assert tree_of(target) == tree_of(source)
 
 
-def test_corrupt_object_is_detected_by_verify_and_restore(s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer, tmp_path: Path) -> None:
+def test_corrupt_object_is_detected_by_verify_and_restore(
+    s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer, tmp_path: Path
+) -> None:
     source = make_tree(tmp_path / "src", files=5, size=20_000)
     assert caretaker("backup", "--repository", s3_url, "--path", str(source), environ=s3_env).returncode == 0
     assert caretaker("verify", "--repository", s3_url, "--read-data", "1", environ=s3_env).returncode == 0

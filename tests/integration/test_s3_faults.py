@@ -50,8 +50,16 @@ class FaultProxy(ThreadingHTTPServer):
             if self.slow_down:
                 self.slow_down -= 1
                 return 503, "SlowDown", "Please reduce your request rate."
-        if self.reject_conditional and ("If-None-Match" in headers or "If-Match" in headers) and method == "PUT":
-            return 501, "NotImplemented", "A header you provided implies functionality that is not implemented"
+        if (
+            self.reject_conditional
+            and ("If-None-Match" in headers or "If-Match" in headers)
+            and method == "PUT"
+        ):
+            return (
+                501,
+                "NotImplemented",
+                "A header you provided implies functionality that is not implemented",
+            )
         return None
 
     def take_cut(self, method: str) -> bool:
@@ -78,8 +86,11 @@ class _Relay(BaseHTTPRequestHandler):
         try:
             fault = proxy.fault_for(self.command, self.headers)
             if fault is not None:
-                self._answer(fault[0], {"Content-Type": "application/xml"},
-                             _ERROR.format(code=fault[1], message=fault[2]).encode())
+                self._answer(
+                    fault[0],
+                    {"Content-Type": "application/xml"},
+                    _ERROR.format(code=fault[1], message=fault[2]).encode(),
+                )
                 return
             upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=30)
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -139,7 +150,9 @@ def test_throttling_is_retried_with_backoff(proxy: FaultProxy, s3_url: str, s3_e
     store.close()
 
 
-def test_a_download_broken_off_midway_is_fetched_again(proxy: FaultProxy, s3_url: str, s3_env: dict[str, str]) -> None:
+def test_a_download_broken_off_midway_is_fetched_again(
+    proxy: FaultProxy, s3_url: str, s3_env: dict[str, str]
+) -> None:
     store = store_via(proxy, s3_url, s3_env, CARETAKER_S3_MAX_ATTEMPTS="3")
     data = os.urandom(3_000_000)
     store.put("pack", data)
@@ -151,7 +164,9 @@ def test_a_download_broken_off_midway_is_fetched_again(proxy: FaultProxy, s3_url
     store.close()
 
 
-def test_store_without_conditional_writes_is_detected_and_emulated(proxy: FaultProxy, s3_url: str, s3_env: dict[str, str]) -> None:
+def test_store_without_conditional_writes_is_detected_and_emulated(
+    proxy: FaultProxy, s3_url: str, s3_env: dict[str, str]
+) -> None:
     proxy.reject_conditional = True
     store = store_via(proxy, s3_url, s3_env)
     with capture_logs() as logs:
@@ -167,7 +182,9 @@ def test_store_without_conditional_writes_is_detected_and_emulated(proxy: FaultP
     store.close()
 
 
-def test_concurrency_bounds_requests_in_flight(proxy: FaultProxy, s3_url: str, s3_env: dict[str, str]) -> None:
+def test_concurrency_bounds_requests_in_flight(
+    proxy: FaultProxy, s3_url: str, s3_env: dict[str, str]
+) -> None:
     store = store_via(proxy, s3_url, s3_env, CARETAKER_S3_CONCURRENCY="3")
     blobs = [os.urandom(400_000) for _ in range(24)]
     with ThreadPoolExecutor(12) as pool:

@@ -39,9 +39,13 @@ def bucket_and_prefix(url: str) -> tuple[str, str]:
 
 
 class TestMultipart:
-    def test_large_object_is_uploaded_in_parts_and_reads_back(self, s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer) -> None:
+    def test_large_object_is_uploaded_in_parts_and_reads_back(
+        self, s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer
+    ) -> None:
         base = open_store(s3_url, s3_env)
-        settings = dataclasses.replace(base.settings, multipart_threshold=5 * MiB, multipart_part_size=5 * MiB)
+        settings = dataclasses.replace(
+            base.settings, multipart_threshold=5 * MiB, multipart_part_size=5 * MiB
+        )
         store = S3Store(settings, make_client(settings))
         data = os.urandom(17 * MiB + 123)
         store.put("data/big", data)
@@ -58,7 +62,9 @@ class TestMultipart:
 
 
 class TestWriteOptions:
-    def test_sse_and_storage_class_reach_the_server(self, s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer) -> None:
+    def test_sse_and_storage_class_reach_the_server(
+        self, s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer
+    ) -> None:
         environ = {**s3_env, "CARETAKER_S3_SSE": "AES256", "CARETAKER_S3_STORAGE_CLASS": "STANDARD_IA"}
         store = open_store(s3_url, environ)
         store.put("data/x", b"secret data")
@@ -74,13 +80,18 @@ class TestWriteOptions:
         (tmp_path / "id").write_text(s3_env["AWS_ACCESS_KEY_ID"] + "\n")
         (tmp_path / "secret").write_text(s3_env["AWS_SECRET_ACCESS_KEY"] + "\n")
         environ = {k: v for k, v in s3_env.items() if not k.startswith("AWS_")}
-        environ |= {"AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "id"), "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret")}
+        environ |= {
+            "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "id"),
+            "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret"),
+        }
         store = open_store(s3_url, environ)
         store.put("k", b"v")
         assert store.get("k") == b"v"
         store.close()
 
-    def test_store_with_conditional_writes_is_detected_without_warning(self, s3_url: str, s3_env: dict[str, str]) -> None:
+    def test_store_with_conditional_writes_is_detected_without_warning(
+        self, s3_url: str, s3_env: dict[str, str]
+    ) -> None:
         store = open_store(s3_url, s3_env)
         with capture_logs() as logs:
             assert store.create("lease", b"1")
@@ -111,13 +122,19 @@ class TestFailures:
     def test_missing_bucket_is_permanent_and_named(self, s3_env: dict[str, str]) -> None:
         store = open_store("s3://no-such-bucket-here/repo", s3_env)
         for call in (lambda: list(store.list("")), lambda: store.get("k"), lambda: store.put("k", b"v")):
-            with pytest.raises(PermanentBackendError, match=r"'no-such-bucket-here' not found at http://127\.0\.0\.1"):
+            with pytest.raises(
+                PermanentBackendError, match=r"'no-such-bucket-here' not found at http://127\.0\.0\.1"
+            ):
                 call()
         store.close()
 
     def test_no_server_is_transient_after_a_bounded_number_of_attempts(self, s3_env: dict[str, str]) -> None:
         (port,) = free_ports(1)
-        environ = {**s3_env, "CARETAKER_S3_ENDPOINT": f"http://127.0.0.1:{port}", "CARETAKER_S3_MAX_ATTEMPTS": "3"}
+        environ = {
+            **s3_env,
+            "CARETAKER_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+            "CARETAKER_S3_MAX_ATTEMPTS": "3",
+        }
         store = open_store("s3://some-bucket/repo", environ)
         started = time.monotonic()
         for call in (lambda: list(store.list("")), lambda: store.get("k"), lambda: store.create("k", b"v")):

@@ -28,7 +28,12 @@ jobs:
 def sidecar(tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sidecar", "sidecar", "--log-format", "json", *args],
-        capture_output=True, text=True, timeout=30, cwd=tmp_path, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+        check=False,
     )
 
 
@@ -41,8 +46,7 @@ def test_bad_config_reports_every_problem_and_starts_nothing(tmp_path):
     port = free_ports(1)[0]
     config = tmp_path / "bad.yaml"
     config.write_text(BAD.format(listen=f"127.0.0.1:{port}"))
-    result = sidecar(tmp_path, "--config", str(config), "--path", str(tmp_path),
-                     "--rpo", "soon")
+    result = sidecar(tmp_path, "--config", str(config), "--path", str(tmp_path), "--rpo", "soon")
     assert result.returncode == 2
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["event"] for line in lines] == ["config.invalid"]
@@ -64,28 +68,53 @@ def test_bad_config_reports_every_problem_and_starts_nothing(tmp_path):
 
 
 def test_bad_environment_values_are_reported_with_the_rest(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "CARETAKER_REPOSITORY": "file:///x",
-           "CARETAKER_SCHEDULE": "@every now", "CARETAKER_SHUTDOWN_GRACE": "ten",
-           "CARETAKER_LISTEN": "everywhere"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CARETAKER_REPOSITORY": "file:///x",
+        "CARETAKER_SCHEDULE": "@every now",
+        "CARETAKER_SHUTDOWN_GRACE": "ten",
+        "CARETAKER_LISTEN": "everywhere",
+    }
     result = sidecar(tmp_path, env=env)
     assert result.returncode == 2
     problems = json.loads(result.stdout)["problems"]
     keys = sorted(p.split("=", 1)[0] for p in problems)
-    assert keys == ["--listen (CARETAKER_LISTEN)", "--schedule (CARETAKER_SCHEDULE)",
-                    "--shutdown-grace (CARETAKER_SHUTDOWN_GRACE)"]
+    assert keys == [
+        "--listen (CARETAKER_LISTEN)",
+        "--schedule (CARETAKER_SCHEDULE)",
+        "--shutdown-grace (CARETAKER_SHUTDOWN_GRACE)",
+    ]
 
 
 def test_a_missing_data_folder_or_taken_port_fails_with_exit_2(tmp_path):
-    missing = sidecar(tmp_path, "--repository", f"file://{tmp_path}/repo", "--schedule", "@daily",
-                      "--path", str(tmp_path / "nope"), "--listen", "127.0.0.1:0")
+    missing = sidecar(
+        tmp_path,
+        "--repository",
+        f"file://{tmp_path}/repo",
+        "--schedule",
+        "@daily",
+        "--path",
+        str(tmp_path / "nope"),
+        "--listen",
+        "127.0.0.1:0",
+    )
     assert missing.returncode == 2
     assert "is not a directory" in missing.stdout
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = sidecar(tmp_path, "--repository", f"file://{tmp_path}/repo", "--schedule", "@daily",
-                       "--path", str(tmp_path), "--listen", f"127.0.0.1:{port}")
+        busy = sidecar(
+            tmp_path,
+            "--repository",
+            f"file://{tmp_path}/repo",
+            "--schedule",
+            "@daily",
+            "--path",
+            str(tmp_path),
+            "--listen",
+            f"127.0.0.1:{port}",
+        )
     assert busy.returncode == 2
     assert "cannot listen: Address already in use" in busy.stdout
 

@@ -71,8 +71,7 @@ class Run:
     files: int
 
     def runs(self, job: str, kind: str, result: str) -> float:
-        return self.samples[("caretaker_job_runs_total",
-                             (("job", job), ("kind", kind), ("result", result)))]
+        return self.samples[("caretaker_job_runs_total", (("job", job), ("kind", kind), ("result", result)))]
 
     def value(self, name: str, **labels: str) -> float:
         return self.samples[(name, tuple(sorted(labels.items())))]
@@ -86,10 +85,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         write_file(data / f"dir{index % 2}" / f"file{index}.bin", os.urandom(1000 * (index + 1)))
     write_file(data / "skip.tmp", b"excluded")
     finished = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
-    write_result(data, Outcome(outcome="restored", exit_code=0, finished_at=finished,
-                               snapshot="abc", files=5, bytes=15000, duration_seconds=2.5))
-    with App() as app, Sidecar(workdir, [], config=CONFIG.format(
-            d=workdir, app=app.url("/flush"))) as sidecar:
+    write_result(
+        data,
+        Outcome(
+            outcome="restored",
+            exit_code=0,
+            finished_at=finished,
+            snapshot="abc",
+            files=5,
+            bytes=15000,
+            duration_seconds=2.5,
+        ),
+    )
+    with (
+        App() as app,
+        Sidecar(workdir, [], config=CONFIG.format(d=workdir, app=app.url("/flush"))) as sidecar,
+    ):
         started = time.time()
         time.sleep(RUN_SECONDS)
         samples = sidecar.metrics()
@@ -97,9 +108,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         stop_at = time.monotonic()
         exit_code = sidecar.stop()
         stop_seconds = time.monotonic() - stop_at
-        return Run(workdir=workdir, started=started, stopped=time.time(), samples=samples,
-                   status=status, logs=sidecar.logs(), exit_code=exit_code,
-                   stop_seconds=stop_seconds, app=app, files=5)
+        return Run(
+            workdir=workdir,
+            started=started,
+            stopped=time.time(),
+            samples=samples,
+            status=status,
+            logs=sidecar.logs(),
+            exit_code=exit_code,
+            stop_seconds=stop_seconds,
+            app=app,
+            files=5,
+        )
 
 
 def test_backups_fire_and_produce_snapshots(run):
@@ -186,14 +206,17 @@ def test_restore_result_build_info_and_clean_exit(run):
     assert run.value("caretaker_restore_bytes") == 15000
     assert run.value("caretaker_restore_duration_seconds") == 2.5
     assert run.value("caretaker_restore_exit_code") == 0
-    assert run.value("caretaker_restore_timestamp_seconds") == datetime(
-        2026, 1, 15, 11, tzinfo=UTC).timestamp()
+    assert (
+        run.value("caretaker_restore_timestamp_seconds") == datetime(2026, 1, 15, 11, tzinfo=UTC).timestamp()
+    )
     assert run.value("caretaker_build_info", version="0.1.0") == 1
     assert run.status["restore"]["outcome"] == "restored"
     assert run.exit_code == 0
     assert run.stop_seconds < 5  # the slow command (2.5 s) may still have been running
     assert [e["event"] for e in run.logs if e["event"].startswith("shutdown.")] == [
-        "shutdown.start", "shutdown.done"]
+        "shutdown.start",
+        "shutdown.done",
+    ]
 
 
 def test_every_series_exists_before_the_first_run(tmp_path):
@@ -218,7 +241,8 @@ jobs:
         assert samples[("caretaker_job_last_success_timestamp_seconds", (("job", job),))] == 0
         assert samples[("caretaker_job_next_run_timestamp_seconds", (("job", job),))] > time.time()
     next_nightly = datetime.fromtimestamp(
-        samples[("caretaker_job_next_run_timestamp_seconds", (("job", "nightly"),))], UTC)
+        samples[("caretaker_job_next_run_timestamp_seconds", (("job", "nightly"),))], UTC
+    )
     assert (next_nightly.hour, next_nightly.minute) in {(2, 0), (1, 0)}  # 03:00 Berlin
     assert samples[("caretaker_restore_outcome", (("outcome", "restored"),))] == 0
     assert "_created" not in raw
@@ -226,11 +250,20 @@ jobs:
 
 def test_environment_only_mode(tmp_path):
     write_file(tmp_path / "data" / "a.txt", b"hello")
-    env = {"CARETAKER_REPOSITORY": f"file://{tmp_path}/repo", "CARETAKER_PATH": str(tmp_path / "data"),
-           "CARETAKER_SCHEDULE": "@every 1s", "CARETAKER_KEEP_LAST": "2",
-           "CARETAKER_RUN_ON_START": "true"}
+    env = {
+        "CARETAKER_REPOSITORY": f"file://{tmp_path}/repo",
+        "CARETAKER_PATH": str(tmp_path / "data"),
+        "CARETAKER_SCHEDULE": "@every 1s",
+        "CARETAKER_KEEP_LAST": "2",
+        "CARETAKER_RUN_ON_START": "true",
+    }
     with Sidecar(tmp_path, [], env=env) as sidecar:
-        wait_until(lambda: sidecar.value("caretaker_job_runs_total", job="prune", kind="prune",
-                                         result="success") >= 3, 10, "three backups and prunes")
+        wait_until(
+            lambda: (
+                sidecar.value("caretaker_job_runs_total", job="prune", kind="prune", result="success") >= 3
+            ),
+            10,
+            "three backups and prunes",
+        )
         assert sidecar.value("caretaker_repository_snapshots") == 2
         assert sidecar.stop() == 0

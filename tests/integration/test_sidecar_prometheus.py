@@ -44,8 +44,14 @@ jobs: [{{name: backup, kind: backup, schedule: "@every 1s", run_on_start: true}}
 """
     with Sidecar(tmp_path, [], config=config) as sidecar:
         exposition = sidecar.get("/metrics")[1]
-        lint = subprocess.run(["promtool", "check", "metrics"], input=exposition, text=True,
-                              capture_output=True, timeout=30, check=False)
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=exposition,
+            text=True,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         assert lint.returncode == 0, lint.stdout + lint.stderr
         assert lint.stdout + lint.stderr == ""
 
@@ -58,17 +64,26 @@ scrape_configs:
 """)
         with (tmp_path / "prometheus.log").open("wb") as log:
             prometheus = subprocess.Popen(
-                ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                [
+                    "prometheus",
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
             )
         try:
-            runs = wait_until(lambda: query(prom_port, 'caretaker_job_runs_total{result="success"}'),
-                              30, "Prometheus to scrape caretaker")
+            runs = wait_until(
+                lambda: query(prom_port, 'caretaker_job_runs_total{result="success"}'),
+                30,
+                "Prometheus to scrape caretaker",
+            )
             up = query(prom_port, 'up{job="caretaker"}')
-            snapshots = wait_until(lambda: query(prom_port, "caretaker_repository_snapshots >= 1"),
-                                   10, "the snapshot count")
+            snapshots = wait_until(
+                lambda: query(prom_port, "caretaker_repository_snapshots >= 1"), 10, "the snapshot count"
+            )
         finally:
             prometheus.terminate()
             prometheus.wait(15)

@@ -47,8 +47,7 @@ jobs:
 
 
 def wait_backup_running(sidecar: Sidecar) -> None:
-    wait_until(lambda: sidecar.value("caretaker_job_running", job="backup") == 1, 15,
-               "the backup to start")
+    wait_until(lambda: sidecar.value("caretaker_job_running", job="backup") == 1, 15, "the backup to start")
     wait_until(lambda: sidecar.events("job.start", job="backup"), 5, "the backup's first step")
     time.sleep(0.2)  # inside the upload
 
@@ -61,9 +60,7 @@ def snapshots(url: str, env: dict[str, str]) -> list[str]:
         repo.close()
 
 
-def test_sigterm_during_a_long_backup_aborts_it_cleanly_within_the_grace(
-    tmp_path, big_data, s3_url, s3_env
-):
+def test_sigterm_during_a_long_backup_aborts_it_cleanly_within_the_grace(tmp_path, big_data, s3_url, s3_env):
     config = long_backup_config(s3_url, big_data, "2s")  # aborted at 60%: 1.2 s
     with Sidecar(tmp_path, [], env=s3_env, config=config) as sidecar:
         wait_backup_running(sidecar)

@@ -118,7 +118,9 @@ class TestConditionalWrites:
         assert store.replace("lease", b"v2", version=gone.version) is False
         assert store.stat("lease") is None
 
-    def test_racing_creates_have_exactly_one_winner(self, store: ObjectStore, request: pytest.FixtureRequest) -> None:
+    def test_racing_creates_have_exactly_one_winner(
+        self, store: ObjectStore, request: pytest.FixtureRequest
+    ) -> None:
         if "emulated" in request.node.callspec.id:
             pytest.skip("the write-then-read-back emulation has a documented race (docs/s3.md)")
         barrier = threading.Barrier(8)
@@ -151,7 +153,9 @@ class TestStatListDelete:
         assert keys_of(store, "data/01/") == ["data/01/x"]
         assert keys_of(store, "nothing/") == []
         listed = {item.key: item.size for item in store.list("")}
-        assert listed == {k: len(k) for k in ["snapshots/a", "snapshots/b", "data/01/x", "data/00/y", "datax", "index/i"]}
+        assert listed == {
+            k: len(k) for k in ["snapshots/a", "snapshots/b", "data/01/x", "data/00/y", "datax", "index/i"]
+        }
 
     def test_list_of_an_empty_store(self, store: ObjectStore) -> None:
         assert list(store.list("")) == []

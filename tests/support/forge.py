@@ -47,7 +47,9 @@ def line(
     gid: int = 0,
 ) -> bytes:
     extra = target if kind == "l" else b"".join(chunks or []).hex()
-    return json.dumps([path, kind, mode, uid, gid, 1_600_000_000 * 10**9, size, 1, extra, 0, 0]).encode() + b"\n"
+    return (
+        json.dumps([path, kind, mode, uid, gid, 1_600_000_000 * 10**9, size, 1, extra, 0, 0]).encode() + b"\n"
+    )
 
 
 def forge_snapshot(

@@ -89,10 +89,21 @@ class GitDaemon:
         self.root.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
-                ["git", "daemon", "--listen=127.0.0.1", f"--port={self.port}",
-                 f"--base-path={self.root}", "--export-all", "--enable=receive-pack",
-                 "--reuseaddr", "--informative-errors", str(self.root)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    "git",
+                    "daemon",
+                    "--listen=127.0.0.1",
+                    f"--port={self.port}",
+                    f"--base-path={self.root}",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--reuseaddr",
+                    "--informative-errors",
+                    str(self.root),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         _wait_for_port(self.port, self._process, self.log)
@@ -103,8 +114,9 @@ class GitDaemon:
 
 
 def _keygen(path: Path, comment: str) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True
+    )
     return Path(f"{path}.pub").read_text().strip()
 
 
@@ -129,12 +141,25 @@ class SshServer:
             f'command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",restrict {deploy_pub}\n'
         )
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {' '.join(host_pub.split()[:2])}\n")
-        (self.root / "sshd_config").write_text("\n".join([
-            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.host_key}",
-            f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
-            "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", "LogLevel VERBOSE",
-        ]) + "\n")
+        (self.root / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.host_key}",
+                    f"PidFile {self.root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PermitRootLogin prohibit-password",
+                    "LogLevel VERBOSE",
+                ]
+            )
+            + "\n"
+        )
 
     def wrong_known_hosts(self) -> Path:
         """A known_hosts file naming another key for this server (a man in the middle)."""
@@ -147,8 +172,10 @@ class SshServer:
         return path
 
     def url(self, name: str) -> str:
-        user = os.environ.get("USER") or subprocess.run(
-            ["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        user = (
+            os.environ.get("USER")
+            or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        )
         return f"git+ssh://{user}@127.0.0.1:{self.port}{self.repos / name}#branch={BRANCH}"
 
     def create(self, name: str) -> str:
@@ -156,8 +183,10 @@ class SshServer:
         return self.url(name)
 
     def env(self) -> dict[str, str]:
-        return {"CARETAKER_GIT_SSH_KEY_FILE": str(self.deploy_key),
-                "CARETAKER_GIT_KNOWN_HOSTS_FILE": str(self.known_hosts)}
+        return {
+            "CARETAKER_GIT_SSH_KEY_FILE": str(self.deploy_key),
+            "CARETAKER_GIT_KNOWN_HOSTS_FILE": str(self.known_hosts),
+        }
 
     def start(self) -> None:
         if not self.host_key.exists():
@@ -166,7 +195,9 @@ class SshServer:
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
         self._process = subprocess.Popen(
             [sshd, "-D", "-f", str(self.root / "sshd_config"), "-E", str(self.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         self.log.touch()
@@ -213,10 +244,15 @@ class _HttpBackend(BaseHTTPRequestHandler):
             return
         path, _, query = self.path.partition("?")
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.server.root),
-            "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": self.command, "PATH_INFO": path,
-            "QUERY_STRING": query, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "REMOTE_USER": self.server.username, "REMOTE_ADDR": "127.0.0.1",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.server.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "REMOTE_USER": self.server.username,
+            "REMOTE_ADDR": "127.0.0.1",
             "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
         }

@@ -30,8 +30,16 @@ if TYPE_CHECKING:
 ACCESS_KEY = "caretaker-test-key"
 SECRET_KEY = "caretaker-test-secret-1234567890"
 _PORT_NAMES = (
-    "s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port",
-    "volume.port.grpc", "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
 )
 
 
@@ -96,9 +104,17 @@ class SeaweedServer:
     def command(self) -> list[str]:
         flags = [f"-{name}={port}" for name, port in self.ports.items()]
         return [
-            weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1", *flags, "-webdav=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+            weed_binary(),
+            "mini",
+            f"-dir={self.root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            *flags,
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
             # A missing bucket must stay missing: tests check that it is reported.
             "-s3.autoCreateBucket=false",
             # Each bucket takes several volumes of its own; with 1 GiB volumes the volume
@@ -123,8 +139,13 @@ class SeaweedServer:
         }
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.command(), cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.command(),
+                cwd=self.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self._wait_ready(timeout)
 
@@ -192,8 +213,11 @@ class SeaweedServer:
             s3={"addressing_style": "path"},
         )
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             config=config,
         )
 

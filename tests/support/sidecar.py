@@ -100,8 +100,13 @@ def process_gone(pid: int) -> bool:
 class Sidecar:
     """One `python -m sidecar sidecar ...` process with its own port and log file."""
 
-    def __init__(self, workdir: Path, args: Sequence[str], env: Mapping[str, str] | None = None,
-                 config: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        config: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = free_ports(1)[0]
         self.log_path = workdir / "sidecar.log"
@@ -119,11 +124,17 @@ class Sidecar:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sidecar", "sidecar", *self.args],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.workdir,
             )
         if wait_healthy:
-            wait_until(lambda: self.alive_or_fail() and self.get("/healthz")[0] == 200, 20,
-                       "the sidecar to serve /healthz")
+            wait_until(
+                lambda: self.alive_or_fail() and self.get("/healthz")[0] == 200,
+                20,
+                "the sidecar to serve /healthz",
+            )
         return self
 
     def alive_or_fail(self) -> bool:
@@ -172,8 +183,11 @@ class Sidecar:
         return found
 
     def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        return [e for e in self.logs()
-                if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
+        return [
+            e
+            for e in self.logs()
+            if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
+        ]
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.process is not None

@@ -185,8 +185,12 @@ def test_console_format_is_readable() -> None:
     assert not stream.getvalue().lstrip().startswith("{")
 
 
-def test_another_commands_variable_does_not_concern_this_one(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_commands_variable_does_not_concern_this_one(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     # The chart gives init container and sidecar one environment; the sidecar's prune
     # settings must not stop `backup` (or `restore`), which has no such flag.
-    code, _, _ = _run(["backup"], {**env, "CARETAKER_KEEP_LAST": "ten", "CARETAKER_SCHEDULE": "@nonsense"}, capsys)
+    code, _, _ = _run(
+        ["backup"], {**env, "CARETAKER_KEEP_LAST": "ten", "CARETAKER_SCHEDULE": "@nonsense"}, capsys
+    )
     assert code == 0

@@ -147,7 +147,9 @@ def test_lease_is_released_after_failure(engine: Engine, store: LocalStore, tmp_
     assert store.stat("lease") is None
 
 
-def test_own_stale_lease_is_taken_back_at_once(engine: Engine, store: LocalStore, clock: FakeClock, source: Path) -> None:
+def test_own_stale_lease_is_taken_back_at_once(
+    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
+) -> None:
     # What a failed release leaves behind (storage died mid-backup): the same owner
     # retrying must not wait for its own lease to expire.
     write_file(source / "a", b"1")

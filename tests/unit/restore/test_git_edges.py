@@ -27,34 +27,65 @@ REMOTE = "git+ssh://git@example.com/org/repo.git#branch=backups"
 
 # stderr as git 2.39 / OpenSSH 9.2 print it (collected from the integration tests' remotes).
 CASES = {
-    "ssh refused": (("ssh: connect to host 127.0.0.1 port 2222: Connection refused\n"
-                    "fatal: Could not read from remote repository.\n\nPlease make sure you have "
-                    "the correct access rights\nand the repository exists."), TransientBackendError),
-    "daemon refused": (("fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: "
-                       "errno=Connection refused"), TransientBackendError),
-    "dns": ("ssh: Could not resolve hostname nowhere.invalid: Name or service not known",
-            TransientBackendError),
-    "http 503": (("fatal: unable to access 'https://example.com/r.git/': The requested URL "
-                 "returned error: 503"), TransientBackendError),
-    "host key": ("Host key verification failed.\nfatal: Could not read from remote repository.",
-                 PermanentBackendError),
-    "auth": (("git@127.0.0.1: Permission denied (publickey).\nfatal: Could not read from remote "
-             "repository."), PermanentBackendError),
+    "ssh refused": (
+        (
+            "ssh: connect to host 127.0.0.1 port 2222: Connection refused\n"
+            "fatal: Could not read from remote repository.\n\nPlease make sure you have "
+            "the correct access rights\nand the repository exists."
+        ),
+        TransientBackendError,
+    ),
+    "daemon refused": (
+        ("fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: errno=Connection refused"),
+        TransientBackendError,
+    ),
+    "dns": (
+        "ssh: Could not resolve hostname nowhere.invalid: Name or service not known",
+        TransientBackendError,
+    ),
+    "http 503": (
+        ("fatal: unable to access 'https://example.com/r.git/': The requested URL returned error: 503"),
+        TransientBackendError,
+    ),
+    "host key": (
+        "Host key verification failed.\nfatal: Could not read from remote repository.",
+        PermanentBackendError,
+    ),
+    "auth": (
+        ("git@127.0.0.1: Permission denied (publickey).\nfatal: Could not read from remote repository."),
+        PermanentBackendError,
+    ),
     "http auth": ("fatal: Authentication failed for 'http://127.0.0.1:1/r.git/'", PermanentBackendError),
-    "no repo": ("fatal: '/srv/missing.git' does not appear to be a git repository",
-                PermanentBackendError),
+    "no repo": ("fatal: '/srv/missing.git' does not appear to be a git repository", PermanentBackendError),
     "no branch": ("fatal: couldn't find remote ref refs/heads/backups", MissingRefError),
-    "moved": (" ! [rejected]        abc -> backups (fetch first)\nerror: failed to push some refs",
-              LeaseHeldError),
+    "moved": (
+        " ! [rejected]        abc -> backups (fetch first)\nerror: failed to push some refs",
+        LeaseHeldError,
+    ),
     "stale lease": (" ! [rejected]        abc -> backups (stale info)", LeaseHeldError),
     "hook": (" ! [remote rejected] abc -> backups (pre-receive hook declined)", PermanentBackendError),
-    "corrupt": (("remote: fatal: loose object 4766d999693e904ecd976a2e161c9bc19d29c505 (stored in "
-                "./objects/47/66d9) is corrupt\nremote: aborting due to possible repository "
-                "corruption on the remote side.\nfatal: protocol error: bad pack header"), IntegrityError),
-    "swapped": (("fatal: did not receive expected object 4766d999693e904ecd976a2e161c9bc19d29c505\n"
-                "fatal: index-pack failed"), IntegrityError),
-    "hostile": (("error: object 1234567890123456789012345678901234567890: hasDotgit: contains '.git'\n"
-                "fatal: fsck error in packed object"), IntegrityError),
+    "corrupt": (
+        (
+            "remote: fatal: loose object 4766d999693e904ecd976a2e161c9bc19d29c505 (stored in "
+            "./objects/47/66d9) is corrupt\nremote: aborting due to possible repository "
+            "corruption on the remote side.\nfatal: protocol error: bad pack header"
+        ),
+        IntegrityError,
+    ),
+    "swapped": (
+        (
+            "fatal: did not receive expected object 4766d999693e904ecd976a2e161c9bc19d29c505\n"
+            "fatal: index-pack failed"
+        ),
+        IntegrityError,
+    ),
+    "hostile": (
+        (
+            "error: object 1234567890123456789012345678901234567890: hasDotgit: contains '.git'\n"
+            "fatal: fsck error in packed object"
+        ),
+        IntegrityError,
+    ),
     "disk full": ("fatal: write error: No space left on device", LocalIOError),
     "unknown": ("fatal: something new", PermanentBackendError),
 }
@@ -63,8 +94,9 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_translate(case):
     stderr, kind = CASES[case]
-    error = translate(git.GitCommandError(["git", "fetch"], 128, stderr.encode()), remote=REMOTE,
-                      action="fetch")
+    error = translate(
+        git.GitCommandError(["git", "fetch"], 128, stderr.encode()), remote=REMOTE, action="fetch"
+    )
     assert type(error) is kind
     assert REMOTE in str(error)
     assert "Please make sure" not in str(error)
@@ -87,8 +119,9 @@ class TestSsh:
         key.chmod(0o644)  # as a Secret is often mounted: ssh would ignore it as it is
         known = tmp_path / "known_hosts"
         known.write_text("[127.0.0.1]:22 ssh-ed25519 AAAA\n")
-        helper = auth(tmp_path, REMOTE, CARETAKER_GIT_SSH_KEY_FILE=str(key),
-                      CARETAKER_GIT_KNOWN_HOSTS_FILE=str(known))
+        helper = auth(
+            tmp_path, REMOTE, CARETAKER_GIT_SSH_KEY_FILE=str(key), CARETAKER_GIT_KNOWN_HOSTS_FILE=str(known)
+        )
         argv = shlex.split(helper.environ()["GIT_SSH_COMMAND"])
         copy = Path(argv[argv.index("-i") + 1])
         assert copy != key
@@ -113,16 +146,25 @@ class TestSsh:
 
 class TestAskpass:
     def ask(self, environ: dict[str, str], prompt: str) -> str:
-        done = subprocess.run([environ["GIT_ASKPASS"], prompt], env={**os.environ, **environ},
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [environ["GIT_ASKPASS"], prompt],
+            env={**os.environ, **environ},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return done.stdout
 
     @pytest.mark.parametrize("content", ["s3cr3t", "s3cr3t\n", "s3cr3t\r\n"])
     def test_prints_the_user_and_reads_the_secret_only_when_asked(self, tmp_path, content):
         token = tmp_path / "token"
         token.write_bytes(content.encode())
-        helper = auth(tmp_path, "git+https://example.com/r.git", CARETAKER_GIT_TOKEN_FILE=str(token),
-                      CARETAKER_GIT_USERNAME="robot")
+        helper = auth(
+            tmp_path,
+            "git+https://example.com/r.git",
+            CARETAKER_GIT_TOKEN_FILE=str(token),
+            CARETAKER_GIT_USERNAME="robot",
+        )
         environ = helper.environ()
         assert "s3cr3t" not in repr(environ)  # only the file's path travels
         assert "s3cr3t" not in Path(environ["GIT_ASKPASS"]).read_text()

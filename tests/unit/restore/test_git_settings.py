@@ -89,8 +89,12 @@ class TestEnvironment:
             CARETAKER_GIT_LARGE_FILE="big",
         )
         assert set(found) == {
-            "CARETAKER_GIT_SSH_KEY_FILE", "CARETAKER_GIT_ACCEPT_NEW_HOST_KEYS", "CARETAKER_GIT_AUTHOR",
-            "CARETAKER_GIT_MESSAGE", "CARETAKER_GIT_PRUNE", "CARETAKER_GIT_LARGE_FILE",
+            "CARETAKER_GIT_SSH_KEY_FILE",
+            "CARETAKER_GIT_ACCEPT_NEW_HOST_KEYS",
+            "CARETAKER_GIT_AUTHOR",
+            "CARETAKER_GIT_MESSAGE",
+            "CARETAKER_GIT_PRUNE",
+            "CARETAKER_GIT_LARGE_FILE",
         }
         assert "secret" in found["CARETAKER_GIT_MESSAGE"]
 
@@ -125,20 +129,32 @@ class TestEnvironment:
     def test_token_and_password_are_exclusive(self, tmp_path):
         secret = tmp_path / "s"
         secret.write_text("x")
-        found = problems("git+https://example.com/r.git", CARETAKER_GIT_TOKEN_FILE=str(secret),
-                         CARETAKER_GIT_PASSWORD_FILE=str(secret))
+        found = problems(
+            "git+https://example.com/r.git",
+            CARETAKER_GIT_TOKEN_FILE=str(secret),
+            CARETAKER_GIT_PASSWORD_FILE=str(secret),
+        )
         assert "CARETAKER_GIT_TOKEN_FILE" in found
 
 
 @pytest.mark.parametrize(
-    ("text", "size"), [("0", 0), ("1048576", 1 << 20), ("512k", 512 << 10), ("50M", 50 << 20),
-                       ("50MiB", 50 << 20), ("2g", 2 << 30)]
+    ("text", "size"),
+    [
+        ("0", 0),
+        ("1048576", 1 << 20),
+        ("512k", 512 << 10),
+        ("50M", 50 << 20),
+        ("50MiB", 50 << 20),
+        ("2g", 2 << 30),
+    ],
 )
 def test_parse_size(text, size):
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("name", ["-x", "a b", "a..b", "a~1", "a^", "a:b", "x.lock", "a/", "/a", "@", "a@{1}"])
+@pytest.mark.parametrize(
+    "name", ["-x", "a b", "a..b", "a~1", "a^", "a:b", "x.lock", "a/", "/a", "@", "a@{1}"]
+)
 def test_bad_branch_names(name):
     assert check_branch(name) is not None
 

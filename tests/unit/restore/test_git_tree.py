@@ -47,8 +47,15 @@ def test_hostile_trees_are_named(case):
 
 
 def test_a_normal_tree_has_no_problems():
-    entries = [tree("a"), blob("a/b.txt"), blob("a/run.sh", "100755"), blob("link", "120000"),
-               blob(".caretaker-meta"), blob(".gitignore"), tree("x.git")]
+    entries = [
+        tree("a"),
+        blob("a/b.txt"),
+        blob("a/run.sh", "100755"),
+        blob("link", "120000"),
+        blob(".caretaker-meta"),
+        blob(".gitignore"),
+        tree("x.git"),
+    ]
     assert tree_problems(entries) == []
     assert count(entries).files == 3  # the metadata file is not the user's
 
@@ -101,7 +108,9 @@ class TestMeta:
         for name in ["conf", "conf/secret", "run.sh", "link", "empty", "empty/deeper"]:
             want, got = (source / name).lstat(), (dest / name).lstat()
             assert (stat.S_IMODE(got.st_mode), got.st_mtime_ns) == (
-                stat.S_IMODE(want.st_mode), want.st_mtime_ns), name
+                stat.S_IMODE(want.st_mode),
+                want.st_mtime_ns,
+            ), name
 
     @pytest.mark.parametrize(
         ("line", "match"),
@@ -119,7 +128,9 @@ class TestMeta:
         with pytest.raises(IntegrityError, match=match):
             git_meta.check(git_meta.parse(line.encode()), shape)
 
-    @pytest.mark.parametrize("text", ["garbage\n", 'x 0644 1 0 0 "a"\n', "f 0644 1 0 0 a\n", 'f 09 1 0 0 "a"\n'])
+    @pytest.mark.parametrize(
+        "text", ["garbage\n", 'x 0644 1 0 0 "a"\n', "f 0644 1 0 0 a\n", 'f 09 1 0 0 "a"\n']
+    )
     def test_malformed_lines(self, text):
         with pytest.raises(IntegrityError, match="malformed"):
             git_meta.parse(text.encode())

@@ -56,42 +56,73 @@ class TestEnvironment:
         assert found.write_arguments() == {}
 
     def test_endpoint_and_region_precedence(self) -> None:
-        found = settings(AWS_ENDPOINT_URL="http://b:1", AWS_ENDPOINT_URL_S3="http://a:1", AWS_DEFAULT_REGION="eu-west-3")
+        found = settings(
+            AWS_ENDPOINT_URL="http://b:1", AWS_ENDPOINT_URL_S3="http://a:1", AWS_DEFAULT_REGION="eu-west-3"
+        )
         assert (found.endpoint, found.region) == ("http://a:1", "eu-west-3")
-        found = settings(CARETAKER_S3_ENDPOINT="https://c:1", AWS_ENDPOINT_URL="http://b:1",
-                         CARETAKER_S3_REGION="us-west-2", AWS_REGION="eu-west-1")
+        found = settings(
+            CARETAKER_S3_ENDPOINT="https://c:1",
+            AWS_ENDPOINT_URL="http://b:1",
+            CARETAKER_S3_REGION="us-west-2",
+            AWS_REGION="eu-west-1",
+        )
         assert (found.endpoint, found.region) == ("https://c:1", "us-west-2")
 
     def test_path_style_defaults_to_path_with_a_custom_endpoint(self) -> None:
         assert settings(CARETAKER_S3_ENDPOINT="http://minio:9000").addressing_style == "path"
-        assert settings(CARETAKER_S3_ENDPOINT="http://minio:9000", CARETAKER_S3_PATH_STYLE="false").addressing_style == "virtual"
+        assert (
+            settings(
+                CARETAKER_S3_ENDPOINT="http://minio:9000", CARETAKER_S3_PATH_STYLE="false"
+            ).addressing_style
+            == "virtual"
+        )
         assert settings(CARETAKER_S3_PATH_STYLE="true").addressing_style == "path"
 
     def test_write_options(self) -> None:
-        found = settings(CARETAKER_S3_SSE="aws:kms", CARETAKER_S3_SSE_KMS_KEY_ID="alias/backup",
-                         CARETAKER_S3_STORAGE_CLASS="STANDARD_IA")
+        found = settings(
+            CARETAKER_S3_SSE="aws:kms",
+            CARETAKER_S3_SSE_KMS_KEY_ID="alias/backup",
+            CARETAKER_S3_STORAGE_CLASS="STANDARD_IA",
+        )
         assert found.write_arguments() == {
-            "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/backup", "StorageClass": "STANDARD_IA",
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": "alias/backup",
+            "StorageClass": "STANDARD_IA",
         }
 
     def test_tuning(self) -> None:
-        found = settings(CARETAKER_S3_CONCURRENCY="16", CARETAKER_S3_MAX_ATTEMPTS="2",
-                         CARETAKER_S3_CONNECT_TIMEOUT="2.5", CARETAKER_S3_READ_TIMEOUT="2m",
-                         CARETAKER_S3_CONDITIONAL_WRITES="off")
+        found = settings(
+            CARETAKER_S3_CONCURRENCY="16",
+            CARETAKER_S3_MAX_ATTEMPTS="2",
+            CARETAKER_S3_CONNECT_TIMEOUT="2.5",
+            CARETAKER_S3_READ_TIMEOUT="2m",
+            CARETAKER_S3_CONDITIONAL_WRITES="off",
+        )
         assert (found.concurrency, found.max_attempts) == (16, 2)
         assert (found.connect_timeout, found.read_timeout, found.conditional_writes) == (2.5, 120.0, "off")
 
     def test_every_bad_value_is_reported_at_once(self, tmp_path: Path) -> None:
         found = problems(
-            CARETAKER_S3_CONCURRENCY="0", CARETAKER_S3_MAX_ATTEMPTS="many", CARETAKER_S3_SSE="rot13",
-            CARETAKER_S3_STORAGE_CLASS="GLACIER", CARETAKER_S3_CONNECT_TIMEOUT="-1",
-            CARETAKER_S3_PATH_STYLE="maybe", CARETAKER_S3_CA_BUNDLE=str(tmp_path / "missing.pem"),
-            CARETAKER_S3_SSE_KMS_KEY_ID="k", CARETAKER_S3_ENDPOINT="minio:9000",
+            CARETAKER_S3_CONCURRENCY="0",
+            CARETAKER_S3_MAX_ATTEMPTS="many",
+            CARETAKER_S3_SSE="rot13",
+            CARETAKER_S3_STORAGE_CLASS="GLACIER",
+            CARETAKER_S3_CONNECT_TIMEOUT="-1",
+            CARETAKER_S3_PATH_STYLE="maybe",
+            CARETAKER_S3_CA_BUNDLE=str(tmp_path / "missing.pem"),
+            CARETAKER_S3_SSE_KMS_KEY_ID="k",
+            CARETAKER_S3_ENDPOINT="minio:9000",
         )
         assert set(found) == {
-            "CARETAKER_S3_CONCURRENCY", "CARETAKER_S3_MAX_ATTEMPTS", "CARETAKER_S3_SSE",
-            "CARETAKER_S3_STORAGE_CLASS", "CARETAKER_S3_CONNECT_TIMEOUT", "CARETAKER_S3_PATH_STYLE",
-            "CARETAKER_S3_CA_BUNDLE", "CARETAKER_S3_SSE_KMS_KEY_ID", "CARETAKER_S3_ENDPOINT",
+            "CARETAKER_S3_CONCURRENCY",
+            "CARETAKER_S3_MAX_ATTEMPTS",
+            "CARETAKER_S3_SSE",
+            "CARETAKER_S3_STORAGE_CLASS",
+            "CARETAKER_S3_CONNECT_TIMEOUT",
+            "CARETAKER_S3_PATH_STYLE",
+            "CARETAKER_S3_CA_BUNDLE",
+            "CARETAKER_S3_SSE_KMS_KEY_ID",
+            "CARETAKER_S3_ENDPOINT",
         }
         assert "STANDARD_IA" in found["CARETAKER_S3_STORAGE_CLASS"]  # GLACIER is not offered
 
@@ -110,20 +141,27 @@ class TestCredentials:
     def test_keys_from_files_are_stripped(self, tmp_path: Path) -> None:
         (tmp_path / "id").write_text("AKID\n")
         (tmp_path / "secret").write_text(SECRET + "\n")
-        found = settings(AWS_ACCESS_KEY_ID_FILE=str(tmp_path / "id"), AWS_SECRET_ACCESS_KEY_FILE=str(tmp_path / "secret"))
+        found = settings(
+            AWS_ACCESS_KEY_ID_FILE=str(tmp_path / "id"), AWS_SECRET_ACCESS_KEY_FILE=str(tmp_path / "secret")
+        )
         assert found.credentials == Credentials("AKID", SECRET, None)
 
     def test_unreadable_or_empty_files(self, tmp_path: Path) -> None:
         (tmp_path / "empty").write_text("\n")
-        found = problems(AWS_ACCESS_KEY_ID_FILE=str(tmp_path / "empty"),
-                         AWS_SECRET_ACCESS_KEY_FILE=str(tmp_path / "missing"))
+        found = problems(
+            AWS_ACCESS_KEY_ID_FILE=str(tmp_path / "empty"),
+            AWS_SECRET_ACCESS_KEY_FILE=str(tmp_path / "missing"),
+        )
         assert found["AWS_ACCESS_KEY_ID_FILE"] == "file is empty"
         assert found["AWS_SECRET_ACCESS_KEY_FILE"].startswith("cannot read")
 
     def test_a_key_and_its_file_together_are_ambiguous(self, tmp_path: Path) -> None:
         (tmp_path / "secret").write_text(SECRET)
-        found = problems(AWS_ACCESS_KEY_ID="AKID", AWS_SECRET_ACCESS_KEY=SECRET,
-                         AWS_SECRET_ACCESS_KEY_FILE=str(tmp_path / "secret"))
+        found = problems(
+            AWS_ACCESS_KEY_ID="AKID",
+            AWS_SECRET_ACCESS_KEY=SECRET,
+            AWS_SECRET_ACCESS_KEY_FILE=str(tmp_path / "secret"),
+        )
         assert "not both" in found["AWS_SECRET_ACCESS_KEY"]
 
     def test_half_a_key_pair_is_an_error(self) -> None:

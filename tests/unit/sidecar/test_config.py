@@ -80,8 +80,9 @@ def test_the_documented_example_loads(tmp_path):
         CommandSpec(argv=("sh", "-c", "echo"), timeout=timedelta(seconds=30)),
         HttpSpec(url="http://127.0.0.1:8080/flush", method="POST"),
     )
-    assert config.job("prune").action == PruneAction(policy=RetentionPolicy(
-        last=48, hourly=24, daily=7, weekly=4, monthly=12, within=timedelta(days=2)))
+    assert config.job("prune").action == PruneAction(
+        policy=RetentionPolicy(last=48, hourly=24, daily=7, weekly=4, monthly=12, within=timedelta(days=2))
+    )
     assert config.job("verify").action == VerifyAction(read_data=0.1)
     vacuum = config.job("vacuum").action
     assert isinstance(vacuum, CommandSpec)
@@ -92,7 +93,9 @@ def test_the_documented_example_loads(tmp_path):
 
 
 def test_every_problem_is_reported_at_once_naming_key_and_value(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         repository: ftp://host/x
         retention: {last: 3}
         defaults: {jitter: soon}
@@ -103,7 +106,8 @@ def test_every_problem_is_reported_at_once_naming_key_and_value(tmp_path):
           - {name: tidy, kind: prune, schedule: "@daily", keep: {last: -1}, timeout: 1h}
           - {name: wipe, kind: rm, schedule: "@daily"}
           - {name: backup, kind: verify, schedule: "@daily", read_data: 2}
-    """)
+    """,
+    )
     problems = problems_of(Flags(config=path))
     assert "unsupported repository URL scheme 'ftp'" in problems["repository"]
     assert problems["retention"].startswith("unknown key")
@@ -122,17 +126,22 @@ def test_every_problem_is_reported_at_once_naming_key_and_value(tmp_path):
 
 
 def test_kind_specific_keys_are_unknown_on_other_kinds(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         repository: file:///r
         jobs: [{name: p, kind: prune, schedule: "@daily", keep: {daily: 7}, excludes: ["*.tmp"]}]
-    """)
+    """,
+    )
     message = problems_of(Flags(config=path))["jobs.p.excludes"]
     assert message.startswith("unknown key (known here:")
     assert "keep" in message
 
 
 def test_prune_needs_a_rule_and_hooks_need_one_kind(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         repository: file:///r
         jobs:
           - name: p
@@ -140,7 +149,8 @@ def test_prune_needs_a_rule_and_hooks_need_one_kind(tmp_path):
             schedule: "@daily"
             before: [{command: [x], http: {url: "http://127.0.0.1/"}}, {}]
             after: [{http: {url: "http://127.0.0.1/", verb: GET}}]
-    """)
+    """,
+    )
     problems = problems_of(Flags(config=path))
     assert "set at least one rule" in problems["jobs.p.keep"]
     assert "exactly one of" in problems["jobs.p.before[0]"]
@@ -149,13 +159,16 @@ def test_prune_needs_a_rule_and_hooks_need_one_kind(tmp_path):
 
 
 def test_then_chains_and_unscheduled_jobs(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         repository: file:///r
         jobs:
           - {name: backup, kind: backup, schedule: "@hourly", then: [prune, nothing]}
           - {name: prune, kind: prune, keep: {last: 3}}
           - {name: orphan, kind: verify}
-    """)
+    """,
+    )
     problems = problems_of(Flags(config=path))
     assert problems == {
         "jobs.backup.then": "no job has this name",
@@ -174,23 +187,41 @@ def test_unreadable_and_invalid_files(tmp_path):
 
 def test_flags_override_the_file_and_job_flags_are_refused_with_it(tmp_path):
     path = write(tmp_path, FULL)
-    config = load(Flags(config=path, repository="file:///elsewhere", path=Path("/srv"),
-                        listen="127.0.0.1:0", shutdown_grace="0s", backup_on_shutdown=False))
+    config = load(
+        Flags(
+            config=path,
+            repository="file:///elsewhere",
+            path=Path("/srv"),
+            listen="127.0.0.1:0",
+            shutdown_grace="0s",
+            backup_on_shutdown=False,
+        )
+    )
     assert config.repository == "file:///elsewhere"
     assert config.path == Path("/srv")
     assert config.listen == Listen("127.0.0.1", 0)
     assert config.shutdown_grace == timedelta(0)
     assert not config.backup_on_shutdown
-    problems = problems_of(Flags(config=path, schedule="@daily", keep={"last": "3"},
-                                 excludes=("*.tmp",)))
-    assert set(problems) == {"--schedule (CARETAKER_SCHEDULE)", "--keep-last (CARETAKER_KEEP_LAST)",
-                             "--exclude (CARETAKER_EXCLUDE)"}
+    problems = problems_of(Flags(config=path, schedule="@daily", keep={"last": "3"}, excludes=("*.tmp",)))
+    assert set(problems) == {
+        "--schedule (CARETAKER_SCHEDULE)",
+        "--keep-last (CARETAKER_KEEP_LAST)",
+        "--exclude (CARETAKER_EXCLUDE)",
+    }
 
 
 def test_environment_only_mode_builds_backup_then_prune():
-    config = load(Flags(repository="file:///r", path=Path("/data"), schedule="@every 10s",
-                        keep={"last": "5"}, keep_within="1d", excludes=("*.log",),
-                        run_on_start=True))
+    config = load(
+        Flags(
+            repository="file:///r",
+            path=Path("/data"),
+            schedule="@every 10s",
+            keep={"last": "5"},
+            keep_within="1d",
+            excludes=("*.log",),
+            run_on_start=True,
+        )
+    )
     backup, prune = config.jobs
     assert backup.action == BackupAction(excludes=("*.log",))
     assert backup.run_on_start
@@ -201,15 +232,32 @@ def test_environment_only_mode_builds_backup_then_prune():
 
 
 def test_environment_only_mode_with_prune_and_verify_schedules():
-    config = load(Flags(repository="file:///r", schedule="@hourly", keep={"daily": "7"},
-                        prune_schedule="@daily", verify_schedule="@weekly"))
+    config = load(
+        Flags(
+            repository="file:///r",
+            schedule="@hourly",
+            keep={"daily": "7"},
+            prune_schedule="@daily",
+            verify_schedule="@weekly",
+        )
+    )
     assert [(j.name, j.schedule is not None, j.then) for j in config.jobs] == [
-        ("backup", True, ()), ("prune", True, ()), ("verify", True, ())]
+        ("backup", True, ()),
+        ("prune", True, ()),
+        ("verify", True, ()),
+    ]
 
 
 def test_environment_only_mode_problems():
-    problems = problems_of(Flags(prune_schedule="@daily", keep={"last": "x"}, rpo="soon",
-                                 keep_within="forever", backup_on_shutdown=True))
+    problems = problems_of(
+        Flags(
+            prune_schedule="@daily",
+            keep={"last": "x"},
+            rpo="soon",
+            keep_within="forever",
+            backup_on_shutdown=True,
+        )
+    )
     assert set(problems) == {
         "--schedule (CARETAKER_SCHEDULE)",
         "--prune-schedule (CARETAKER_PRUNE_SCHEDULE)",
@@ -223,8 +271,11 @@ def test_environment_only_mode_problems():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [(":9090", Listen("", 9090)), ("127.0.0.1:80", Listen("127.0.0.1", 80)),
-     ("[::1]:9090", Listen("::1", 9090))],
+    [
+        (":9090", Listen("", 9090)),
+        ("127.0.0.1:80", Listen("127.0.0.1", 80)),
+        ("[::1]:9090", Listen("::1", 9090)),
+    ],
 )
 def test_parse_listen(text, expected):
     assert parse_listen(text) == expected

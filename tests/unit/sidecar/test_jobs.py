@@ -16,13 +16,18 @@ from sidecar.config import CommandSpec, HttpSpec
 from tests.support.sidecar import process_gone
 
 
-def run_command(tmp_path: Path, argv: list[str], *, timeout: float = 10, cancel=None,
-                groups=None, env=None, workdir=None) -> None:
-    spec = CommandSpec(argv=tuple(argv), env=env or {}, workdir=workdir,
-                       timeout=timedelta(seconds=timeout))
-    jobs.command(spec=spec, cwd=tmp_path, environ={"PATH": os.environ["PATH"]},
-                 cancel=cancel or jobs.Cancel(), groups=groups or jobs.ProcessGroups(),
-                 kill_grace=1.0)
+def run_command(
+    tmp_path: Path, argv: list[str], *, timeout: float = 10, cancel=None, groups=None, env=None, workdir=None
+) -> None:
+    spec = CommandSpec(argv=tuple(argv), env=env or {}, workdir=workdir, timeout=timedelta(seconds=timeout))
+    jobs.command(
+        spec=spec,
+        cwd=tmp_path,
+        environ={"PATH": os.environ["PATH"]},
+        cancel=cancel or jobs.Cancel(),
+        groups=groups or jobs.ProcessGroups(),
+        kill_grace=1.0,
+    )
 
 
 def wait_for_file(path: Path, timeout: float = 5) -> str:
@@ -37,11 +42,15 @@ def wait_for_file(path: Path, timeout: float = 5) -> str:
 def test_command_output_is_logged_line_by_line_with_the_job_bound(tmp_path, json_logs):
     (tmp_path / "sub").mkdir()
     with structlog.contextvars.bound_contextvars(job="vacuum"):
-        run_command(tmp_path, ["sh", "-c", 'echo "one $K"; echo two >&2; pwd'], env={"K": "V"},
-                    workdir=Path("sub"))
+        run_command(
+            tmp_path, ["sh", "-c", 'echo "one $K"; echo two >&2; pwd'], env={"K": "V"}, workdir=Path("sub")
+        )
     lines = [e for e in json_logs() if e["event"] == "command.output"]
     assert {(e["stream"], e["line"]) for e in lines} == {
-        ("stdout", "one V"), ("stderr", "two"), ("stdout", str(tmp_path / "sub"))}
+        ("stdout", "one V"),
+        ("stderr", "two"),
+        ("stdout", str(tmp_path / "sub")),
+    }
     assert all(e["job"] == "vacuum" for e in lines)
 
 
@@ -83,8 +92,7 @@ def test_cancel_stops_a_running_command(tmp_path):
     pidfile = tmp_path / "pid"
     threading.Timer(0.3, cancel.cancel, args=("shutdown",)).start()
     with pytest.raises(jobs.JobAbortedError, match="shutdown"):
-        run_command(tmp_path, ["sh", "-c", f"echo $$ > {pidfile}; sleep 60"], cancel=cancel,
-                    groups=groups)
+        run_command(tmp_path, ["sh", "-c", f"echo $$ > {pidfile}; sleep 60"], cancel=cancel, groups=groups)
     assert process_gone(int(pidfile.read_text()))
 
 

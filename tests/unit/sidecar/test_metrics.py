@@ -28,15 +28,17 @@ def test_every_job_series_exists_at_start_with_zero():
         for result in RESULTS:
             key = ("caretaker_job_runs_total", (("job", job.name), ("kind", job.kind), ("result", result)))
             assert found[key] == 0
-        for name in ("caretaker_job_last_success_timestamp_seconds",
-                     "caretaker_job_last_failure_timestamp_seconds",
-                     "caretaker_job_next_run_timestamp_seconds", "caretaker_job_running"):
+        for name in (
+            "caretaker_job_last_success_timestamp_seconds",
+            "caretaker_job_last_failure_timestamp_seconds",
+            "caretaker_job_next_run_timestamp_seconds",
+            "caretaker_job_running",
+        ):
             assert found[(name, (("job", job.name),))] == 0
         assert found[("caretaker_job_duration_seconds_count", (("job", job.name), ("kind", job.kind)))] == 0
     assert found[("caretaker_backup_files", (("job", "backup"), ("state", "new")))] == 0
     assert found[("caretaker_backup_bytes", (("job", "backup"), ("kind", "stored")))] == 0
-    assert not any(name == "caretaker_backup_files" and ("job", "vacuum") in labels
-                   for name, labels in found)
+    assert not any(name == "caretaker_backup_files" and ("job", "vacuum") in labels for name, labels in found)
     assert found[("caretaker_repository_snapshots", ())] == 0
     assert found[("caretaker_build_info", (("version", "1.2.3"),))] == 1
     for outcome in OUTCOMES:
@@ -50,16 +52,23 @@ def test_runs_and_backup_stats_are_recorded():
     metrics.run_finished(JOBS[0], "success", seconds=2.5, at=at)
     metrics.run_finished(JOBS[0], "refused", seconds=0.1, at=at)
     metrics.run_skipped(JOBS[1])
-    metrics.backup_stats("backup", BackupStats(files_new=2, files_changed=1, files_unchanged=7,
-                                               bytes_total=100, bytes_read=30, bytes_stored=12))
+    metrics.backup_stats(
+        "backup",
+        BackupStats(
+            files_new=2, files_changed=1, files_unchanged=7, bytes_total=100, bytes_read=30, bytes_stored=12
+        ),
+    )
     value = registry.get_sample_value
     assert value("caretaker_job_runs_total", {"job": "backup", "kind": "backup", "result": "success"}) == 1
     assert value("caretaker_job_runs_total", {"job": "backup", "kind": "backup", "result": "refused"}) == 1
-    assert value("caretaker_job_runs_total",
-                 {"job": "vacuum", "kind": "command", "result": "skipped_overlap"}) == 1
+    assert (
+        value("caretaker_job_runs_total", {"job": "vacuum", "kind": "command", "result": "skipped_overlap"})
+        == 1
+    )
     assert value("caretaker_job_duration_seconds_sum", {"job": "backup", "kind": "backup"}) == 2.6
-    assert value("caretaker_job_duration_seconds_bucket",
-                 {"job": "backup", "kind": "backup", "le": "1.0"}) == 1
+    assert (
+        value("caretaker_job_duration_seconds_bucket", {"job": "backup", "kind": "backup", "le": "1.0"}) == 1
+    )
     assert value("caretaker_job_last_success_timestamp_seconds", {"job": "backup"}) == at.timestamp()
     assert value("caretaker_job_last_failure_timestamp_seconds", {"job": "backup"}) == at.timestamp()
     assert value("caretaker_backup_files", {"job": "backup", "state": "unchanged"}) == 7
@@ -73,8 +82,18 @@ def test_restore_result_file_is_exported_and_followed(tmp_path):
     export.refresh()
     assert export.outcome is None
     finished = datetime(2026, 1, 15, 11, 59, tzinfo=UTC)
-    write_result(tmp_path, Outcome(outcome="restored", exit_code=0, finished_at=finished,
-                                   snapshot="abc", files=12, bytes=3456, duration_seconds=7.5))
+    write_result(
+        tmp_path,
+        Outcome(
+            outcome="restored",
+            exit_code=0,
+            finished_at=finished,
+            snapshot="abc",
+            files=12,
+            bytes=3456,
+            duration_seconds=7.5,
+        ),
+    )
     export.refresh()
     value = registry.get_sample_value
     assert value("caretaker_restore_outcome", {"outcome": "restored"}) == 1

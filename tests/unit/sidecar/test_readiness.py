@@ -20,11 +20,9 @@ BACKUP = JobConfig(name="backup", kind="backup", action=BackupAction(), schedule
 
 def make(tmp_path: Path, clock: FakeClock, rpo: timedelta | None = None):
     url = f"file://{tmp_path / 'repo'}"
-    config = SidecarConfig(repository=url, path=tmp_path, listen=Listen("", 0), jobs=(BACKUP,),
-                           rpo=rpo)
+    config = SidecarConfig(repository=url, path=tmp_path, listen=Listen("", 0), jobs=(BACKUP,), rpo=rpo)
     registry = CollectorRegistry()
-    board = StatusBoard(config, Metrics.create(registry, [JobLabels("backup", "backup")],
-                                               version="t"), clock)
+    board = StatusBoard(config, Metrics.create(registry, [JobLabels("backup", "backup")], version="t"), clock)
     opener = lambda: open_repository(url, OpenOptions(environ={}, clock=clock))  # noqa: E731
     return Readiness(board=board, open_repository=opener, clock=clock, rpo=rpo), board, opener, registry
 

@@ -37,21 +37,26 @@ class Rig:
         self.data.mkdir(exist_ok=True)
         self.url = f"file://{tmp_path / 'repo'}"
         self.registry = CollectorRegistry()
-        self.config = SidecarConfig(repository=self.url, path=self.data, listen=Listen("", 0),
-                                    jobs=tuple(jobs))
-        metrics = Metrics.create(self.registry, [JobLabels(j.name, j.kind) for j in jobs],
-                                 version="test")
+        self.config = SidecarConfig(
+            repository=self.url, path=self.data, listen=Listen("", 0), jobs=tuple(jobs)
+        )
+        metrics = Metrics.create(self.registry, [JobLabels(j.name, j.kind) for j in jobs], version="test")
         self.board = StatusBoard(self.config, metrics, clock=utc_now)
-        self.runner = Runner(config=self.config, board=self.board,
-                             environ={"PATH": os.environ["PATH"]}, clock=utc_now,
-                             open_repository=self.open)
+        self.runner = Runner(
+            config=self.config,
+            board=self.board,
+            environ={"PATH": os.environ["PATH"]},
+            clock=utc_now,
+            open_repository=self.open,
+        )
 
     def open(self):
         return open_repository(self.url, OpenOptions(environ={}))
 
     def runs(self, job: str, kind: str, result: str) -> float | None:
         return self.registry.get_sample_value(
-            "caretaker_job_runs_total", {"job": job, "kind": kind, "result": result})
+            "caretaker_job_runs_total", {"job": job, "kind": kind, "result": result}
+        )
 
     def gauge(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)
@@ -70,8 +75,17 @@ def job(name: str, action, **extra) -> JobConfig:
 def test_hooks_run_before_and_after_the_job_in_order(tmp_path):
     trail = tmp_path / "trail"
     hook = lambda word: shell(f'echo "{word}:$CARETAKER_JOB:$CARETAKER_JOB_RESULT" >> {trail}')  # noqa: E731
-    rig = Rig(tmp_path, [job("work", shell(f"echo job >> {trail}"),
-                             before=(hook("before1"), hook("before2")), after=(hook("after"),))])
+    rig = Rig(
+        tmp_path,
+        [
+            job(
+                "work",
+                shell(f"echo job >> {trail}"),
+                before=(hook("before1"), hook("before2")),
+                after=(hook("after"),),
+            )
+        ],
+    )
     assert rig.runner.run("work") == "success"
     assert trail.read_text().split() == ["before1:work:", "before2:work:", "job", "after:work:success"]
     assert rig.runs("work", "command", "success") == 1
@@ -79,9 +93,18 @@ def test_hooks_run_before_and_after_the_job_in_order(tmp_path):
 
 def test_a_failing_before_hook_fails_the_run_without_the_job(tmp_path):
     trail = tmp_path / "trail"
-    rig = Rig(tmp_path, [job("work", shell(f"echo job >> {trail}"), retries=0,
-                             before=(shell("exit 4"), shell(f"echo skipped >> {trail}")),
-                             after=(shell(f'echo "after:$CARETAKER_JOB_RESULT" >> {trail}'),))])
+    rig = Rig(
+        tmp_path,
+        [
+            job(
+                "work",
+                shell(f"echo job >> {trail}"),
+                retries=0,
+                before=(shell("exit 4"), shell(f"echo skipped >> {trail}")),
+                after=(shell(f'echo "after:$CARETAKER_JOB_RESULT" >> {trail}'),),
+            )
+        ],
+    )
     assert rig.runner.run("work") == "failure"
     assert trail.read_text().split() == ["after:failure"]
     assert rig.runs("work", "command", "failure") == 1
@@ -108,10 +131,13 @@ def test_retries_run_out(tmp_path):
 
 
 def test_backup_then_prune_with_metrics(tmp_path):
-    rig = Rig(tmp_path, [
-        job("backup", BackupAction(), then=("prune",)),
-        job("prune", PruneAction(policy=RetentionPolicy(last=2)), schedule=None),
-    ])
+    rig = Rig(
+        tmp_path,
+        [
+            job("backup", BackupAction(), then=("prune",)),
+            job("prune", PruneAction(policy=RetentionPolicy(last=2)), schedule=None),
+        ],
+    )
     write_file(rig.data / "a.txt", b"hello")
     for _ in range(3):
         assert rig.runner.run("backup") == "success"
@@ -154,8 +180,7 @@ def test_a_run_overlapping_the_same_job_is_skipped_and_counted(tmp_path):
 
 def test_shutdown_refuses_new_runs_and_aborts_running_ones(tmp_path):
     marker = tmp_path / "started"
-    rig = Rig(tmp_path, [job("slow", shell(f"touch {marker}; sleep 30")),
-                         job("other", shell("true"))])
+    rig = Rig(tmp_path, [job("slow", shell(f"touch {marker}; sleep 30")), job("other", shell("true"))])
     thread = threading.Thread(target=rig.runner.run, args=("slow",))
     thread.start()
     while not marker.exists():
@@ -170,8 +195,7 @@ def test_shutdown_refuses_new_runs_and_aborts_running_ones(tmp_path):
 
 
 def test_cancel_interrupts_the_retry_backoff(tmp_path):
-    rig = Rig(tmp_path, [job("broken", shell("exit 1"), retries=5,
-                             retry_backoff=timedelta(seconds=60))])
+    rig = Rig(tmp_path, [job("broken", shell("exit 1"), retries=5, retry_backoff=timedelta(seconds=60))])
     thread = threading.Thread(target=rig.runner.run, args=("broken",))
     thread.start()
     time.sleep(0.3)
@@ -193,9 +217,18 @@ def test_http_jobs(tmp_path, app):
 
 def test_http_hooks_gate_the_job(tmp_path, app):
     trail = tmp_path / "trail"
-    rig = Rig(tmp_path, [job("guarded", shell(f"echo job >> {trail}"), retries=0,
-                             before=(HttpSpec(url=app.url("/pause"), method="POST"),),
-                             after=(HttpSpec(url=app.url("/resume"), method="POST"),))])
+    rig = Rig(
+        tmp_path,
+        [
+            job(
+                "guarded",
+                shell(f"echo job >> {trail}"),
+                retries=0,
+                before=(HttpSpec(url=app.url("/pause"), method="POST"),),
+                after=(HttpSpec(url=app.url("/resume"), method="POST"),),
+            )
+        ],
+    )
     assert rig.runner.run("guarded") == "success"
     assert trail.read_text() == "job\n"
     app.status = 409

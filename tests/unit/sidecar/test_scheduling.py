@@ -17,15 +17,21 @@ from sidecar.status import StatusBoard
 
 def rig(jobs: list[JobConfig]) -> tuple[StatusBoard, CollectorRegistry]:
     registry = CollectorRegistry()
-    config = SidecarConfig(repository="file:///unused", path=Path("/"), listen=Listen("", 0),
-                           jobs=tuple(jobs))
+    config = SidecarConfig(
+        repository="file:///unused", path=Path("/"), listen=Listen("", 0), jobs=tuple(jobs)
+    )
     metrics = Metrics.create(registry, [JobLabels(j.name, j.kind) for j in jobs], version="t")
     return StatusBoard(config, metrics, utc_now), registry
 
 
 def command_job(name: str, schedule: str, **extra) -> JobConfig:
-    return JobConfig(name=name, kind="command", action=CommandSpec(argv=("true",)),
-                     schedule=parse_schedule(schedule), **extra)
+    return JobConfig(
+        name=name,
+        kind="command",
+        action=CommandSpec(argv=("true",)),
+        schedule=parse_schedule(schedule),
+        **extra,
+    )
 
 
 def test_every_schedules_fire_and_overlaps_are_skipped_and_counted():
@@ -46,7 +52,8 @@ def test_every_schedules_fire_and_overlaps_are_skipped_and_counted():
         assert scheduler.alive()
         time.sleep(3.3)
         skipped = registry.get_sample_value(
-            "caretaker_job_runs_total", {"job": "slow", "kind": "command", "result": "skipped_overlap"})
+            "caretaker_job_runs_total", {"job": "slow", "kind": "command", "result": "skipped_overlap"}
+        )
         next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"job": "fast"})
     finally:
         release.set()
@@ -62,29 +69,33 @@ def test_every_schedules_fire_and_overlaps_are_skipped_and_counted():
 
 def test_run_on_start_runs_at_once_and_unscheduled_jobs_are_left_out():
     ran = threading.Event()
-    jobs = [command_job("boot", "@daily", run_on_start=True),
-            JobConfig(name="chained", kind="command", action=CommandSpec(argv=("true",)),
-                      schedule=None)]
+    jobs = [
+        command_job("boot", "@daily", run_on_start=True),
+        JobConfig(name="chained", kind="command", action=CommandSpec(argv=("true",)), schedule=None),
+    ]
     board, registry = rig(jobs)
     scheduler = Scheduler(jobs, lambda name: ran.set(), board)
     scheduler.start()
     try:
         assert ran.wait(3)
-        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds",
-                                             {"job": "boot"})
+        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"job": "boot"})
     finally:
         scheduler.stop()
     assert next_run is not None
     assert next_run > time.time() + 3600  # the next @daily, not "now" again
-    assert registry.get_sample_value("caretaker_job_next_run_timestamp_seconds",
-                                     {"job": "chained"}) == 0
+    assert registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"job": "chained"}) == 0
 
 
 def test_jobs_get_overlap_coalesce_misfire_and_jitter_settings():
-    jobs = [JobConfig(name="nightly", kind="command", action=CommandSpec(argv=("true",)),
-                      schedule=parse_schedule("0 3 * * *", timezone="Europe/Berlin",
-                                              jitter=timedelta(seconds=45)),
-                      misfire_grace=timedelta(minutes=7))]
+    jobs = [
+        JobConfig(
+            name="nightly",
+            kind="command",
+            action=CommandSpec(argv=("true",)),
+            schedule=parse_schedule("0 3 * * *", timezone="Europe/Berlin", jitter=timedelta(seconds=45)),
+            misfire_grace=timedelta(minutes=7),
+        )
+    ]
     board, _ = rig(jobs)
     scheduler = Scheduler(jobs, lambda name: None, board)
     scheduler.start()

@@ -23,11 +23,14 @@ def server():
     def broken():
         raise RuntimeError("bug")
 
-    server = HttpServer(Listen("127.0.0.1", 0), {
-        "/hello": lambda: (200, TEXT, b"hi\n"),
-        "/down": lambda: (503, TEXT, b"not ready\n"),
-        "/broken": broken,
-    })
+    server = HttpServer(
+        Listen("127.0.0.1", 0),
+        {
+            "/hello": lambda: (200, TEXT, b"hi\n"),
+            "/down": lambda: (503, TEXT, b"not ready\n"),
+            "/broken": broken,
+        },
+    )
     server.start()
     yield server
     server.stop()
