@@ -38,7 +38,7 @@ from restore.snapshots.scan import Scanned, scan
 
 _BATCH = 1 << 20
 _BATCH_ITEMS = 256
-_WINDOW = 24 << 20
+_WINDOW = 12 << 20
 # Entries waiting for their batch: bounded too, or a volume of tiny files would queue
 # hundreds of thousands of them behind one window of bytes.
 _QUEUE_ITEMS = 4096
