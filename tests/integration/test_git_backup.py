@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,11 @@ from restore.backends import OpenOptions, open_repository
 from restore.backends.git_stage import BackupWriter
 from restore.model import STATE_DIR, BackupOptions
 from sidecar import cli
+from tests.support.cli import run_caretaker
 from tests.support.git_remotes import file_remote, git_env
 from tests.support.trees import PAST_NS, age_tree, describe, write_file
 
 pytestmark = pytest.mark.integration
-
-CARETAKER = str(Path(sys.executable).parent / "caretaker")
 
 
 class Remote:
@@ -58,21 +56,8 @@ class Remote:
 def caretaker(
     *args: str, remote: Remote, extra: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "CARETAKER_REPOSITORY": remote.url,
-        **remote.environ,
-        **(extra or {}),
-    }
-    return subprocess.run(
-        [CARETAKER, *args, "--log-format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    environ = {"CARETAKER_REPOSITORY": remote.url, **remote.environ, **(extra or {})}
+    return run_caretaker(*args, environ=environ, timeout=timeout)
 
 
 def events(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -23,23 +22,10 @@ from restore.clock import utc_now
 from restore.errors import EXIT_BACKEND_DENIED, EXIT_CORRUPT, EXIT_UNREACHABLE
 from restore.model import STATE_DIR, BackupOptions
 from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
+from tests.support.cli import CARETAKER, run_caretaker
 from tests.support.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.integration
-
-CARETAKER = str(Path(sys.executable).parent / "caretaker")
-
-
-def caretaker(*args: str, environ: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **environ}
-    return subprocess.run(
-        [CARETAKER, *args, "--log-format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def make_tree(root: Path, *, files: int, size: int) -> Path:
@@ -58,7 +44,7 @@ def tree_of(root: Path) -> dict[str, bytes]:
 
 
 def snapshot_ids(url: str, environ: dict[str, str]) -> list[str]:
-    listed = caretaker("snapshots", "--repository", url, "--json", environ=environ)
+    listed = run_caretaker("snapshots", "--repository", url, "--json", environ=environ)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     return [snap["id"] for snap in json.loads(listed.stdout[listed.stdout.index("[") :])]
 
@@ -66,12 +52,12 @@ def snapshot_ids(url: str, environ: dict[str, str]) -> list[str]:
 def test_backup_then_restore_round_trip(s3_url: str, s3_env: dict[str, str], tmp_path: Path) -> None:
     source = make_tree(tmp_path / "src", files=20, size=50_000)
     (source / "dir0" / "text.txt").write_text("hello " * 10_000)
-    done = caretaker("backup", "--repository", s3_url, "--path", str(source), environ=s3_env)
+    done = run_caretaker("backup", "--repository", s3_url, "--path", str(source), environ=s3_env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(snapshot_ids(s3_url, s3_env)) == 1
     target = tmp_path / "restored"
     target.mkdir()
-    restored = caretaker("restore", "--repository", s3_url, "--path", str(target), environ=s3_env)
+    restored = run_caretaker("restore", "--repository", s3_url, "--path", str(target), environ=s3_env)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert tree_of(target) == tree_of(source)
 
@@ -81,7 +67,7 @@ def test_wrong_credentials_exit_5_without_leaking_the_secret(
 ) -> None:
     wrong = "wrong-secret-must-not-appear-anywhere"
     source = make_tree(tmp_path / "src", files=1, size=10)
-    run = caretaker(
+    run = run_caretaker(
         "backup",
         "--repository",
         s3_url,
@@ -95,7 +81,7 @@ def test_wrong_credentials_exit_5_without_leaking_the_secret(
 
 
 def test_missing_bucket_exit_5(s3_env: dict[str, str]) -> None:
-    run = caretaker("snapshots", "--repository", "s3://bucket-that-is-not-there/app", environ=s3_env)
+    run = run_caretaker("snapshots", "--repository", "s3://bucket-that-is-not-there/app", environ=s3_env)
     assert run.returncode == EXIT_BACKEND_DENIED, run.stdout + run.stderr
     assert "'bucket-that-is-not-there' not found" in run.stdout
 
@@ -109,19 +95,21 @@ def test_server_down_at_snapshots_and_restore_exit_4(
         {**server.env(), **S3_TEST_TUNING, "CARETAKER_TIMEOUT": "3s"},
     )
     source = make_tree(tmp_path / "src", files=3, size=1000)
-    assert caretaker("backup", "--repository", url, "--path", str(source), environ=environ).returncode == 0
+    assert (
+        run_caretaker("backup", "--repository", url, "--path", str(source), environ=environ).returncode == 0
+    )
     server.stop()
     target = tmp_path / "restored"
     target.mkdir()
     for args in (["snapshots"], ["restore", "--path", str(target)]):
         started = time.monotonic()
-        run = caretaker(*args, "--repository", url, environ=environ)
+        run = run_caretaker(*args, "--repository", url, environ=environ)
         assert run.returncode == EXIT_UNREACHABLE, run.stdout + run.stderr
         assert "unreachable" in run.stdout
         assert time.monotonic() - started < 60
     assert [p.name for p in target.iterdir() if p.name != STATE_DIR] == []
     server.start()
-    run = caretaker("restore", "--repository", url, "--path", str(target), environ=environ)
+    run = run_caretaker("restore", "--repository", url, "--path", str(target), environ=environ)
     assert run.returncode == 0, run.stdout + run.stderr
     assert tree_of(target) == tree_of(source)
 
@@ -164,7 +152,7 @@ def test_server_killed_mid_backup_leaves_no_snapshot(
     assert snapshot_ids(url, environ) == [result.snapshot.id]
     target = tmp_path / "restored"
     target.mkdir()
-    run = caretaker("restore", "--repository", url, "--path", str(target), environ=environ)
+    run = run_caretaker("restore", "--repository", url, "--path", str(target), environ=environ)
     assert run.returncode == 0, run.stdout + run.stderr
     assert tree_of(target) == tree_of(source)
 
@@ -173,18 +161,20 @@ def test_corrupt_object_is_detected_by_verify_and_restore(
     s3_url: str, s3_env: dict[str, str], s3_server: SeaweedServer, tmp_path: Path
 ) -> None:
     source = make_tree(tmp_path / "src", files=5, size=20_000)
-    assert caretaker("backup", "--repository", s3_url, "--path", str(source), environ=s3_env).returncode == 0
-    assert caretaker("verify", "--repository", s3_url, "--read-data", "1", environ=s3_env).returncode == 0
+    assert (
+        run_caretaker("backup", "--repository", s3_url, "--path", str(source), environ=s3_env).returncode == 0
+    )
+    assert run_caretaker("verify", "--repository", s3_url, "--read-data", "1", environ=s3_env).returncode == 0
     bucket, prefix = urlsplit(s3_url).netloc, urlsplit(s3_url).path.strip("/")
     raw = s3_server.client()
     packs = [o["Key"] for o in raw.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data/")["Contents"]]
     damaged = bytearray(raw.get_object(Bucket=bucket, Key=packs[0])["Body"].read())
     damaged[len(damaged) // 2] ^= 0xFF  # same size: only reading the bytes can tell
     raw.put_object(Bucket=bucket, Key=packs[0], Body=bytes(damaged))
-    verify = caretaker("verify", "--repository", s3_url, "--read-data", "1", environ=s3_env)
+    verify = run_caretaker("verify", "--repository", s3_url, "--read-data", "1", environ=s3_env)
     assert verify.returncode == EXIT_CORRUPT, verify.stdout + verify.stderr
     assert packs[0].removeprefix(f"{prefix}/") in verify.stdout
     target = tmp_path / "restored"
     target.mkdir()
-    restore = caretaker("restore", "--repository", s3_url, "--path", str(target), environ=s3_env)
+    restore = run_caretaker("restore", "--repository", s3_url, "--path", str(target), environ=s3_env)
     assert restore.returncode == EXIT_CORRUPT, restore.stdout + restore.stderr

@@ -19,6 +19,7 @@ from restore.decision import RestoreSettings
 from restore.errors import IntegrityError, NoSnapshotError, TransientBackendError
 from restore.model import RestoreStats, SnapshotInfo
 from restore.staging import Staging
+from tests.support.cli import FakeTime
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
 
@@ -72,19 +73,6 @@ class FakeRepository:
 
     def close(self) -> None:
         self.closed = True
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 50.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def effects(repo: FakeRepository, time: FakeTime | None = None, **kw) -> Effects:

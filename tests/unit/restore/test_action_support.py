@@ -19,21 +19,7 @@ from restore.healthcheck import parse_command, run_check
 from restore.outcome import Outcome, termination_message, write_termination_log
 from restore.progress import LogProgress
 from restore.retry import Retrier
-
-
-class FakeTime:
-    """A monotonic clock that moves only when `sleep` is called."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.support.cli import FakeTime
 
 
 def flaky(failures: int, error: Exception):

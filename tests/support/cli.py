@@ -1,0 +1,40 @@
+"""Running the installed `caretaker` command in a clean environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CARETAKER = str(Path(sys.executable).parent / "caretaker")
+
+
+def run_caretaker(
+    *args: str, environ: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `caretaker ARGS --log-format json` with only PATH, HOME and `environ` set."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **environ}
+    return subprocess.run(
+        [CARETAKER, *args, "--log-format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class FakeTime:
+    """A monotonic clock that moves only when `sleep` is called (retry and backoff tests)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
