@@ -70,7 +70,7 @@ COMMAND = Command(
     help="back up the data folder as a new snapshot",
     description=(
         "Read --path and store it as a snapshot in --repository. Only content not already in\n"
-        "the repository is uploaded; files whose size, mtime and inode are unchanged since the\n"
+        "the repository is uploaded; files whose size, mtime, inode and ctime are unchanged since the\n"
         "previous snapshot are not even read. The snapshot becomes visible only once all its\n"
         "data is stored, so an interrupted backup leaves nothing half-written behind."
     ),
