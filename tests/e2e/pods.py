@@ -1,8 +1,11 @@
-"""Run a Kubernetes manifest from examples/ as a pod with `podman kube play` (podman 4.3).
+"""Run a Kubernetes manifest from examples/ (or a rendered chart) as a pod with `podman kube
+play` (podman 4.3).
 
-The example is used as written except for what podman 4.3 needs, each said where it is
+The manifest is used as written except for what podman 4.3 needs, each said where it is
 done (`for_podman`). The settings in its ConfigMap and the keys in its Secret are the
 user's to fill in; the test fills them with its own SeaweedFS, bucket and schedule.
+A Pod or a Deployment (podman plays replica 0 as the pod `<name>-pod-0`) can be played.
+Helpers shared by the e2e tests that talk to a played pod from the host are here too.
 """
 
 from __future__ import annotations
@@ -11,7 +14,12 @@ import base64
 import copy
 import dataclasses
 import json
+import re
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,38 +27,92 @@ from typing import Any
 import yaml
 
 from tests.e2e.podman import Podman
+from tests.support.seaweed import SeaweedServer, free_ports
+from tests.support.sidecar import Samples, parse_metrics
 
 Document = dict[str, Any]
+# The kinds `kube play` turns into a pod (podman 4.3 plays Pods and Deployments).
+WORKLOAD_KINDS = ("Pod", "Deployment")
+RESULT_FILE = "/data/.caretaker/restore-result.json"
+BACKUP_SUCCESS = ("caretaker_job_runs_total", (("job", "backup"), ("kind", "backup"), ("result", "success")))
 
 
 def load_manifest(path: Path) -> list[Document]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+def workload(docs: list[Document]) -> Document:
+    """The one document `kube play` turns into a pod."""
+    found: Document = next(doc for doc in docs if doc["kind"] in WORKLOAD_KINDS)
+    return found
+
+
 def pod_spec(docs: list[Document]) -> Document:
-    spec: Document = next(doc for doc in docs if doc["kind"] == "Pod")["spec"]
+    doc = workload(docs)
+    spec: Document = doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
     return spec
+
+
+def all_containers(spec: Document) -> list[Document]:
+    containers: list[Document] = [*spec.get("initContainers", []), *spec["containers"]]
+    return containers
+
+
+def container_named(spec: Document, name: str) -> Document:
+    return next(container for container in all_containers(spec) if container["name"] == name)
+
+
+def set_env(spec: Document, container: str, name: str, value: str) -> None:
+    """Set (or add) a plain env variable of one container."""
+    variables = container_named(spec, container).setdefault("env", [])
+    variables[:] = [variable for variable in variables if variable["name"] != name]
+    variables.append({"name": name, "value": value})
+
+
+def replace_in_command(spec: Document, container: str, pattern: str, replacement: str) -> None:
+    """Rewrite a container's command/args (each item, shell scripts included) with a regex;
+    fail if it matches nothing, so an example that changed is noticed."""
+    found = container_named(spec, container)
+    hits = 0
+    for key in ("command", "args"):
+        for index, item in enumerate(found.get(key, [])):
+            found[key][index], count = re.subn(pattern, replacement, item)
+            hits += count
+    assert hits, f"{pattern!r} not in the command of {container}"
+
+
+def _numbered_probes(container: Document) -> None:
+    """Named probe ports become numbers: the names refer to `ports`, which podman cannot keep,
+    and podman 4.3 turns a name it cannot resolve into port 0 in the healthcheck."""
+    numbers = {port["name"]: port["containerPort"] for port in container.get("ports", []) if "name" in port}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        for action in ("httpGet", "tcpSocket"):
+            target = container.get(probe, {}).get(action)
+            if target is not None and target.get("port") in numbers:
+                target["port"] = numbers[target["port"]]
 
 
 def for_podman(
     docs: list[Document],
     *,
-    settings: Mapping[str, str],
-    credentials: Mapping[str, str],
-    app_env: Mapping[str, str],
+    settings: Mapping[str, str] | None = None,
+    credentials: Mapping[str, str] | None = None,
+    app_env: Mapping[str, str] | None = None,
 ) -> tuple[list[Document], dict[str, Document]]:
     """Return the documents `kube play` gets and the secrets to create beforehand.
 
-    `settings` go into the ConfigMap, `credentials` into the Secret, `app_env` overrides
-    env values of the app container (its listen address).
+    `settings` go into the ConfigMap(s), `credentials` into the Secret(s) (over the keys
+    already there), `app_env` overrides env values the containers already have (listen
+    addresses).
     """
+    settings, credentials, app_env = settings or {}, credentials or {}, app_env or {}
     docs = copy.deepcopy(docs)
     for doc in docs:
         if doc["kind"] == "ConfigMap":
             doc["data"] = {**doc["data"], **settings}
     secrets = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "Secret"}
     for secret in secrets.values():
-        secret["stringData"] = dict(credentials)
+        secret["stringData"] = {**secret.get("stringData", {}), **credentials}
     spec = pod_spec(docs)
     # podman 4.3 re-runs init containers in a loop under restartPolicy Always (podman
     # issues 15631/16343); a pod that stops is what the test wants to see anyway.
@@ -58,12 +120,14 @@ def for_podman(
     # Host networking keeps every connection on 127.0.0.1: the containers reach the test's
     # SeaweedFS on the host, and the host scrapes /metrics and the app directly.
     spec["hostNetwork"] = True
-    for container in spec["containers"]:
+    for container in all_containers(spec):
+        _numbered_probes(container)
         # podman 4.3 refuses declared ports with host networking ("PortMappings can only
         # be used with Bridge or slirp4netns networking"); they only document anyway.
         container.pop("ports", None)
         for variable in container.get("env", []):
-            variable["value"] = app_env.get(variable["name"], variable["value"])
+            if variable["name"] in app_env and "value" in variable:
+                variable["value"] = app_env[variable["name"]]
     # podman 4.3 stores a `kind: Secret` in a format its own secretRef cannot read back
     # ("secret … is not valid JSON"): the pod gets the secrets created by `podman secret`.
     return [doc for doc in docs if doc["kind"] != "Secret"], secrets
@@ -87,8 +151,10 @@ class KubePod:
 
     @property
     def name(self) -> str:
-        name: str = next(d for d in self.docs if d["kind"] == "Pod")["metadata"]["name"]
-        return name
+        """The pod's name; podman 4.3 names a Deployment's (only) pod `<name>-pod-0`."""
+        doc = workload(self.docs)
+        name: str = doc["metadata"]["name"]
+        return name if doc["kind"] == "Pod" else f"{name}-pod-0"
 
     @property
     def grace_seconds(self) -> int:
@@ -120,8 +186,33 @@ class KubePod:
         )
         return time.monotonic() - started
 
+    def stop_container(self, container: str) -> float:
+        """SIGTERM to one container, SIGKILL after terminationGracePeriodSeconds; return how
+        long it took. For pods whose stand-in app ignores SIGTERM (a shell as PID 1 without a
+        trap), where a pod stop would wait the whole grace for the app."""
+        started = time.monotonic()
+        self.podman.run(
+            "stop",
+            "--time",
+            str(self.grace_seconds),
+            self.container(container),
+            timeout=self.grace_seconds + 30,
+        )
+        return time.monotonic() - started
+
     def volumes(self) -> list[str]:
-        return [volume["name"] for volume in pod_spec(self.docs).get("volumes", [])]
+        """The podman volumes `kube play` makes: one per emptyDir (named after the pod's
+        volume), per claim, and per ConfigMap volume (named after the ConfigMap; a stale one
+        would keep its old content)."""
+        names = []
+        for volume in pod_spec(self.docs).get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                names.append(volume["persistentVolumeClaim"]["claimName"])
+            elif "configMap" in volume:
+                names.append(volume["configMap"]["name"])
+            else:
+                names.append(volume["name"])
+        return names
 
     def down(self) -> None:
         """Delete the pod, its emptyDir volumes and its secrets; missing ones are fine."""
@@ -135,6 +226,15 @@ class KubePod:
         code: int = self.podman.inspect(self.container(container))["State"]["ExitCode"]
         return code
 
+    def read(self, container: str, path: str) -> str:
+        """A file as one of the pod's running containers sees it."""
+        return self.podman.run("exec", self.container(container), "cat", path).stdout
+
+    def restore_result(self, container: str) -> dict[str, Any]:
+        """The init container's result file on the data volume, read through `container`."""
+        result: dict[str, Any] = json.loads(self.read(container, RESULT_FILE))
+        return result
+
     def diagnostics(self) -> str:
         """Every container's state and log, for failure messages."""
         listing = self.podman.run("ps", "--all", "--pod", "--filter", f"pod={self.name}", check=False).stdout
@@ -145,3 +245,55 @@ class KubePod:
             ).stdout.split()
         ]
         return "\n".join([listing, *logs])
+
+
+def free_address() -> str:
+    (port,) = free_ports(1)
+    return f"127.0.0.1:{port}"
+
+
+def http_get(url: str) -> str | None:
+    """The body of a 200 answer, or None while the server is not (yet) there."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            body: str = answer.read().decode()
+            return body
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def scrape(listen: str) -> Samples | None:
+    """The sidecar's /metrics at `listen` (host networking: from the host), or None."""
+    text = http_get(f"http://{listen}/metrics")
+    return parse_metrics(text) if text is not None else None
+
+
+def backups_done(listen: str) -> float:
+    """caretaker_job_runs_total{job="backup",kind="backup",result="success"}, 0 if unknown."""
+    return (scrape(listen) or {}).get(BACKUP_SUCCESS, 0.0)
+
+
+def host_backup(e2e_s3: SeaweedServer, repository: str, path: Path) -> None:
+    """A snapshot of `path` made by the host's caretaker, for a pod to restore."""
+    subprocess.run(
+        [sys.executable, "-m", "sidecar", "backup", "--repository", repository, "--path", str(path)],
+        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+def host_snapshots(e2e_s3: SeaweedServer, repository: str) -> list[dict[str, Any]]:
+    """The repository's snapshots as the host's caretaker sees them, newest first."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "snapshots", "--json", "--repository", repository],
+        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    found: list[dict[str, Any]] = json.loads(done.stdout)
+    return found

@@ -10,26 +10,30 @@ What the test changes in the example, and why, is in tests/e2e/pods.py (`for_pod
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.podman import BUSYBOX_IMAGE, REPO, Podman
-from tests.e2e.pods import KubePod, for_podman, load_manifest
+from tests.e2e.pods import (
+    RESULT_FILE,
+    KubePod,
+    backups_done,
+    for_podman,
+    free_address,
+    host_snapshots,
+    http_get,
+    load_manifest,
+    scrape,
+)
 from tests.support.seaweed import SeaweedServer, free_ports
-from tests.support.sidecar import Samples, parse_metrics, wait_until
+from tests.support.sidecar import Samples, wait_until
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = REPO / "examples/pod/pod.yaml"
 EVERY_SECONDS = 5
-RESULT_FILE = "/data/.caretaker/restore-result.json"
 MakePod = Callable[[dict[str, str], str], KubePod]
 
 
@@ -73,55 +77,8 @@ def settings_for(e2e_s3: SeaweedServer, bucket: str) -> dict[str, str]:
     }
 
 
-def free_address() -> str:
-    (port,) = free_ports(1)
-    return f"127.0.0.1:{port}"
-
-
-def http_get(url: str) -> str | None:
-    """The body of a 200 answer, or None while the server is not (yet) there."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            body: str = answer.read().decode()
-            return body
-    except (urllib.error.URLError, ConnectionError):
-        return None
-
-
-def scrape(settings: dict[str, str]) -> Samples | None:
-    text = http_get(f"http://{settings['CARETAKER_LISTEN']}/metrics")
-    return parse_metrics(text) if text is not None else None
-
-
-def backups_done(settings: dict[str, str]) -> float:
-    samples = scrape(settings) or {}
-    key = ("caretaker_job_runs_total", (("job", "backup"), ("kind", "backup"), ("result", "success")))
-    return samples.get(key, 0.0)
-
-
 def restore_outcome(samples: Samples, outcome: str) -> float:
     return samples[("caretaker_restore_outcome", (("outcome", outcome),))]
-
-
-def read_result(pod: KubePod) -> dict[str, Any]:
-    """The init container's result file, read through the running app container."""
-    text = pod.podman.run("exec", pod.container("app"), "cat", RESULT_FILE).stdout
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def host_snapshots(e2e_s3: SeaweedServer, repository: str) -> list[dict[str, Any]]:
-    """The repository's snapshots as the host's caretaker sees them, newest first."""
-    done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "snapshots", "--json", "--repository", repository],
-        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    found: list[dict[str, Any]] = json.loads(done.stdout)
-    return found
 
 
 def test_first_boot_scheduled_and_final_backup_then_restore_into_a_new_pod(
@@ -135,22 +92,26 @@ def test_first_boot_scheduled_and_final_backup_then_restore_into_a_new_pod(
     code, output = first.play()
     assert code == 0, output
     # First start, empty repository: first-boot (allowed by the example), the app starts.
-    assert read_result(first)["outcome"] == "first-boot"
+    assert first.restore_result("app")["outcome"] == "first-boot"
     page = wait_until(lambda: http_get(f"{app_url}/index.html"), 30, "the app's page")
     assert page.startswith("created ")
     # The sidecar backs up on its schedule; the host scrapes its metrics.
-    wait_until(lambda: backups_done(settings) >= 2, 6 * EVERY_SECONDS, "two scheduled backups")
-    samples = scrape(settings)
+    wait_until(
+        lambda: backups_done(settings["CARETAKER_LISTEN"]) >= 2, 6 * EVERY_SECONDS, "two scheduled backups"
+    )
+    samples = scrape(settings["CARETAKER_LISTEN"])
     assert samples is not None
     assert restore_outcome(samples, "first-boot") == 1
     assert restore_outcome(samples, "restored") == 0
 
     # Right after a scheduled run (the next is seconds away), the app writes again and the
     # pod is stopped: only the sidecar's final backup on SIGTERM can hold this file.
-    done = backups_done(settings)
-    wait_until(lambda: backups_done(settings) > done, 3 * EVERY_SECONDS, "the next backup")
+    done = backups_done(settings["CARETAKER_LISTEN"])
+    wait_until(
+        lambda: backups_done(settings["CARETAKER_LISTEN"]) > done, 3 * EVERY_SECONDS, "the next backup"
+    )
     podman.run("exec", first.container("app"), "sh", "-c", "echo late > /data/late.txt")
-    scheduled = backups_done(settings)
+    scheduled = backups_done(settings["CARETAKER_LISTEN"])
     seconds = first.stop()
     assert first.exit_code("caretaker") == 0
     assert seconds < 25, "the sidecar must finish within its shutdown grace (25s)"
@@ -163,13 +124,13 @@ def test_first_boot_scheduled_and_final_backup_then_restore_into_a_new_pod(
     second = make_pod(settings, app_listen)
     code, output = second.play()
     assert code == 0, output
-    result = read_result(second)
+    result = second.restore_result("app")
     assert (result["outcome"], result["snapshot"]) == ("restored", after[0]["id"])
     assert wait_until(lambda: http_get(f"{app_url}/index.html"), 30, "the app's page") == page
     assert http_get(f"{app_url}/late.txt") == "late\n"
     boots = wait_until(lambda: http_get(f"{app_url}/boots.txt"), 30, "the boot log")
     assert len(boots.splitlines()) == 2, "the restored boot log plus this boot"
-    samples = wait_until(lambda: scrape(settings), 30, "the new sidecar's metrics")
+    samples = wait_until(lambda: scrape(settings["CARETAKER_LISTEN"]), 30, "the new sidecar's metrics")
     assert restore_outcome(samples, "restored") == 1
     assert restore_outcome(samples, "first-boot") == 0
 
