@@ -28,6 +28,7 @@ from restore.clock import Clock, format_time, utc_now
 from restore.decision import RestoreSettings, choose, decide, free_bytes, human_size, needed_bytes
 from restore.errors import (
     EXIT_OK,
+    CancelledError,
     CaretakerError,
     CheckFailedError,
     IntegrityError,
@@ -172,7 +173,12 @@ class Restorer:
             return None
         # The first move sets the user's data aside into quarantine; a later one only
         # discards our own copy of an older candidate, which the repository still holds.
-        self.move_in(snapshot, original if original and not attempts.ours_in_place else None)
+        try:
+            self.move_in(snapshot, original if original and not attempts.ours_in_place else None)
+        except CancelledError:
+            with contextlib.suppress(OSError):
+                self.staging.clean()  # stopped before the move began: the staged copy goes
+            raise
         self.quarantined = original
         if not self.settings.check_cmd or self.check():
             return self.outcome("restored", snapshot, stats=stats)

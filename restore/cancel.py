@@ -28,6 +28,10 @@ class SignalGuard:
     def __init__(self) -> None:
         self.depth = 0
         self.pending: int | None = None
+        # Every signal seen, even one whose exception was swallowed: a signal that lands in
+        # code that ignores exceptions (a finalizer, logging's lock release) raises into the
+        # void, and the restore must still never commit after it.
+        self.received: int | None = None
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> Self:
@@ -45,6 +49,7 @@ class SignalGuard:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, _: FrameType | None) -> None:
+        self.received = signum
         if self.depth:
             self.pending = signum
             return
@@ -52,7 +57,13 @@ class SignalGuard:
 
     @contextlib.contextmanager
     def shielded(self) -> Iterator[None]:
-        """Defer signals until the block ends; then raise CancelledError for the last one."""
+        """Defer signals until the block ends; then raise CancelledError for the last one.
+
+        Raise CancelledError at once if a stop was requested before the block: nothing
+        shielded (the move into place) starts after a signal.
+        """
+        if self.depth == 0 and self.received is not None:
+            raise CancelledError(self.received)
         self.depth += 1
         try:
             yield

@@ -3,6 +3,7 @@ signal handling and the termination log summary."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -164,6 +165,16 @@ class TestSignalGuard:
             work(guard)
         assert done == ["after the signal"]
         assert caught.value.code == 130
+
+    def test_a_swallowed_signal_still_stops_the_move_in(self):
+        # The handler's exception is lost when the signal lands in code that ignores
+        # exceptions; the next shielded step (the move into place) must not start.
+        with SignalGuard() as guard:
+            with contextlib.suppress(CancelledError):
+                os.kill(os.getpid(), signal.SIGTERM)
+            with pytest.raises(CancelledError) as caught, guard.shielded():
+                pytest.fail("the shielded block must not run")
+        assert caught.value.code == 143
 
     def test_previous_handlers_come_back(self):
         before = signal.getsignal(signal.SIGTERM)
