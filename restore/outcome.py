@@ -122,12 +122,15 @@ def termination_message(outcome: Outcome, limit: int = TERMINATION_LOG_LIMIT) ->
     return text
 
 
-def write_termination_log(path: Path, outcome: Outcome) -> bool:
-    """Write the summary to `path`; return False if its folder does not exist (not in a pod).
+def write_termination_log(path: Path, outcome: Outcome, *, create: bool = True) -> bool:
+    """Write the summary to `path`; return False if nothing was written.
 
-    Raise OSError if the folder exists but the file cannot be written.
+    Nothing is written when the folder does not exist, nor, with `create=False`, when the
+    file does not: the kubelet creates `/dev/termination-log` in every container, so the
+    default path exists exactly where it is read, and a run on a workstation as root must
+    not leave a file in the host's /dev. Raise OSError if the file cannot be written.
     """
-    if not path.parent.is_dir():
+    if not path.parent.is_dir() or (not create and not path.exists()):
         return False
     path.write_text(termination_message(outcome), encoding="utf-8")
     return True

@@ -108,7 +108,10 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
             "type": Path,
             "default": Path(DEFAULT_TERMINATION_LOG),
             "metavar": "PATH",
-            "help": "where Kubernetes reads a short outcome summary (skipped if its folder is missing)",
+            "help": (
+                "where Kubernetes reads a short outcome summary "
+                "(the default is written only where it exists, as in a pod)"
+            ),
         },
     ),
     (
@@ -217,7 +220,8 @@ def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -
     except OSError as error:
         log.warning("restore.result_unwritable", path=str(args.path), error=error.strerror)
     try:
-        write_termination_log(args.termination_log, outcome)
+        explicit = args.termination_log != Path(DEFAULT_TERMINATION_LOG)
+        write_termination_log(args.termination_log, outcome, create=explicit)
     except OSError as error:
         log.warning(
             "restore.termination_log_unwritable", path=str(args.termination_log), error=error.strerror

@@ -215,3 +215,12 @@ class TestTerminationLog:
     def test_written_in_a_pod(self, tmp_path):
         assert write_termination_log(tmp_path / "termination-log", OUTCOME)
         assert json.loads((tmp_path / "termination-log").read_text())["exit_code"] == 7
+
+    def test_default_path_is_only_written_where_the_kubelet_made_it(self, tmp_path):
+        # Like /dev/termination-log on a workstation: the folder exists, the file does not.
+        path = tmp_path / "termination-log"
+        assert not write_termination_log(path, OUTCOME, create=False)
+        assert not path.exists()
+        path.touch()
+        assert write_termination_log(path, OUTCOME, create=False)
+        assert json.loads(path.read_text())["outcome"] == "failed"
