@@ -95,10 +95,6 @@ class JobConfig:
     after: tuple[Hook, ...] = ()
     then: tuple[str, ...] = ()  # jobs to run after each successful run of this one
 
-    @property
-    def uses_repository(self) -> bool:
-        return self.kind in {"backup", "prune", "verify"}
-
 
 @dataclasses.dataclass(frozen=True)
 class Listen:

@@ -42,15 +42,6 @@ def pack_key(pack: bytes) -> str:
     return f"{DATA}{hexed[:2]}/{hexed}"
 
 
-def pack_from_key(key: str) -> bytes:
-    """Raise ValueError if the key is not a pack key."""
-    name = key.rpartition("/")[2]
-    raw = bytes.fromhex(name)
-    if len(raw) != ID_BYTES or pack_key(raw) != key:
-        raise ValueError(f"not a pack key: {key}")
-    return raw
-
-
 class BlobDamageError(IntegrityError):
     """A blob (or the pack holding it) is missing or corrupt; names both for the report."""
 

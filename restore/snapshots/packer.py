@@ -23,8 +23,7 @@ class Uploader:
         self._store = store
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload")
         self._slots = threading.BoundedSemaphore(in_flight)
-        self._futures: list[Future[int]] = []
-        self.bytes_written = 0
+        self._futures: list[Future[None]] = []
         self.objects_written = 0
 
     def submit(self, pack: bytes, data: bytearray, entries: list[BlobEntry]) -> None:
@@ -32,19 +31,18 @@ class Uploader:
         self._reap()
         self._futures.append(self._pool.submit(self._upload, pack, data, entries))
 
-    def _upload(self, pack: bytes, data: bytearray, entries: list[BlobEntry]) -> int:
+    def _upload(self, pack: bytes, data: bytearray, entries: list[BlobEntry]) -> None:
         try:
             self._store.put(pack_key(pack), data)
             # The index object names the pack, so it must follow the pack, never precede it.
             self._store.put(f"{INDEX}{pack.hex()}", encode_index({pack: entries}))
-            return len(data)
         finally:
             self._slots.release()
 
     def _reap(self) -> None:
         done = [f for f in self._futures if f.done()]
         for future in done:
-            self.bytes_written += future.result()  # re-raises an upload's error here
+            future.result()  # re-raises an upload's error here
             self.objects_written += 2
             self._futures.remove(future)
 
