@@ -47,5 +47,7 @@ class Excludes:
         """True if `relpath` (posix, relative to the data folder, no leading `/`) is skipped."""
         if relpath == STATE_DIR:
             return True
+        if not self.patterns:
+            return False
         name = relpath.rpartition("/")[2]
         return any(p.match(name) for p in self._by_name) or any(p.match(relpath) for p in self._by_path)

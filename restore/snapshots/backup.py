@@ -32,6 +32,7 @@ from restore.snapshots.manifest import (
     SYMLINK,
     Entry,
     ManifestWriter,
+    sort_key,
 )
 from restore.snapshots.packer import Packer
 from restore.snapshots.scan import Scanned, scan
@@ -56,11 +57,18 @@ class _Batch:
 
 
 class _Slot:
-    """A manifest entry waiting for its chunk ids."""
+    """A manifest entry waiting for its chunk ids, or an unchanged one with its old line."""
 
-    def __init__(self, entry: Entry) -> None:
+    def __init__(self, entry: Entry, line: bytes | None = None) -> None:
         self.entry = entry
+        self.line = line
         self.chunks: list[bytes] = list(entry.chunks)
+
+    def write_to(self, writer: ManifestWriter) -> None:
+        if self.line is not None:
+            writer.add_line(self.entry.path, self.line)
+        else:
+            writer.add(self.entry._replace(chunks=tuple(self.chunks)))
 
 
 class _Compressors(threading.local):
@@ -79,7 +87,7 @@ class ChunkPipeline:
         self._queue: collections.deque[_Batch | _Slot] = collections.deque()
         self._open: _Batch | None = None
         self._in_flight = 0
-        self.on_entry: list[Entry] = []
+        self.ready: list[_Slot] = []
 
     def _work(self, items: list[bytes]) -> list[tuple[bytes, bytes | None]]:
         compress = self._local.compressor.compress
@@ -114,7 +122,7 @@ class ChunkPipeline:
         ):
             head = self._queue.popleft()
             if isinstance(head, _Slot):
-                self.on_entry.append(head.entry._replace(chunks=tuple(head.chunks)))
+                self.ready.append(head)
                 continue
             if head.future is None:
                 self._submit(head)
@@ -142,7 +150,7 @@ class BackupRun:
         writer: ManifestWriter,
         options: BackupOptions,
         progress: Progress,
-        previous: Iterator[Entry],
+        previous: Iterator[tuple[Entry, bytes]],
         previous_started: datetime | None,
         known: Packer,
     ) -> None:
@@ -155,7 +163,8 @@ class BackupRun:
         self._racy_before = int(previous_started.timestamp() * 1e9) - _RACY_NS if previous_started else 0
         self._known = known
         self._log = structlog.get_logger()
-        self._parent: Entry | None = None
+        self._parent: tuple[Entry, bytes] | None = None
+        self._parent_key = ""
 
     def run(self, source: Path) -> None:
         excludes = Excludes(self._options.excludes)
@@ -166,38 +175,59 @@ class BackupRun:
         self._flush_entries()
 
     def _flush_entries(self) -> None:
-        for entry in self._pipeline.on_entry:
-            self._writer.add(entry)
-        self._pipeline.on_entry.clear()
+        for slot in self._pipeline.ready:
+            slot.write_to(self._writer)
+        self._pipeline.ready.clear()
 
     def _on_special(self, path: str, kind: str) -> None:
         self.stats.skipped_special += 1
         self._log.warning("backup.skipped_special", path=path, type=kind)
 
-    def _parent_of(self, path: str) -> Entry | None:
-        key = path.split("/")
-        while self._parent is None or self._parent.key < key:
+    def _parent_of(self, path: str) -> tuple[Entry, bytes] | None:
+        """The previous snapshot's entry (and line) for `path`: one step of the merge."""
+        key = sort_key(path)
+        while self._parent is None or self._parent_key < key:
             nxt = next(self._previous, None)
             if nxt is None:
                 self._parent = None
                 return None
             self._parent = nxt
-        return self._parent if self._parent.key == key else None
+            self._parent_key = sort_key(nxt[0].path)
+        return self._parent if self._parent_key == key else None
 
     def _handle(self, scanned: Scanned) -> None:
         info = scanned.stat
-        base = Entry(
-            scanned.path, DIR, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, info.st_mtime_ns
-        )
-        if stat.S_ISDIR(info.st_mode):
+        mode = info.st_mode
+        if stat.S_ISDIR(mode):
             self.stats.dirs += 1
-            self._pipeline.add_entry(_Slot(base))
-        elif stat.S_ISLNK(info.st_mode):
+            entry = Entry(scanned.path, DIR, stat.S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
+            self._pipeline.add_entry(_slot(entry, self._parent_of(entry.path)))
+        elif stat.S_ISLNK(mode):
             self.stats.symlinks += 1
             target = self._readlink(scanned.full)
-            self._pipeline.add_entry(_Slot(base._replace(kind=SYMLINK, target=target, size=len(target))))
+            entry = Entry(
+                scanned.path,
+                SYMLINK,
+                stat.S_IMODE(mode),
+                info.st_uid,
+                info.st_gid,
+                info.st_mtime_ns,
+                size=len(target),
+                target=target,
+            )
+            self._pipeline.add_entry(_slot(entry, self._parent_of(entry.path)))
         else:
-            entry = base._replace(kind=FILE, size=info.st_size, ino=info.st_ino, ctime_ns=info.st_ctime_ns)
+            entry = Entry(
+                scanned.path,
+                FILE,
+                stat.S_IMODE(mode),
+                info.st_uid,
+                info.st_gid,
+                info.st_mtime_ns,
+                size=info.st_size,
+                ino=info.st_ino,
+                ctime_ns=info.st_ctime_ns,
+            )
             self._handle_file(scanned, entry)
 
     def _readlink(self, full: str) -> str:
@@ -206,24 +236,24 @@ class BackupRun:
         except OSError as error:
             raise LocalIOError(f"cannot read symlink {full}: {error.strerror}") from error
 
-    def _unchanged(self, entry: Entry, parent: Entry | None) -> bool:
+    def _unchanged(self, entry: Entry, parent: Entry) -> bool:
         return (
-            parent is not None
-            and parent.kind == FILE
+            parent.kind == FILE
             and not parent.unstable
             and (parent.size, parent.mtime_ns, parent.ino, parent.ctime_ns)
             == (entry.size, entry.mtime_ns, entry.ino, entry.ctime_ns)
             and parent.mtime_ns < self._racy_before
-            and all(self._known.knows(c) for c in parent.chunks)
+            and all(map(self._known.knows, parent.chunks))
         )
 
     def _handle_file(self, scanned: Scanned, entry: Entry) -> None:
-        parent = self._parent_of(scanned.path)
+        found = self._parent_of(scanned.path)
+        parent = found[0] if found else None
         self.stats.bytes_total += entry.size
-        if self._unchanged(entry, parent):
-            assert parent is not None  # noqa: S101 - checked by _unchanged
+        if found and self._unchanged(entry, found[0]):
             self.stats.files_unchanged += 1
-            self._pipeline.add_entry(_Slot(entry._replace(chunks=parent.chunks)))
+            kept = entry._replace(chunks=found[0].chunks)
+            self._pipeline.add_entry(_slot(kept, found))
             self._progress.advance(files=1, bytes=entry.size)
             return
         slot = self._read_file(scanned, entry)
@@ -307,6 +337,12 @@ class BackupRun:
             self._progress.advance(bytes=len(data))
 
 
+def _slot(entry: Entry, previous: tuple[Entry, bytes] | None) -> _Slot:
+    """A slot for an entry that needs no reading; identical to the previous snapshot's
+    entry, it reuses that entry's line instead of encoding it again."""
+    return _Slot(entry, previous[1] if previous and previous[0] == entry else None)
+
+
 def _read_full(fd: int, size: int) -> bytes:
     parts: list[bytes] = []
     remaining = size
@@ -319,7 +355,7 @@ def _read_full(fd: int, size: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def tolerant(entries: Iterator[Entry]) -> Iterator[Entry]:
+def tolerant(entries: Iterator[tuple[Entry, bytes]]) -> Iterator[tuple[Entry, bytes]]:
     """The previous manifest, or as much of it as is readable: a damaged previous snapshot
     only costs re-reading files, it must never stop new backups."""
     try:

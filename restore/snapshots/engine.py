@@ -44,7 +44,7 @@ from restore.snapshots.format import (
 )
 from restore.snapshots.index import BlobIndex, load_index
 from restore.snapshots.lease import Lease
-from restore.snapshots.manifest import Entry, ManifestWriter, read_entries
+from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
 from restore.snapshots.packer import Packer, Uploader
 from restore.snapshots.reader import BlobLoader
 from restore.snapshots.restorer import restore_tree
@@ -227,10 +227,12 @@ class Engine:
         manifests.flush()
         return stats, pieces, writer.count
 
-    def _previous_entries(self, previous: SnapshotRecord | None, index: BlobIndex) -> Iterator[Entry]:
+    def _previous_entries(
+        self, previous: SnapshotRecord | None, index: BlobIndex
+    ) -> Iterator[tuple[Entry, bytes]]:
         if previous is None:
             return iter(())
-        return tolerant(read_entries(previous.manifest, BlobLoader(self.store, index)))
+        return tolerant(read_manifest(previous.manifest, BlobLoader(self.store, index)))
 
     def _refuse_empty(
         self, stats: BackupStats, previous: SnapshotRecord | None, options: BackupOptions

@@ -141,39 +141,61 @@ class PackReader:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-_INLINE = 64 << 10
+# Small blobs travel to the decoding threads in batches: handing each a few hundred
+# bytes on its own costs more than decoding it, and decoding them on the writing thread
+# would take that thread away from creating files.
+_BATCH_BYTES = 1 << 20
+_BATCH_ITEMS = 128
 
 
 class ChunkFeed:
-    """Decodes the chunks a restore will need next, in order, several at once.
+    """Decodes the chunks a restore will need next, in order, on other threads.
 
     `chunk_ids` must yield exactly the sequence in which `next()` is called (the restore
-    walks a second iterator over the same manifest for it). At most `window` decoded
-    chunks wait in memory.
+    walks a second iterator over the same manifest for it). At most `window` bytes of
+    decoded chunks wait in memory, plus the batch being handed out.
     """
 
     def __init__(
-        self, reader: PackReader, chunk_ids: Iterator[bytes], *, workers: int, window: int = 12
+        self, reader: PackReader, chunk_ids: Iterator[bytes], *, workers: int, window: int = 12 << 20
     ) -> None:
         self._reader = reader
         self._ids = chunk_ids
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-        # A future per blob, or the blob id itself for small blobs: handing a few hundred
-        # bytes to another thread costs more than decoding them here when they are due.
-        self._pending: collections.deque[Future[bytes] | bytes] = collections.deque()
+        self._pending: collections.deque[tuple[Future[list[bytes]], int]] = collections.deque()
+        self._ready: collections.deque[bytes] = collections.deque()
+        self._queued = 0
         self._window = window
 
     def next(self) -> bytes:
-        while len(self._pending) < self._window:
+        self._fill()
+        if not self._ready:
+            future, size = self._pending.popleft()
+            self._ready.extend(future.result())
+            self._queued -= size
+        return self._ready.popleft()
+
+    def _fill(self) -> None:
+        batch: list[bytes] = []
+        size = 0
+        while self._queued + size < self._window:
             blob = next(self._ids, None)
             if blob is None:
                 break
-            if self._reader.raw_length(blob) < _INLINE:
-                self._pending.append(blob)
-            else:
-                self._pending.append(self._pool.submit(self._reader.blob, blob))
-        head = self._pending.popleft()
-        return self._reader.blob(head) if isinstance(head, bytes) else head.result()
+            batch.append(blob)
+            size += self._reader.raw_length(blob)
+            if size >= _BATCH_BYTES or len(batch) >= _BATCH_ITEMS:
+                self._submit(batch, size)
+                batch, size = [], 0
+        if batch:
+            self._submit(batch, size)
+
+    def _submit(self, batch: list[bytes], size: int) -> None:
+        self._pending.append((self._pool.submit(self._decode, batch), size))
+        self._queued += size
+
+    def _decode(self, batch: list[bytes]) -> list[bytes]:
+        return [self._reader.blob(blob) for blob in batch]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

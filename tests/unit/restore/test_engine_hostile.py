@@ -42,6 +42,10 @@ CASES = {
     "dir with content": ([line("a", "d", chunks=[b"\0" * 32])], "not a file"),
     "malformed": ([b'["a", "f"]\n'], "malformed manifest line"),
     "not json": ([b"garbage\n"], "malformed manifest line"),
+    "two rows on one line": ([line("a").rstrip(b"\n") + b"," + line("b")], "malformed manifest line"),
+    "blank line": ([line("a"), b"\n"], "malformed manifest line"),
+    "bool for a number": ([line("a").replace(b'"f", 420', b'"f", true')], "malformed manifest line"),
+    "no final newline": ([line("a").rstrip(b"\n")], "truncated"),
     "empty link": ([line("l", "l", target="")], "invalid symlink target"),
 }
 

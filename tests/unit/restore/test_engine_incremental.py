@@ -117,3 +117,25 @@ def test_rewrite_with_reset_mtime_is_noticed_by_its_ctime(engine: Engine, source
     os.utime(source / "db", ns=(info.st_atime_ns, info.st_mtime_ns))
     result = engine.backup(source, BackupOptions())
     assert (result.stats.files_changed, result.stats.bytes_read) == (1, 9)
+
+
+def test_metadata_changes_reach_the_next_snapshot(engine: Engine, source: Path, tmp_path: Path) -> None:
+    # Unchanged entries reuse their previous manifest line; a changed folder mode, folder
+    # mtime or symlink target must not be hidden by that shortcut.
+    from tests.support.trees import describe
+
+    write_file(source / "d" / "keep", b"same")
+    write_file(source / "e" / "keep", b"same")
+    (source / "link").symlink_to("d/keep")
+    age_tree(source)
+    engine.backup(source, BackupOptions())
+    (source / "d").chmod(0o700)
+    (source / "link").unlink()
+    (source / "link").symlink_to("e/keep")
+    os.utime(source / "e", ns=(10**18, 10**18))
+    result = engine.backup(source, BackupOptions())
+    assert result.stats.files_unchanged == 2
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    engine.restore(result.snapshot.id, dest)
+    assert describe(dest) == describe(source)
