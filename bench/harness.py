@@ -114,6 +114,7 @@ class Sample:
     cpu: float
     rss_mib: float
     server_cpu: float = 0.0  # CPU seconds a server process (SeaweedFS) spent meanwhile
+    stdout: str = ""
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -145,7 +146,7 @@ def timed(
         raise RuntimeError(f"failed ({result.returncode}): {command}\n{result.stderr[-2000:]}")
     wall, user, system, rss = result.stderr.strip().splitlines()[-1].split()
     server = cpu_seconds(server_pid) - server_before
-    return Sample(float(wall), float(user) + float(system), int(rss) / 1024, server)
+    return Sample(float(wall), float(user) + float(system), int(rss) / 1024, server, result.stdout)
 
 
 @dataclasses.dataclass
