@@ -146,14 +146,17 @@ class PackReader:
 # would take that thread away from creating files.
 _BATCH_BYTES = 1 << 20
 _BATCH_ITEMS = 128
+# Chunks ahead of the writer, whatever their size: the manifest entries between the two
+# (held by the restore's tee) grow with this count, not with bytes.
+_AHEAD_ITEMS = 2048
 
 
 class ChunkFeed:
     """Decodes the chunks a restore will need next, in order, on other threads.
 
     `chunk_ids` must yield exactly the sequence in which `next()` is called (the restore
-    walks a second iterator over the same manifest for it). At most `window` bytes of
-    decoded chunks wait in memory, plus the batch being handed out.
+    walks a second iterator over the same manifest for it). At most `window` bytes and
+    `_AHEAD_ITEMS` decoded chunks wait in memory, plus the batch being handed out.
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class ChunkFeed:
         self._pending: collections.deque[tuple[Future[list[bytes]], int]] = collections.deque()
         self._ready: collections.deque[bytes] = collections.deque()
         self._queued = 0
+        self._queued_items = 0
         self._window = window
 
     def next(self) -> bytes:
@@ -173,12 +177,13 @@ class ChunkFeed:
             future, size = self._pending.popleft()
             self._ready.extend(future.result())
             self._queued -= size
+            self._queued_items -= len(self._ready)
         return self._ready.popleft()
 
     def _fill(self) -> None:
         batch: list[bytes] = []
         size = 0
-        while self._queued + size < self._window:
+        while self._queued + size < self._window and self._queued_items + len(batch) < _AHEAD_ITEMS:
             blob = next(self._ids, None)
             if blob is None:
                 break
@@ -193,6 +198,7 @@ class ChunkFeed:
     def _submit(self, batch: list[bytes], size: int) -> None:
         self._pending.append((self._pool.submit(self._decode, batch), size))
         self._queued += size
+        self._queued_items += len(batch)
 
     def _decode(self, batch: list[bytes]) -> list[bytes]:
         return [self._reader.blob(blob) for blob in batch]
