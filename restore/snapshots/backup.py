@@ -110,6 +110,9 @@ class ChunkPipeline:
         self._drain(_WINDOW)
 
     def add_entry(self, slot: _Slot) -> None:
+        if not self._queue:  # nothing in flight ahead of it: ready at once
+            self.ready.append(slot)
+            return
         self._queue.append(slot)
         self._drain(_WINDOW)
 
