@@ -164,10 +164,16 @@ class Row:
 
 
 def interleave(reps: int, steps: Sequence[tuple[str, Callable[[], Sample]]]) -> dict[str, list[Sample]]:
-    """Run every step once per repetition, in turn, so load changes hit all tools alike."""
+    """Run every step once per repetition, in turn, so load changes hit all tools alike.
+
+    Each step starts with nothing dirty in the page cache: otherwise the data a tool left
+    unwritten (tar never syncs) is flushed during the next tool's run, and charged to it
+    whenever that tool syncs (caretaker's restore ends with `syncfs`).
+    """
     found: dict[str, list[Sample]] = {name: [] for name, _ in steps}
     for _ in range(reps):
         for name, step in steps:
+            os.sync()
             found[name].append(step())
     return found
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -87,19 +88,21 @@ def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> li
         f"{tool} restore --repository file://{repo} --path {out} --termination-log {base / 'term.log'} "
         "--log-level warning"
     )
+    untar = f"zstd -q -d -c {tarball} | tar -C {out} -xf -"
+
+    def into_empty(command: str) -> Sample:
+        fresh(out)
+        os.sync()  # the deleted previous copy must not slow down this run
+        return timed(command)
+
     restored = interleave(
         reps,
         [
-            ("caretaker", lambda: (fresh(out), timed(restore))[1]),
-            ("tar+zstd", lambda: (fresh(out), timed(f"zstd -q -d -c {tarball} | tar -C {out} -xf -"))[1]),
+            ("caretaker", lambda: into_empty(restore)),
+            ("tar+zstd", lambda: into_empty(untar)),
             # caretaker makes the restored data durable (syncfs) before it reports success;
             # the same guarantee for tar costs a sync after it.
-            (
-                "tar+zstd, then sync",
-                lambda: (fresh(out), timed(f"zstd -q -d -c {tarball} | tar -C {out} -xf - && sync -f {out}"))[
-                    1
-                ],
-            ),
+            ("tar+zstd, then sync", lambda: into_empty(f"{untar} && sync -f {out}")),
         ],
     )
     rows = []

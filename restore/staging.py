@@ -20,7 +20,6 @@ download: it is deleted. `lost+found` and `.caretaker` are never moved in or out
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from restore.clock import format_time
+from restore.diskflush import sync_filesystem
 from restore.errors import LocalIOError
 from restore.model import STATE_DIR, SnapshotInfo
 
@@ -81,18 +81,6 @@ def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush everything written on `path`'s filesystem (syncfs), so a power cut after the
-    journal cannot leave it pointing at data still in the page cache."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
     finally:
         os.close(fd)
 

@@ -7,7 +7,6 @@ before a single byte is written. The second writes.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import shutil
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from restore.backends import ObjectStore
+from restore.diskflush import WRITEBACK_STEP, Writeback
 from restore.errors import IntegrityError, LocalIOError
 from restore.model import Damage, Progress, RestoreStats
 from restore.snapshots.format import BlobDamageError, SnapshotRecord, pack_key
@@ -23,8 +23,6 @@ from restore.snapshots.manifest import DIR, FILE, Entry, read_entries, validated
 from restore.snapshots.reader import BlobLoader, ChunkFeed, PackPlan, PackReader
 
 _SHOWN_FILES = 20
-_WRITEBACK_EVERY = 8 << 20
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 def entries_of(record: SnapshotRecord, loader: BlobLoader) -> Iterator[Entry]:
@@ -88,21 +86,6 @@ def check_space(dest: Path, needed: int) -> None:
         raise LocalIOError(f"not enough space in {dest}: the snapshot needs {needed} bytes, {free} are free")
 
 
-class _Writeback:
-    """Starts writing a large file's data to disk while the restore goes on (Linux
-    `sync_file_range`), so the final sync waits for little instead of for everything."""
-
-    def __init__(self) -> None:
-        call = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
-        if call is not None:
-            call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        self._call = call
-
-    def start(self, fd: int, offset: int, length: int) -> None:
-        if self._call is not None:
-            self._call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # advisory: a failure is harmless
-
-
 class TreeWriter:
     """Creates entries under `dest`. Folders get their final mode and mtime when left."""
 
@@ -110,9 +93,9 @@ class TreeWriter:
         self._dest = str(dest)
         self._feed = feed
         self._progress = progress
+        self._writeback = Writeback()
         self._open: list[Entry] = []
         self._as_root = os.geteuid() == 0
-        self._writeback = _Writeback()
         self.stats = RestoreStats()
 
     def write(self, entry: Entry) -> None:
@@ -139,7 +122,7 @@ class TreeWriter:
     def _write_file(self, full: str, entry: Entry) -> None:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            written = 0
+            written = handed = 0
             for _ in entry.chunks:
                 data = self._feed.next()
                 view = memoryview(data)
@@ -147,14 +130,15 @@ class TreeWriter:
                     view = view[os.write(fd, view) :]
                 written += len(data)
                 self._progress.advance(bytes=len(data))
-                if written % _WRITEBACK_EVERY == 0:
-                    self._writeback.start(fd, written - _WRITEBACK_EVERY, _WRITEBACK_EVERY)
+                if written - handed >= WRITEBACK_STEP:
+                    self._writeback.start(fd, handed, written)
+                    handed = written
+            if written > handed:
+                self._writeback.start(fd, handed, written)
             if written != entry.size:
                 raise IntegrityError(
                     f"{entry.path}: content is {written} bytes, the manifest says {entry.size}"
                 )
-            if written % _WRITEBACK_EVERY:
-                self._writeback.start(fd, written - written % _WRITEBACK_EVERY, 0)
             if self._as_root:
                 os.fchown(fd, entry.uid, entry.gid)
             os.fchmod(fd, entry.mode)
