@@ -156,9 +156,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     import structlog  # noqa: PLC0415
 
     from restore.action import Effects, restore  # noqa: PLC0415
+    from restore.allocator import keep_freed_memory  # noqa: PLC0415
     from restore.cancel import SignalGuard  # noqa: PLC0415
     from restore.errors import ConfigError  # noqa: PLC0415
 
+    keep_freed_memory(ctx.environ)
     log = structlog.get_logger().bind(command="restore")
     try:
         settings = settings_from_args(args)
