@@ -18,7 +18,7 @@ from restore.cliargs import apply_environment, subcommand_parser
 from restore.commands import Command, Context
 from restore.errors import EXIT_CANCELLED, EXIT_USAGE, CaretakerError, ConfigError, exit_code_of
 
-DEFAULT_PATH = "/data"
+DEFAULT_PATH = Path("/data")
 
 
 def add_repository_options(parser: argparse.ArgumentParser, *, path_help: str) -> None:
@@ -28,7 +28,7 @@ def add_repository_options(parser: argparse.ArgumentParser, *, path_help: str) -
         metavar="URL",
         help="repository URL: file:///dir, s3://bucket/prefix, git+ssh://host/repo.git, ...",
     )
-    parser.add_argument("--path", type=Path, default=Path(DEFAULT_PATH), help=path_help)
+    parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help=path_help)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

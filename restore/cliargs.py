@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from restore.errors import ConfigError, Problem
+from restore.retention import parse_duration
 
 ENV_PREFIX = "CARETAKER_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -31,6 +33,14 @@ def parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(f"not a boolean (use true/false): {text!r}")
+
+
+def duration_arg(text: str) -> timedelta:
+    """An argparse `type` for durations like `90s`, `5m`, `1h30m`."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _convert(action: argparse.Action, raw: str) -> Any:

@@ -15,6 +15,9 @@ from datetime import datetime, timedelta
 
 from restore.model import SnapshotInfo
 
+# The counted rules, as named in flags (`--keep-daily`) and in the config file (`keep: {daily: 7}`).
+KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RetentionPolicy:
@@ -28,8 +31,7 @@ class RetentionPolicy:
 
     @property
     def keeps_everything(self) -> bool:
-        counts = (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)
-        return not any(counts) and self.within is None
+        return not any(getattr(self, rule) for rule in KEEP_RULES) and self.within is None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from restore.backends import schemes
+from restore.backends import scheme_problem
 from restore.retention import RetentionPolicy
 from sidecar.schedules import Schedule
 
@@ -131,10 +131,10 @@ def parse_listen(text: str) -> Listen:
 
 def check_repository_url(url: str) -> None:
     """Raise ValueError if `url` cannot name a repository (scheme, location)."""
+    problem = scheme_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
     parts = urlsplit(url)
-    if parts.scheme not in schemes():
-        known = ", ".join(f"{s}://" for s in schemes())
-        raise ValueError(f"unsupported repository URL scheme {parts.scheme!r}; use one of {known}")
     if not (parts.netloc or parts.path.strip("/")):
         raise ValueError("the URL names no bucket, directory or remote")
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from restore.errors import Problem
-from restore.retention import RetentionPolicy
+from restore.retention import KEEP_RULES, RetentionPolicy
 from sidecar.config import (
     JOB_KINDS,
     Action,
@@ -36,7 +36,6 @@ from sidecar.schedules import Schedule, check_timezone, parse_schedule
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-_KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 HOOK_TIMEOUT = timedelta(minutes=5)
 
 
@@ -218,13 +217,13 @@ def _action(kind: JobKind, fields: Fields) -> tuple[Action | None, timedelta | N
 
 def _prune(keep: Fields) -> PruneAction | None:
     before = len(keep.problems)
-    counts = {rule: keep.integer(rule, 0) for rule in _KEEP_RULES}
+    counts = {rule: keep.integer(rule, 0) for rule in KEEP_RULES}
     policy = RetentionPolicy(**counts, within=keep.optional_duration("within"))
     keep.finish()
     if len(keep.problems) > before:
         return None
     if policy.keeps_everything:
-        keep.problem_at(keep.where, None, "set at least one rule: " + ", ".join([*_KEEP_RULES, "within"]))
+        keep.problem_at(keep.where, None, "set at least one rule: " + ", ".join([*KEEP_RULES, "within"]))
         return None
     return PruneAction(policy=policy)
 

@@ -10,7 +10,6 @@ touch the repository take turns: a prune must not delete data a running backup i
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +19,7 @@ import structlog
 
 from restore.backends import Repository
 from restore.clock import Clock
+from restore.commands import host_name
 from restore.errors import CaretakerError, LeaseHeldError, RefusedError, TransientBackendError
 from restore.model import BackupOptions
 from sidecar import hooks, jobs
@@ -234,7 +234,10 @@ class Runner:
         log = structlog.get_logger()
         if isinstance(action, BackupAction):
             options = BackupOptions(
-                excludes=action.excludes, host=self._host(), tags=(name,), allow_empty=action.allow_empty
+                excludes=action.excludes,
+                host=host_name(self.environ),
+                tags=(name,),
+                allow_empty=action.allow_empty,
             )
             result = jobs.backup(repo=repo, path=self.config.path, options=options, cancel=cancel)
             self.board.backup_stats(name, result.stats)
@@ -270,6 +273,3 @@ class Runner:
                 repo.close()
         finally:
             self._repository_lock.release()
-
-    def _host(self) -> str:
-        return self.environ.get("HOSTNAME") or socket.gethostname()

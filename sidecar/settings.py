@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from restore.cli import DEFAULT_PATH
 from restore.cliargs import env_name
 from restore.errors import ConfigError, Problem
 from restore.retention import RetentionPolicy, parse_duration
@@ -34,7 +35,6 @@ from sidecar.configfile import FileSettings, read_config_file
 from sidecar.fields import duration_or_zero
 from sidecar.schedules import Schedule, parse_schedule
 
-DEFAULT_PATH = Path("/data")
 T = TypeVar("T")
 
 

@@ -171,15 +171,22 @@ _FACTORIES: dict[str, RepositoryFactory] = {
 }
 
 
+def scheme_problem(url: str) -> str | None:
+    """What is wrong with the scheme of a repository URL, or None if a backend serves it."""
+    scheme = urlsplit(url).scheme
+    if scheme in _FACTORIES:
+        return None
+    known = ", ".join(f"{name}://" for name in _FACTORIES)
+    return f"unsupported repository URL scheme {scheme!r}; use one of {known}"
+
+
 def open_repository(url: str, options: OpenOptions) -> Repository:
     """Open the repository a URL names. Raise ConfigError for an unknown scheme or bad URL."""
+    problem = scheme_problem(url)
+    if problem is not None:
+        raise ConfigError.single("repository", url, problem)
     parts = urlsplit(url)
-    factory = _FACTORIES.get(parts.scheme)
-    if factory is None:
-        known = ", ".join(f"{scheme}://" for scheme in _FACTORIES)
-        raise ConfigError.single(
-            "repository", url, f"unsupported repository URL scheme {parts.scheme!r}; use one of {known}"
-        )
+    factory = _FACTORIES[parts.scheme]
     try:
         return factory(parts, options)
     except ConfigError as error:
@@ -187,8 +194,3 @@ def open_repository(url: str, options: OpenOptions) -> Repository:
         raise ConfigError(
             [Problem(p.key, url, p.message) if p.key == "repository" else p for p in error.problems]
         ) from error
-
-
-def schemes() -> tuple[str, ...]:
-    """The URL schemes `open_repository` accepts, for validating configuration up front."""
-    return tuple(_FACTORIES)

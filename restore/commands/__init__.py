@@ -30,9 +30,13 @@ class Context:
         self.stdout.flush()
 
     def owner(self) -> str:
-        """Who we are to other writers: the pod name (HOSTNAME in Kubernetes) and our pid."""
-        host = self.environ.get("HOSTNAME") or socket.gethostname()
-        return f"{host}/{os.getpid()}"
+        """Who we are to other writers: the host name and our pid."""
+        return f"{host_name(self.environ)}/{os.getpid()}"
+
+
+def host_name(environ: Mapping[str, str]) -> str:
+    """The pod name (HOSTNAME in Kubernetes), else the system's host name."""
+    return environ.get("HOSTNAME") or socket.gethostname()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import socket
 
 import structlog
 
-from restore.commands import Command, Context, open_from_args
+from restore.commands import Command, Context, host_name, open_from_args
 from restore.model import BackupOptions
 
 
@@ -36,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     options = BackupOptions(
         excludes=tuple(args.exclude),
-        host=args.host or ctx.environ.get("HOSTNAME") or socket.gethostname(),
+        host=args.host or host_name(ctx.environ),
         tags=tuple(args.tag),
         allow_empty=args.allow_empty,
         compression_level=args.compression_level,

@@ -6,24 +6,16 @@ import argparse
 
 import structlog
 
+from restore.cliargs import duration_arg
 from restore.commands import Command, Context, open_from_args
-from restore.retention import RetentionPolicy, parse_duration
-
-_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-
-
-def _duration(text: str) -> object:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
+from restore.retention import KEEP_RULES, RetentionPolicy
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from restore.cli import add_repository_options  # noqa: PLC0415
 
     add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
-    for rule in _RULES:
+    for rule in KEEP_RULES:
         parser.add_argument(
             f"--keep-{rule}",
             type=int,
@@ -35,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument(
         "--keep-within",
-        type=_duration,
+        type=duration_arg,
         default=None,
         metavar="DURATION",
         help="keep every snapshot younger than this (e.g. 7d, 36h)",
@@ -45,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
-    counts = {rule: getattr(args, f"keep_{rule}") for rule in _RULES}
+    counts = {rule: getattr(args, f"keep_{rule}") for rule in KEEP_RULES}
     return RetentionPolicy(**counts, within=args.keep_within)
 
 

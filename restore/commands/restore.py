@@ -12,25 +12,18 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from restore.cliargs import duration_arg
 from restore.clock import parse_time
 from restore.commands import Command, Context, open_from_args
-from restore.retention import parse_duration
 
 if TYPE_CHECKING:
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from restore.action import Effects
     from restore.decision import RestoreSettings
     from restore.outcome import Outcome
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _time(text: str) -> datetime:
@@ -79,7 +72,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--timeout",
         {
-            "type": _duration,
+            "type": duration_arg,
             "default": "5m",
             "metavar": "DURATION",
             "help": "keep retrying unreachable storage this long",
@@ -117,7 +110,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--progress-interval",
         {
-            "type": _duration,
+            "type": duration_arg,
             "default": "10s",
             "metavar": "DURATION",
             "help": "log a progress line this often while restoring",

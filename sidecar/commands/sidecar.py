@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from restore.clock import format_time
 from restore.commands import Command, Context
+from restore.retention import KEEP_RULES
 
 if TYPE_CHECKING:
     # Imported inside the functions at run time: `caretaker restore` builds this parser
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from sidecar.config import SidecarConfig
     from sidecar.settings import Flags
 
-KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 NEXT_RUNS = 3
 
 
