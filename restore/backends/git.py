@@ -29,7 +29,7 @@ from urllib.parse import SplitResult
 
 import structlog
 
-from restore.backends import OpenOptions, git_meta
+from restore.backends import OpenOptions, git_maintenance, git_meta
 from restore.backends.git_auth import GitAuth
 from restore.backends.git_cmd import GitRunner, MissingRefError, prepare, private_config
 from restore.backends.git_history import LOG_ARGS, Commit, parse_log, snapshot_of
@@ -94,9 +94,7 @@ class GitRepository:
         self, git_dir: Path, *, partial: str | None, compression: int = -1, work_tree: Path | None = None
     ) -> GitRunner:
         runner = self.runner(git_dir, work_tree=work_tree)
-        config = private_config(
-            remote=self.settings.remote, branch=self.settings.branch, partial=partial, compression=compression
-        )
+        config = private_config(self.settings, partial=partial, compression=compression)
         prepare(runner, config)
         return runner
 
@@ -137,7 +135,7 @@ class GitRepository:
 
     @property
     def tracking_ref(self) -> str:
-        return f"refs/remotes/origin/{self.settings.branch}"
+        return self.settings.tracking_ref
 
     def fetch_branch(self, runner: GitRunner, *extra: str, action: str) -> bool:
         """Fetch the branch into its tracking ref; return False if the remote has no such branch."""
@@ -297,7 +295,6 @@ class GitRepository:
             sha = writer.commit(
                 parent=parent,
                 tree=writer.graft(parent, data_tree),
-                walked=walked,
                 options=options,
                 moment=moment,
                 stats=stats,
@@ -307,9 +304,9 @@ class GitRepository:
         info = SnapshotInfo(
             id=sha[:12],
             time=moment,
-            files=len(walked.files),
-            dirs=len(walked.dirs),
-            bytes=walked.bytes,
+            files=stats.files,
+            dirs=stats.dirs,
+            bytes=stats.bytes_total,
             host=options.host,
             tags=options.tags,
         )
@@ -338,12 +335,8 @@ class GitRepository:
     def verify(
         self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
     ) -> list[VerifyResult]:
-        from restore.backends.git_maintenance import verify  # noqa: PLC0415
-
         del read_data  # git checks every object of every fetch; there is no cheaper mode
-        return verify(self, snapshot_ids)
+        return git_maintenance.verify(self, snapshot_ids)
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
-        from restore.backends.git_maintenance import prune  # noqa: PLC0415
-
-        return prune(self, policy, now=now, dry_run=dry_run)
+        return git_maintenance.prune(self, policy, now=now, dry_run=dry_run)

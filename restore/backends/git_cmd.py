@@ -22,6 +22,7 @@ from pathlib import Path
 import git
 import structlog
 
+from restore.backends.git_settings import GitSettings
 from restore.errors import (
     CaretakerError,
     IntegrityError,
@@ -233,7 +234,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def private_config(*, remote: str, branch: str, partial: str | None, compression: int) -> str:
+def private_config(settings: GitSettings, *, partial: str | None, compression: int) -> str:
     """The whole config of a private git dir, rewritten on every use (never trusted as found).
 
     `partial` is a partial-clone filter (`blob:none`, `tree:0`): servers that support it
@@ -259,10 +260,10 @@ def private_config(*, remote: str, branch: str, partial: str | None, compression
         "[gc]\n\tpruneExpire = now\n\tautoPackLimit = 8\n\tautoDetach = false",
         "[protocol]\n\tversion = 2",
         '[remote "origin"]',
-        f"\turl = {_quote(remote)}",
-        f"\tfetch = {_quote(f'+refs/heads/{branch}:refs/remotes/origin/{branch}')}",
+        f"\turl = {_quote(settings.remote)}",
+        f"\tfetch = {_quote(f'+{settings.ref}:{settings.tracking_ref}')}",
     ]
-    if remote.startswith("file://"):
+    if settings.remote.startswith("file://"):
         # The "server" of a file:// remote is a local upload-pack of ours: let it send only
         # what is asked for (commits without their files, one commit by its sha).
         lines.append(f"\tuploadpack = {_quote(_LOCAL_UPLOAD_PACK)}")

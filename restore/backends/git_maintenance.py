@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 _LOG = structlog.get_logger()
 
 
-def _fetch(repo: GitRepository, runner: GitRunner, commits: Sequence[Commit]) -> dict[str, str]:
+def _fetch(runner: GitRunner, commits: Sequence[Commit]) -> dict[str, str]:
     """Fetch commits; return sha -> problem for those that could not be fetched intact."""
     specs = [f"{c.sha}:refs/caretaker/{c.sha}" for c in commits]
     try:
@@ -50,7 +50,7 @@ def _fetch(repo: GitRepository, runner: GitRunner, commits: Sequence[Commit]) ->
     problems: dict[str, str] = {}
     for commit in commits:  # one by one, to tell the damaged from the good
         try:
-            _fetch(repo, runner, [commit])
+            _fetch(runner, [commit])
         except (IntegrityError, MissingRefError) as error:
             problems[commit.sha] = str(error)
     return problems
@@ -75,7 +75,7 @@ def verify(repo: GitRepository, snapshot_ids: Sequence[str] | None) -> list[Veri
         return []
     results: list[VerifyResult] = []
     with repo.scratch() as runner:
-        failed = _fetch(repo, runner, [c for c, _ in chosen])
+        failed = _fetch(runner, [c for c, _ in chosen])
         for commit, info in chosen:
             if commit.sha in failed:
                 damage = Damage(object=f"commit {commit.sha}", problem=failed[commit.sha])

@@ -79,6 +79,11 @@ class GitSettings:
     def ref(self) -> str:
         return f"refs/heads/{self.branch}"
 
+    @property
+    def tracking_ref(self) -> str:
+        """Where fetches keep the remote's branch locally (`origin`'s remote-tracking ref)."""
+        return f"refs/remotes/origin/{self.branch}"
+
     @classmethod
     def from_url(cls, url: SplitResult, environ: Mapping[str, str]) -> GitSettings:
         """Read URL and environment. Raise ConfigError naming every bad key and value."""
@@ -210,7 +215,7 @@ class _Reader(EnvReader):
         return match.group(1), match.group(2)
 
     def message(self) -> str:
-        value = self.environ.get("CARETAKER_GIT_MESSAGE", "").strip() or DEFAULT_MESSAGE
+        value = self.first("CARETAKER_GIT_MESSAGE") or DEFAULT_MESSAGE
         try:
             fields = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
         except ValueError as error:

@@ -216,7 +216,6 @@ class BackupWriter:
         *,
         parent: Commit | None,
         tree: str,
-        walked: Walked,
         options: BackupOptions,
         moment: datetime,
         stats: BackupStats,
@@ -242,7 +241,7 @@ class BackupWriter:
             "Files": counts["files"],
             "Dirs": counts["dirs"],
             "Bytes": counts["bytes"],
-            "Symlinks": len(walked.symlinks),
+            "Symlinks": stats.symlinks,
             "Host": options.host,
             "Path": self.settings.path or ROOT_PATH,
         }
@@ -264,4 +263,4 @@ class BackupWriter:
         self.runner.run(
             *window, "push", "--quiet", "--no-verify", "origin", f"{sha}:{self.settings.ref}", network="push"
         )
-        self.runner.run("update-ref", f"refs/remotes/origin/{self.settings.branch}", sha)
+        self.runner.run("update-ref", self.settings.tracking_ref, sha)

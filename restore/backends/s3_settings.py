@@ -37,6 +37,12 @@ STORAGE_CLASSES = (
     "EXPRESS_ONEZONE",
 )
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+# Defaults of the CARETAKER_S3_* tunables, used both as field defaults and when unset.
+DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_CONDITIONAL_WRITES: ConditionalWrites = "auto"
 
 
 class WriteArguments(TypedDict, total=False):
@@ -72,11 +78,11 @@ class S3Settings:
     ca_bundle: str | None = None
     profile: str | None = None
     credentials: Credentials | None = None
-    concurrency: int = 8
-    max_attempts: int = 5
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    conditional_writes: ConditionalWrites = "auto"
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    conditional_writes: ConditionalWrites = DEFAULT_CONDITIONAL_WRITES
     multipart_threshold: int = 64 * MiB
     multipart_part_size: int = 16 * MiB
 
@@ -117,11 +123,15 @@ class S3Settings:
             ca_bundle=reader.existing_file("CARETAKER_S3_CA_BUNDLE", "AWS_CA_BUNDLE"),
             profile=reader.first("AWS_PROFILE"),
             credentials=reader.credentials(),
-            concurrency=reader.parsed("CARETAKER_S3_CONCURRENCY", _bounded_int(1, 256), 8),
-            max_attempts=reader.parsed("CARETAKER_S3_MAX_ATTEMPTS", _bounded_int(1, 100), 5),
-            connect_timeout=reader.parsed("CARETAKER_S3_CONNECT_TIMEOUT", _seconds, 10.0),
-            read_timeout=reader.parsed("CARETAKER_S3_READ_TIMEOUT", _seconds, 60.0),
-            conditional_writes=reader.parsed("CARETAKER_S3_CONDITIONAL_WRITES", _tristate, "auto"),
+            concurrency=reader.parsed("CARETAKER_S3_CONCURRENCY", _bounded_int(1, 256), DEFAULT_CONCURRENCY),
+            max_attempts=reader.parsed(
+                "CARETAKER_S3_MAX_ATTEMPTS", _bounded_int(1, 100), DEFAULT_MAX_ATTEMPTS
+            ),
+            connect_timeout=reader.parsed("CARETAKER_S3_CONNECT_TIMEOUT", _seconds, DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=reader.parsed("CARETAKER_S3_READ_TIMEOUT", _seconds, DEFAULT_READ_TIMEOUT),
+            conditional_writes=reader.parsed(
+                "CARETAKER_S3_CONDITIONAL_WRITES", _tristate, DEFAULT_CONDITIONAL_WRITES
+            ),
         )
         if settings.sse_kms_key_id and settings.sse != "aws:kms":
             reader.problem(
