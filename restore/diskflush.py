@@ -8,6 +8,15 @@ import os
 from pathlib import Path
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (creations, renames, removals) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sync_filesystem(path: Path) -> None:
     """Flush everything written on `path`'s filesystem (syncfs), so a power cut after the
     journal cannot leave it pointing at data still in the page cache."""

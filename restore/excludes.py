@@ -39,7 +39,6 @@ class Excludes:
     """Decides which relative paths a backup skips."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = tuple(patterns)
         self._by_name = [_compile(p) for p in patterns if "/" not in p]
         self._by_path = [_compile(p.lstrip("/")) for p in patterns if "/" in p]
 
@@ -47,7 +46,7 @@ class Excludes:
         """True if `relpath` (posix, relative to the data folder, no leading `/`) is skipped."""
         if relpath == STATE_DIR:
             return True
-        if not self.patterns:
+        if not (self._by_name or self._by_path):
             return False
         name = relpath.rpartition("/")[2]
         return any(p.match(name) for p in self._by_name) or any(p.match(relpath) for p in self._by_path)

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any, Protocol
 
-from restore.clock import format_time
+from restore.clock import format_time, parse_time
 
 # caretaker's own state folder inside the data volume: never backed up, never restored,
 # ignored when deciding whether the volume is empty. Staging, quarantine and the restore
@@ -40,6 +40,19 @@ class SnapshotInfo:
             "host": self.host,
             "tags": list(self.tags),
         }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> SnapshotInfo:
+        """The inverse of `to_json`. Raise KeyError, TypeError or ValueError if malformed."""
+        return cls(
+            id=str(doc["id"]),
+            time=parse_time(doc["time"]),
+            files=int(doc["files"]),
+            dirs=int(doc["dirs"]),
+            bytes=int(doc["bytes"]),
+            host=str(doc.get("host", "")),
+            tags=tuple(str(t) for t in doc.get("tags", ())),
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,6 +117,10 @@ class RestoreStats:
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+
+# How many affected files a damage report names: enough to act on, bounded for huge volumes.
+SHOWN_FILES = 20
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class LogProgress:
-    """A `restore.model.Progress` that logs `<event>` lines every `interval_seconds`."""
+    """A `restore.model.Progress` that logs `restore.progress` lines every `interval_seconds`."""
 
     def __init__(
         self,
@@ -25,12 +25,10 @@ class LogProgress:
         *,
         interval_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
-        event: str = "restore.progress",
     ) -> None:
         self.log = log
         self.interval = interval_seconds
         self.monotonic = monotonic
-        self.event = event
         self.files_total = 0
         self.bytes_total = 0
         self.files = 0
@@ -55,7 +53,7 @@ class LogProgress:
             if now - self.last_line < self.interval:
                 return
             self.last_line = now
-            self.log.info(self.event, **self.figures(now))
+            self.log.info("restore.progress", **self.figures(now))
 
     def figures(self, now: float) -> dict[str, Any]:
         """Return the counters, rate (bytes/s) and ETA (s, None while unknown) at `now`."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from restore.clock import format_time
-from restore.diskflush import sync_filesystem
+from restore.diskflush import fsync_dir, sync_filesystem
 from restore.errors import LocalIOError
 from restore.model import STATE_DIR, SnapshotInfo
 
@@ -75,14 +75,6 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onexc=_chmod_and_retry)
     else:
         shutil.rmtree(path, onerror=_chmod_and_retry)  # deprecated from 3.12 on
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def quarantine_dir(target: Path, now: datetime) -> Path:
@@ -135,7 +127,7 @@ class Journal:
             aside=_relative(data["aside"]),
             set_aside=tuple(_name(n) for n in data["set_aside"]),
             move_in=tuple(_name(n) for n in data["move_in"]),
-            snapshot=_snapshot_from_json(snapshot) if snapshot else None,
+            snapshot=SnapshotInfo.from_json(snapshot) if snapshot else None,
         )
 
 
@@ -149,20 +141,6 @@ def _relative(value: Any) -> str:
     if not isinstance(value, str) or value.startswith("/") or ".." in value.split("/"):
         raise ValueError(f"bad folder in journal: {value!r}")
     return value
-
-
-def _snapshot_from_json(data: dict[str, Any]) -> SnapshotInfo:
-    from restore.clock import parse_time  # noqa: PLC0415 - only when resuming
-
-    return SnapshotInfo(
-        id=data["id"],
-        time=parse_time(data["time"]),
-        files=data["files"],
-        dirs=data["dirs"],
-        bytes=data["bytes"],
-        host=data.get("host", ""),
-        tags=tuple(data.get("tags", ())),
-    )
 
 
 class Staging:
@@ -240,7 +218,7 @@ class Staging:
             handle.flush()
             os.fsync(handle.fileno())
         temp.replace(self.journal_path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return journal
 
     def apply(self, journal: Journal) -> None:
@@ -265,10 +243,10 @@ class Staging:
                     f"refusing to overwrite {self.target / name}: it appeared during the restore"
                 )
             (source / name).rename(self.target / name)
-        _fsync_dir(self.target)
-        _fsync_dir(aside)
+        fsync_dir(self.target)
+        fsync_dir(aside)
         self.journal_path.unlink()
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self.clean()
         if journal.kind == "rollback":
             with contextlib.suppress(OSError):

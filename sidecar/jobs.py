@@ -27,7 +27,7 @@ import structlog
 
 from restore import __version__
 from restore.errors import CaretakerError, IntegrityError
-from restore.model import BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
+from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
 from sidecar.config import CommandSpec, HttpSpec, redact_url
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def verify(*, repo: Repository, read_data: float) -> list[VerifyResult]:
                 snapshot=result.snapshot_id,
                 object=damage.object,
                 problem=damage.problem,
-                files=list(damage.files[:20]),
+                files=list(damage.files[:SHOWN_FILES]),
             )
     if damaged:
         names = ", ".join(result.snapshot_id for result in damaged)

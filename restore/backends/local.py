@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, unquote
 
 from restore.backends import StoredObject
+from restore.diskflush import fsync_dir
 from restore.errors import (
     ConfigError,
     ObjectNotFoundError,
@@ -91,19 +92,12 @@ class LocalStore:
         os.close(fd)
         return temp
 
-    def _sync_dir(self, path: Path) -> None:
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def put(self, key: str, data: bytes | bytearray) -> None:
         path = self._path(key)
         with self._errors(key):
             temp = self._write_temp(path, data)
             os.replace(temp, path)
-            self._sync_dir(path)
+            fsync_dir(path.parent)
 
     def create(self, key: str, data: bytes) -> bool:
         path = self._path(key)
@@ -115,7 +109,7 @@ class LocalStore:
                 return False
             finally:
                 temp.unlink()
-            self._sync_dir(path)
+            fsync_dir(path.parent)
             return True
 
     def replace(self, key: str, data: bytes, *, version: str) -> bool:
@@ -126,7 +120,7 @@ class LocalStore:
                 return False
             temp = self._write_temp(path, data)
             os.replace(temp, path)
-            self._sync_dir(path)
+            fsync_dir(path.parent)
             return True
 
     @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import structlog
 
@@ -40,11 +41,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         allow_empty=args.allow_empty,
         compression_level=args.compression_level,
     )
-    repo = open_from_args(args, ctx)
-    try:
+    with contextlib.closing(open_from_args(args, ctx)) as repo:
         result = repo.backup(args.path, options)
-    finally:
-        repo.close()
     structlog.get_logger().info(
         "backup.finished",
         snapshot=result.snapshot.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import structlog
 
@@ -43,11 +44,8 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     policy = policy_from_args(args)
-    repo = open_from_args(args, ctx)
-    try:
+    with contextlib.closing(open_from_args(args, ctx)) as repo:
         result = repo.prune(policy, now=ctx.clock(), dry_run=args.dry_run)
-    finally:
-        repo.close()
     log = structlog.get_logger()
     for snap in result.removed:
         log.info("prune.forget" if not args.dry_run else "prune.would_forget", snapshot=snap.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from restore.clock import format_time
 from restore.commands import Command, Context, open_from_args
@@ -16,11 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = open_from_args(args, ctx)
-    try:
+    with contextlib.closing(open_from_args(args, ctx)) as repo:
         found = repo.snapshots()
-    finally:
-        repo.close()
     if args.json:
         ctx.print_json([snap.to_json() for snap in found])
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import structlog
 
@@ -39,11 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = open_from_args(args, ctx)
-    try:
+    with contextlib.closing(open_from_args(args, ctx)) as repo:
         results = repo.verify(args.snapshot or None, read_data=args.read_data)
-    finally:
-        repo.close()
     log = structlog.get_logger()
     for result in results:
         if result.ok:

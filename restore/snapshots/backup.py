@@ -97,6 +97,10 @@ class ChunkPipeline:
             results.append((digest, None if self._packer.knows(digest) else compress(data)))
         return results
 
+    def knows(self, blob: bytes) -> bool:
+        """True if the repository or this run already stores `blob`."""
+        return self._packer.knows(blob)
+
     def add_chunk(self, target: list[bytes], data: bytes) -> None:
         if self._open is None:
             self._open = _Batch()
@@ -155,7 +159,6 @@ class BackupRun:
         progress: Progress,
         previous: Iterator[tuple[Entry, bytes]],
         previous_started: datetime | None,
-        known: Packer,
     ) -> None:
         self.stats = stats
         self._pipeline = pipeline
@@ -164,7 +167,6 @@ class BackupRun:
         self._progress = progress
         self._previous = previous
         self._racy_before = int(previous_started.timestamp() * 1e9) - _RACY_NS if previous_started else 0
-        self._known = known
         self._log = structlog.get_logger()
         self._parent: tuple[Entry, bytes] | None = None
         self._parent_key = ""
@@ -246,7 +248,7 @@ class BackupRun:
             and (parent.size, parent.mtime_ns, parent.ino, parent.ctime_ns)
             == (entry.size, entry.mtime_ns, entry.ino, entry.ctime_ns)
             and parent.mtime_ns < self._racy_before
-            and all(map(self._known.knows, parent.chunks))
+            and all(map(self._pipeline.knows, parent.chunks))
         )
 
     def _handle_file(self, scanned: Scanned, entry: Entry) -> None:

@@ -220,7 +220,6 @@ class Engine:
                 progress=progress,
                 previous=old,
                 previous_started=previous.started if previous else None,
-                known=data,
             ).run(source)
         pieces = writer.finish()
         data.flush()

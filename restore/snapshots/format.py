@@ -42,6 +42,11 @@ def pack_key(pack: bytes) -> str:
     return f"{DATA}{hexed[:2]}/{hexed}"
 
 
+def index_key(pack: bytes) -> str:
+    """The index object that lists a pack's blobs."""
+    return f"{INDEX}{pack.hex()}"
+
+
 class BlobDamageError(IntegrityError):
     """A blob (or the pack holding it) is missing or corrupt; names both for the report."""
 
@@ -147,15 +152,7 @@ class SnapshotRecord:
             doc = json.loads(data)
             if doc["version"] != FORMAT_VERSION:
                 raise IntegrityError(f"snapshot {key} has unsupported format {doc['version']}")
-            info = SnapshotInfo(
-                id=str(doc["id"]),
-                time=parse_time(doc["time"]),
-                files=int(doc["files"]),
-                dirs=int(doc["dirs"]),
-                bytes=int(doc["bytes"]),
-                host=str(doc.get("host", "")),
-                tags=tuple(str(t) for t in doc.get("tags", ())),
-            )
+            info = SnapshotInfo.from_json(doc)
             manifest = tuple(bytes.fromhex(m) for m in doc["manifest"])
             if any(len(m) != ID_BYTES for m in manifest) or key.rpartition("/")[2] != info.id:
                 raise IntegrityError(f"snapshot record {key} is inconsistent")

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from restore.backends import ObjectStore
-from restore.snapshots.format import INDEX, BlobEntry, encode_index, pack_key
+from restore.snapshots.format import BlobEntry, encode_index, index_key, pack_key
 from restore.snapshots.index import BlobIndex
 
 PACK_TARGET = 16 << 20
@@ -35,7 +35,7 @@ class Uploader:
         try:
             self._store.put(pack_key(pack), data)
             # The index object names the pack, so it must follow the pack, never precede it.
-            self._store.put(f"{INDEX}{pack.hex()}", encode_index({pack: entries}))
+            self._store.put(index_key(pack), encode_index({pack: entries}))
         finally:
             self._slots.release()
 
@@ -70,7 +70,7 @@ class Packer:
 
     def add(self, blob: bytes, frame: bytes, raw_length: int) -> bool:
         """Store a blob unless the repository or this run already has it; True if stored."""
-        if blob in self._index or blob in self._pending:
+        if self.knows(blob):
             return False
         self._entries.append(BlobEntry(blob, self._kind, len(self._buffer), len(frame), raw_length))
         self._pending.add(blob)
@@ -88,7 +88,7 @@ class Packer:
         pack = secrets.token_bytes(32)
         # The buffer itself goes to the uploader (no 16 MiB copy); this packer starts a new one.
         self._uploader.submit(pack, self._buffer, self._entries)
-        self._index.add(pack, self._entries, f"{INDEX}{pack.hex()}")
+        self._index.add(pack, self._entries, index_key(pack))
         self._pending.clear()
         self._buffer = bytearray()
         self._entries = []

@@ -16,13 +16,11 @@ from pathlib import Path
 from restore.backends import ObjectStore
 from restore.diskflush import WRITEBACK_STEP, Writeback
 from restore.errors import IntegrityError, LocalIOError
-from restore.model import Damage, Progress, RestoreStats
+from restore.model import SHOWN_FILES, Damage, Progress, RestoreStats
 from restore.snapshots.format import BlobDamageError, SnapshotRecord, pack_key
 from restore.snapshots.index import BlobIndex
 from restore.snapshots.manifest import DIR, FILE, Entry, read_entries, validated
 from restore.snapshots.reader import BlobLoader, ChunkFeed, PackPlan, PackReader
-
-_SHOWN_FILES = 20
 
 
 def entries_of(record: SnapshotRecord, loader: BlobLoader) -> Iterator[Entry]:
@@ -30,12 +28,8 @@ def entries_of(record: SnapshotRecord, loader: BlobLoader) -> Iterator[Entry]:
 
 
 def damage_error(snapshot: str, damage: list[Damage]) -> IntegrityError:
-    lines = [
-        f"{d.object}: {d.problem} (files: {', '.join(d.files[:_SHOWN_FILES]) or 'none'})" for d in damage
-    ]
-    error = IntegrityError(f"snapshot {snapshot} cannot be restored: " + "; ".join(lines))
-    error.damage = damage  # type: ignore[attr-defined]
-    return error
+    lines = [f"{d.object}: {d.problem} (files: {', '.join(d.files[:SHOWN_FILES]) or 'none'})" for d in damage]
+    return IntegrityError(f"snapshot {snapshot} cannot be restored: " + "; ".join(lines))
 
 
 def plan_restore(
@@ -63,7 +57,7 @@ def plan_restore(
             )
     if missing:
         damage = [
-            Damage(object=f"blob {b.hex()}", problem="missing", files=tuple(f[:_SHOWN_FILES]))
+            Damage(object=f"blob {b.hex()}", problem="missing", files=tuple(f[:SHOWN_FILES]))
             for b, f in missing.items()
         ]
         raise damage_error(record.info.id, damage)
@@ -200,7 +194,7 @@ def _with_files(
     for entry in entries_of(record, loader):
         if any(_affected(chunk, error, index) for chunk in entry.chunks):
             hits.append(entry.path)
-            if len(hits) >= _SHOWN_FILES:
+            if len(hits) >= SHOWN_FILES:
                 break
     name = f"blob {error.blob.hex()}" if error.blob else ""
     target = " in ".join(filter(None, [name, error.pack or ""]))

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from restore.backends import ObjectStore
 from restore.errors import IntegrityError
-from restore.model import Damage, VerifyResult
+from restore.model import SHOWN_FILES, Damage, VerifyResult
 from restore.snapshots.format import (
     DATA,
     BlobDamageError,
@@ -20,8 +20,6 @@ from restore.snapshots.format import (
 from restore.snapshots.index import BlobIndex
 from restore.snapshots.reader import BlobLoader
 from restore.snapshots.restorer import entries_of
-
-_SHOWN_FILES = 20
 
 
 def damaged_packs(store: ObjectStore, index: BlobIndex) -> dict[str, str]:
@@ -89,7 +87,7 @@ def verify_record(
                 problem = _problem(chunk, index, bad_packs, bad_blobs)
                 if problem is not None:
                     files = found.setdefault(problem[0], (problem[1], []))[1]
-                    if entry.path not in files and len(files) < _SHOWN_FILES:
+                    if entry.path not in files and len(files) < SHOWN_FILES:
                         files.append(entry.path)
     except IntegrityError as error:
         found["manifest"] = (f"manifest unreadable: {error}", [])
