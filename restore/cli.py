@@ -86,11 +86,11 @@ def main(
         structlog.get_logger().error("config.invalid", problems=[str(p) for p in error.problems])
         return EXIT_USAGE
     args = parser.parse_args(args_list)
-    # With --json, stdout carries exactly one JSON document; the log moves to stderr.
-    log_stream = sys.stderr if getattr(args, "json", False) else sys.stdout
-    logs.configure(args.log_level, args.log_format, log_stream)
-    log = structlog.get_logger().bind(command=args.command_name)
     command: Command = args.command
+    # When stdout carries the result (--json, or a command's own output), the log moves to stderr.
+    data_on_stdout = command.stdout_is_data or getattr(args, "json", False)
+    logs.configure(args.log_level, args.log_format, sys.stderr if data_on_stdout else sys.stdout)
+    log = structlog.get_logger().bind(command=args.command_name)
     try:
         return command.run(args, Context(environ=env))
     except ConfigError as error:

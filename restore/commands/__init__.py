@@ -46,6 +46,8 @@ class Command:
     description: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Context], int]
+    # Whether stdout carries the command's result (e.g. manifests) even without --json.
+    stdout_is_data: bool = False
 
 
 def open_from_args(args: argparse.Namespace, ctx: Context) -> Repository:

@@ -13,7 +13,6 @@ from typing import Any
 
 import structlog
 
-from restore import logs
 from restore.commands import Command, Context
 from restore.errors import ConfigError, Problem
 from sidecar.inject import DEFAULT_IMAGE, InjectOptions, inject_documents
@@ -100,7 +99,6 @@ def read_documents(source: str) -> list[Any]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    logs.configure(args.log_level, args.log_format, stream=sys.stderr)
     log = structlog.get_logger().bind(command="inject")
     try:
         documents = read_documents(args.file)
@@ -127,4 +125,5 @@ COMMAND = Command(
     ),
     configure=configure,
     run=run,
+    stdout_is_data=True,
 )
