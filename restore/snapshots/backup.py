@@ -340,6 +340,11 @@ class BackupRun:
             self.stats.bytes_read += len(data)
             self._pipeline.add_chunk(slot.chunks, data)
             self._progress.advance(bytes=len(data))
+            if len(data) < CHUNK_SIZE:
+                # The end of the file as this read saw it. Whatever was appended since is
+                # noticed by the size check and read on the next attempt; reading on would put
+                # a short chunk mid-file and more chunks than the size allows.
+                return total
 
 
 def _slot(entry: Entry, previous: tuple[Entry, bytes] | None) -> _Slot:

@@ -206,6 +206,8 @@ def _check_fields(entry: Entry) -> None:
         raise IntegrityError(f"manifest entry {entry.path!r} has an absurd size {entry.size}")
     if entry.kind == FILE:
         needed = -(-entry.size // CHUNK_SIZE)
+        # One extra chunk for unstable files: snapshots written before backup stopped at the
+        # first short read may hold one.
         if len(entry.chunks) > needed + (1 if entry.unstable else 0) or (entry.size and not entry.chunks):
             raise IntegrityError(
                 f"manifest entry {entry.path!r}: {len(entry.chunks)} chunks for {entry.size} bytes"
