@@ -8,7 +8,7 @@ import json
 import struct
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import zstandard
 
@@ -79,8 +79,9 @@ _PACK_HEADER = struct.Struct(">32sI")
 _BLOB_ENTRY = struct.Struct(">32sBIII")  # id, kind, offset, length, raw length
 
 
-@dataclasses.dataclass(frozen=True)
-class BlobEntry:
+class BlobEntry(NamedTuple):
+    """Where one blob sits in a pack. A tuple: an index holds one per blob in the repository."""
+
     id: bytes
     kind: int
     offset: int
@@ -96,6 +97,16 @@ def encode_index(packs: dict[bytes, list[BlobEntry]]) -> bytes:
     return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
 
 
+def _pack_entries(plain: bytes, offset: int) -> tuple[bytes, list[BlobEntry], int]:
+    """One pack's header and entries at `offset`, and where the next pack starts."""
+    pack, count = _PACK_HEADER.unpack_from(plain, offset)
+    start = offset + _PACK_HEADER.size
+    end = start + count * _BLOB_ENTRY.size
+    if end > len(plain):  # a short slice would just yield fewer entries
+        raise struct.error("entries past the end")
+    return pack, list(map(BlobEntry._make, _BLOB_ENTRY.iter_unpack(plain[start:end]))), end
+
+
 def decode_index(data: bytes, key: str) -> Iterator[tuple[bytes, list[BlobEntry]]]:
     """Yield (pack id, blobs) from an index object. Raise IntegrityError if malformed."""
     try:
@@ -107,13 +118,7 @@ def decode_index(data: bytes, key: str) -> Iterator[tuple[bytes, list[BlobEntry]
     offset = len(_INDEX_MAGIC)
     try:
         while offset < len(plain):
-            pack, count = _PACK_HEADER.unpack_from(plain, offset)
-            offset += _PACK_HEADER.size
-            entries = [
-                BlobEntry(*_BLOB_ENTRY.unpack_from(plain, offset + i * _BLOB_ENTRY.size))
-                for i in range(count)
-            ]
-            offset += count * _BLOB_ENTRY.size
+            pack, entries, offset = _pack_entries(plain, offset)
             yield pack, entries
     except struct.error as error:
         raise IntegrityError(f"index object {key} is truncated") from error

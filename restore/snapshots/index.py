@@ -54,8 +54,9 @@ class BlobIndex:
     def add(self, pack: bytes, entries: list[BlobEntry], index_key: str) -> None:
         number = self.pack_number(pack)
         self.index_keys.setdefault(pack, index_key)
+        end = max((e.offset + e.length for e in entries), default=0)
+        self.pack_sizes[number] = max(self.pack_sizes[number], end)
         for e in entries:
-            self.pack_sizes[number] = max(self.pack_sizes[number], e.offset + e.length)
             if e.id not in self._blobs:
                 code = ((number << _OFF_BITS | e.offset) << _LEN_BITS | e.length) << _RAW_BITS
                 self._blobs[e.id] = (code | e.raw_length) << _KIND_BITS | e.kind

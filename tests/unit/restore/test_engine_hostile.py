@@ -118,3 +118,25 @@ def test_corrupt_snapshot_record_is_skipped_not_fatal(
     assert results[good.id].ok
     assert not results["deadbeefdeadbeef"].ok
     assert "malformed" in results["deadbeefdeadbeef"].damage[0].problem
+
+
+@pytest.mark.parametrize("held", [1, 1.5], ids=["at an entry boundary", "mid-entry"])
+def test_index_object_claiming_more_entries_than_it_holds_is_rejected(
+    engine: Engine, store: LocalStore, tmp_path: Path, held: float
+) -> None:
+    import os
+    import struct
+
+    import zstandard
+
+    from restore.snapshots.format import INDEX
+
+    snapshot = forge_snapshot(store, [line("a")])
+    pack = os.urandom(32)
+    entry = struct.pack(">32sBIII", os.urandom(32), 0, 0, 10, 10)
+    plain = b"CTIDX1\n" + struct.pack(">32sI", pack, 2) + (entry * 2)[: int(len(entry) * held)]
+    store.put(f"{INDEX}{pack.hex()}", zstandard.ZstdCompressor().compress(plain))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match="truncated"):
+        engine.restore(snapshot, dest)
