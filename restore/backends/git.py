@@ -63,6 +63,10 @@ class GitRepository:
         self._clock = clock
         self._auth = GitAuth(settings)
         self._auth_env: dict[str, str] | None = None
+        # Our snapshots as the last history() listed them. `caretaker restore` lists, then
+        # restores one: resolving against this spares a second fetch per candidate. An
+        # instance lives for one command or job run, so the list is seconds old at most.
+        self._listed: list[tuple[Commit, SnapshotInfo]] | None = None
 
     @classmethod
     def from_url(cls, url: SplitResult, options: OpenOptions) -> GitRepository:
@@ -152,8 +156,11 @@ class GitRepository:
         with self.locked("history", wait=True):
             runner = self.prepared(self.home / "history.git", partial="tree:0")
             if not self.fetch_branch(runner, "--filter=tree:0", action="list snapshots"):
+                self._listed = []
                 return []
-            return parse_log(runner.run("log", *LOG_ARGS, self.tracking_ref))
+            commits = parse_log(runner.run("log", *LOG_ARGS, self.tracking_ref))
+        self._listed = self.ours(commits)
+        return commits
 
     def ours(self, commits: Sequence[Commit]) -> list[tuple[Commit, SnapshotInfo]]:
         pairs = [(c, snapshot_of(c, self.settings.path)) for c in commits]
@@ -162,15 +169,33 @@ class GitRepository:
     def snapshots(self) -> list[SnapshotInfo]:
         return [info for _, info in self.ours(self.history())]
 
-    def resolve(self, snapshot_id: str) -> tuple[Commit, SnapshotInfo]:
-        """Find a snapshot by id or unique sha prefix. Raise NoSnapshotError if there is none."""
+    def resolve(
+        self, snapshot_id: str, found: Sequence[tuple[Commit, SnapshotInfo]] | None = None
+    ) -> tuple[Commit, SnapshotInfo]:
+        """Find a snapshot by id or unique sha prefix. Raise NoSnapshotError if there is none.
+
+        `found` is an already fetched `ours(history())`, so resolving many ids fetches once.
+        """
         wanted = snapshot_id.strip().lower()
-        found = self.ours(self.history())
+        if found is None:
+            found = self.ours(self.history())
         matches = [(c, i) for c, i in found if len(wanted) >= 4 and c.sha.startswith(wanted)]
         if len(matches) != 1:
             problem = "is ambiguous" if matches else "does not exist"
             raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self.describe()}")
         return matches[0]
+
+    def resolve_listed(self, snapshot_id: str) -> tuple[Commit, SnapshotInfo]:
+        """`resolve`, against the last listing when the id is in it, else a fresh one.
+
+        A hit is the very commit the caller was shown; should it have left the remote
+        since, `fetch_commit` raises NoSnapshotError. A miss (a snapshot newer than the
+        listing, or none listed yet) lists anew, so unknown ids fail exactly as before.
+        """
+        if self._listed is not None:
+            with contextlib.suppress(NoSnapshotError):
+                return self.resolve(snapshot_id, self._listed)
+        return self.resolve(snapshot_id)
 
     def fetch_commit(
         self,
@@ -201,7 +226,7 @@ class GitRepository:
 
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
         progress = progress or NoProgress()
-        commit, info = self.resolve(snapshot_id)
+        commit, info = self.resolve_listed(snapshot_id)
         if not dest.is_dir():
             raise LocalIOError(f"restore target {dest} is not a directory")
         with self.scratch() as runner:
@@ -339,4 +364,8 @@ class GitRepository:
         return git_maintenance.verify(self, snapshot_ids)
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
-        return git_maintenance.prune(self, policy, now=now, dry_run=dry_run)
+        try:
+            return git_maintenance.prune(self, policy, now=now, dry_run=dry_run)
+        finally:
+            # Squashing gives kept snapshots new commits and ids: the listing is void.
+            self._listed = None

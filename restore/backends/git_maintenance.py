@@ -70,7 +70,8 @@ def _check(repo: GitRepository, runner: GitRunner, commit: Commit, info: Snapsho
 
 def verify(repo: GitRepository, snapshot_ids: Sequence[str] | None) -> list[VerifyResult]:
     """Check the named snapshots (all when None). Raise NoSnapshotError for an unknown id."""
-    chosen = [repo.resolve(s) for s in snapshot_ids] if snapshot_ids else repo.ours(repo.history())
+    found = repo.ours(repo.history())  # one fetch, however many ids are named
+    chosen = [repo.resolve(s, found) for s in snapshot_ids] if snapshot_ids else found
     if not chosen:
         return []
     results: list[VerifyResult] = []
