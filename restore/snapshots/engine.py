@@ -67,6 +67,8 @@ class Engine:
         self._record_cache: dict[str, SnapshotRecord] = {}
         # Records that exist but do not decode: hidden from listings, reported by verify.
         self._unreadable: dict[str, str] = {}
+        # The config object is never rewritten: checking it once per engine is enough.
+        self._config_checked = False
 
     def describe(self) -> str:
         return self.store.describe()
@@ -80,9 +82,11 @@ class Engine:
         keys = [item.key for item in self.store.list(SNAPSHOTS)]
         if keys:
             self._check_config()
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            found = list(pool.map(self._load_record, keys))
-        records = [r for r in found if r is not None]
+        new = [key for key in keys if key not in self._record_cache]
+        if new:
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                list(pool.map(self._load_record, new))
+        records = [r for key in keys if (r := self._record_cache.get(key)) is not None]
         listed = set(keys)
         for gone in self._record_cache.keys() - listed:
             del self._record_cache[gone]
@@ -105,7 +109,9 @@ class Engine:
         return record
 
     def _check_config(self) -> None:
-        check_config(self.store.get(CONFIG_KEY), self.describe())
+        if not self._config_checked:
+            check_config(self.store.get(CONFIG_KEY), self.describe())
+            self._config_checked = True
 
     def _record(self, snapshot_id: str) -> SnapshotRecord:
         records = self._records()
