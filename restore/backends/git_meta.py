@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from restore.errors import IntegrityError
+from restore.model import STATE_DIR
 
 META = ".caretaker-meta"
 _KINDS = {"d": stat.S_ISDIR, "f": stat.S_ISREG, "l": stat.S_ISLNK}
@@ -63,6 +64,26 @@ def parse(data: bytes) -> list[Meta]:
     return found
 
 
+def path_problem(path: str) -> str | None:
+    """Why a restore must not write `path` from a snapshot, or None if it may.
+
+    The one rule for tree entries and metadata lines alike: no absolute path, no empty,
+    `.` or `..` component, no `.git` in any spelling git itself would accept, and nothing
+    in caretaker's own state folder.
+    """
+    if path.startswith("/"):
+        return "an absolute path"
+    parts = path.split("/")
+    if parts[0] == STATE_DIR:
+        return f"caretaker's own {STATE_DIR} folder"
+    for part in parts:
+        if part in {"", ".", ".."}:
+            return f"path component {part!r}"
+        if part.lower().rstrip(". ") == ".git":
+            return "a .git component"
+    return None
+
+
 def check(entries: list[Meta], tree: dict[str, str]) -> None:
     """Check the lines against the snapshot's tree (path -> d/f/l) before anything is written.
 
@@ -71,9 +92,9 @@ def check(entries: list[Meta], tree: dict[str, str]) -> None:
     """
     folders = {""}
     for entry in entries:
-        parts = entry.path.split("/")
-        if any(p in {"", ".", ".."} or p.lower() == ".git" for p in parts):
-            raise IntegrityError(f"{META} names the unsafe path {entry.path!r}")
+        problem = path_problem(entry.path)
+        if problem is not None:
+            raise IntegrityError(f"{META} names the unsafe path {entry.path!r} ({problem})")
         if entry.path.rpartition("/")[0] not in folders:
             raise IntegrityError(f"{META} names {entry.path!r} before (or without) its folder")
         if tree.get(entry.path, "d") != entry.kind:

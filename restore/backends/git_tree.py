@@ -18,7 +18,6 @@ from pathlib import Path
 
 from restore.backends import git_meta
 from restore.excludes import Excludes
-from restore.model import STATE_DIR
 from restore.snapshots.scan import scan
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -100,27 +99,14 @@ def parse_ls_tree(output: bytes) -> list[TreeEntry]:
     return entries
 
 
-def _part_problem(part: str) -> str | None:
-    if part in {"", ".", ".."}:
-        return f"path component {part!r}"
-    if part.lower().rstrip(". ") == ".git":
-        return "a .git component"
-    return None
-
-
 def tree_problems(entries: list[TreeEntry]) -> list[tuple[str, str]]:
     """Return (path, problem) for every entry a restore must refuse to write."""
     problems: list[tuple[str, str]] = []
     leaves: set[str] = set()
     for entry in entries:
-        parts = entry.path.split("/")
-        found = next((p for p in map(_part_problem, parts) if p is not None), None)
-        if entry.path.startswith("/"):
-            found = "an absolute path"
-        elif parts[0] == STATE_DIR:
-            found = f"caretaker's own {STATE_DIR} folder"
-        elif entry.mode not in {*FILE_MODES, SYMLINK_MODE, TREE_MODE}:
-            found = found or f"unsupported mode {entry.mode} ({entry.kind})"
+        found = git_meta.path_problem(entry.path)
+        if found is None and entry.mode not in {*FILE_MODES, SYMLINK_MODE, TREE_MODE}:
+            found = f"unsupported mode {entry.mode} ({entry.kind})"
         if found is not None:
             problems.append((entry.path, found))
         if entry.mode != TREE_MODE:

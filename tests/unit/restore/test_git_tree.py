@@ -117,6 +117,8 @@ class TestMeta:
         [
             ('f 0644 1 0 0 "../escape"\n', "unsafe path"),
             ('d 0755 1 0 0 ".git"\n', "unsafe path"),
+            ('d 0755 1 0 0 ".GIT. "\n', "unsafe path.*a .git component"),
+            ('d 0755 1 0 0 ".caretaker"\n', "unsafe path.*own .caretaker folder"),
             ('f 0644 1 0 0 "not/in/tree"\n', "before"),
             ('f 0644 1 0 0 "ghost"\n', "the tree does not"),
             ('d 0755 1 0 0 "link"\nd 0755 1 0 0 "link/inside"\n', "the tree does not"),
