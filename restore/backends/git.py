@@ -264,12 +264,18 @@ class GitRepository:
                 f"snapshot {info.id} in {self.describe()} has entries "
                 f"caretaker will not write ({len(problems)}): {shown}"
             )
+        return entries, self.metadata(runner, entries)
+
+    @staticmethod
+    def metadata(runner: GitRunner, entries: list[TreeEntry]) -> list[git_meta.Meta] | None:
+        """The tree's `.caretaker-meta` lines; None in a commit not made by caretaker (plain
+        checkout). Raise IntegrityError if they are malformed or disagree with the tree."""
         blob = next((e.sha for e in entries if e.path == git_meta.META and e.kind == "blob"), None)
         if blob is None:
-            return entries, None  # a commit not made by caretaker: plain checkout
+            return None
         meta = git_meta.parse(runner.run("cat-file", "blob", blob))
         git_meta.check(meta, kinds(entries))
-        return entries, meta
+        return meta
 
     def check_written(self, runner: GitRunner, dest: Path, tree: str, info: SnapshotInfo) -> None:
         """Hash what is now on disk; raise IntegrityError unless it is exactly `tree`."""

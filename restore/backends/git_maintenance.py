@@ -1,9 +1,9 @@
 """Verify and prune for git repositories.
 
 verify: the chosen commits are fetched (depth 1) into a scratch git dir with git's object
-checks on; every tree is checked for entries a restore would refuse; `git fsck --full
---strict` then re-reads every object. A commit that cannot be fetched intact is reported
-as damage of that snapshot, not as a failure of the whole run.
+checks on; every tree and its `.caretaker-meta` are checked for what a restore would
+refuse; `git fsck --full --strict` then re-reads every object. A commit that cannot be
+fetched intact is reported as damage of that snapshot, not as a failure of the whole run.
 
 prune: git history is append-only, so forgetting snapshots means rewriting the branch.
 It is **off by default**: with `CARETAKER_GIT_PRUNE=squash`, every forgotten commit is
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from restore.backends import git_meta
 from restore.backends.git_cmd import GitRunner, MissingRefError
 from restore.backends.git_history import LOG_ARGS, Commit, parse_log
 from restore.backends.git_tree import count, parse_ls_tree, tree_problems
@@ -61,11 +62,15 @@ def _check(repo: GitRepository, runner: GitRunner, commit: Commit, info: Snapsho
     if tree is None:
         return VerifyResult(snapshot_id=info.id)
     entries = parse_ls_tree(runner.run("ls-tree", "-r", "-t", "-l", "-z", tree))
-    damage = tuple(
+    damage = [
         Damage(object=f"tree {tree}", problem=problem, files=(path,))
         for path, problem in tree_problems(entries)
-    )
-    return VerifyResult(snapshot_id=info.id, damage=damage, bytes_checked=count(entries).bytes)
+    ]
+    try:  # the metadata restore would apply, checked as restore checks it
+        repo.metadata(runner, entries)
+    except IntegrityError as error:
+        damage.append(Damage(object=f"tree {tree}", problem=str(error), files=(git_meta.META,)))
+    return VerifyResult(snapshot_id=info.id, damage=tuple(damage), bytes_checked=count(entries).bytes)
 
 
 def verify(repo: GitRepository, snapshot_ids: Sequence[str] | None) -> list[VerifyResult]:

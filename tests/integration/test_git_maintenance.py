@@ -122,6 +122,34 @@ class TestHostileCommits:
         assert "link/planted" in run.stdout
         assert os.listdir(outside) == []
 
+    @pytest.mark.parametrize(
+        ("meta", "named"),
+        [
+            (b'l 0777 1 0 0 "link"\nd 0755 1 0 0 "link/planted"\n', "link/planted"),
+            (b'f 0644 1 0 0 ".caretaker/restore-result.json"\n', ".caretaker"),
+            (b'f 0644 not-a-time 0 0 "a"\n', "line 1 is malformed"),
+        ],
+        ids=["through a symlink", "into the state folder", "malformed"],
+    )
+    def test_verify_reports_metadata_that_restore_refuses(self, remote, tmp_path, meta, named):
+        ((good, _),) = versions(remote, tmp_path, 1)
+        forged = forge(
+            remote,
+            [("120000", "link", b"elsewhere"), ("100644", "a", b"a"), ("100644", ".caretaker-meta", meta)],
+        )
+        checked = caretaker("verify", "--json", "--log-level", "warning", remote=remote)
+        assert checked.returncode == 7, checked.stdout + checked.stderr
+        report = {r["snapshot"]: r for r in json.loads(checked.stdout[checked.stdout.index("[") :])}
+        assert report[good["id"]]["ok"]
+        (bad,) = [r for r in report.values() if not r["ok"]]
+        assert forged.startswith(bad["snapshot"])
+        (damage,) = bad["damage"]
+        assert named in damage["problem"]
+        assert damage["files"] == [".caretaker-meta"]
+        run = restore_into(remote, tmp_path / "target", "--snapshot", bad["snapshot"])
+        assert run.returncode == 7
+        assert named in run.stdout
+
     def test_a_dotdot_tree_entry_is_refused_by_the_fetch(self, remote, tmp_path):
         versions(remote, tmp_path, 1)
         env = {**os.environ, "GIT_DIR": str(remote.bare)}
