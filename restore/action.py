@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from restore.clock import Clock, format_time, utc_now
-from restore.decision import RestoreSettings, choose, decide, free_bytes, human_size, needed_bytes
+from restore.decision import RestoreSettings, choose, decide, free_bytes, needed_bytes
 from restore.errors import (
     EXIT_OK,
     CancelledError,
@@ -37,6 +37,7 @@ from restore.errors import (
     exit_code_of,
 )
 from restore.healthcheck import run_check
+from restore.model import human_size
 from restore.outcome import Outcome, OutcomeKind
 from restore.progress import LogProgress
 from restore.retry import Retrier

@@ -9,7 +9,6 @@ candidates to try.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import TYPE_CHECKING, Literal
 
@@ -113,8 +112,3 @@ def free_bytes(path: Path) -> tuple[int, int]:
         probe = probe.parent
     stats = os.statvfs(probe)
     return stats.f_bavail * stats.f_frsize, stats.f_frsize
-
-
-def human_size(size: int) -> str:
-    exponent = min(int(math.log(max(size, 1), 1024)), 4)
-    return f"{size / 1024**exponent:.1f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[exponent]}"

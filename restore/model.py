@@ -14,6 +14,14 @@ from restore.clock import format_time, parse_time
 STATE_DIR = ".caretaker"
 
 
+def human_size(size: int) -> str:
+    """`512 B`, `1.5 KiB` … `3.0 TiB`: sizes in messages and commit subjects."""
+    exponent = min(max(size.bit_length() - 1, 0) // 10, 4)
+    if exponent == 0:
+        return f"{size} B"
+    return f"{size / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SnapshotInfo:
     """One complete snapshot as listed by a repository."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from restore.clock import format_time, parse_time
-from restore.model import SnapshotInfo
+from restore.model import SnapshotInfo, human_size
 
 TRAILER = "Caretaker-"
 ROOT_PATH = "/"
@@ -108,15 +108,6 @@ def snapshot_of(commit: Commit, path: str) -> SnapshotInfo | None:
         host=trailers.get("host", [""])[-1],
         tags=tuple(trailers.get("tag", [])),
     )
-
-
-def human_size(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError  # pragma: no cover - the loop always returns
 
 
 def message(

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from restore.decision import Decision, RestoreSettings, choose, decide, free_bytes, human_size, needed_bytes
+from restore.decision import Decision, RestoreSettings, choose, decide, free_bytes, needed_bytes
 from restore.errors import ConfigError, NoSnapshotError
-from restore.model import SnapshotInfo
+from restore.model import SnapshotInfo, human_size
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
 
@@ -106,6 +106,16 @@ class TestSpace:
         assert free > 0
         assert block > 0
 
-    @pytest.mark.parametrize(("size", "text"), [(0, "0.0 B"), (1536, "1.5 KiB"), (3 << 30, "3.0 GiB")])
+    @pytest.mark.parametrize(
+        ("size", "text"),
+        [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1536, "1.5 KiB"),
+            (3 << 30, "3.0 GiB"),
+            (5 << 40, "5.0 TiB"),
+            (9 << 50, "9216.0 TiB"),
+        ],
+    )
     def test_human_size(self, size, text):
         assert human_size(size) == text
