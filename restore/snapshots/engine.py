@@ -295,15 +295,20 @@ class Engine:
             kept = [r for r in records if r.info.id not in removed_ids]
             index = load_index(self.store, self._workers)
             used = gc.referenced_blobs(kept, BlobLoader(self.store, index))
-            index_keys, packs, freed = gc.unused_objects(self.store, index, used, now)
+            cleanup = gc.unused_objects(self.store, index, used, now)
             if not dry_run:
-                gc.delete_in_order(self.store, sorted(removed_ids), index_keys, packs)
-            structlog.get_logger().debug("prune.plan", index_objects=len(index_keys), packs=len(packs))
+                gc.delete_in_order(self.store, sorted(removed_ids), index, cleanup)
+            structlog.get_logger().debug(
+                "prune.plan",
+                index_objects=len(cleanup.index_keys),
+                reindexed_packs=len(cleanup.reindexed),
+                packs=len(cleanup.packs),
+            )
         return PruneResult(
             kept=tuple(chosen.keep),
             removed=tuple(chosen.remove),
             reasons=chosen.reasons,
-            objects_deleted=len(index_keys) + len(packs) + len(removed_ids),
-            bytes_freed=freed,
+            objects_deleted=len(cleanup.index_keys) + len(cleanup.packs) + len(removed_ids),
+            bytes_freed=cleanup.freed,
             dry_run=dry_run,
         )

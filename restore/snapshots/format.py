@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -42,9 +42,10 @@ def pack_key(pack: bytes) -> str:
     return f"{DATA}{hexed[:2]}/{hexed}"
 
 
-def index_key(pack: bytes) -> str:
-    """The index object that lists a pack's blobs."""
-    return f"{INDEX}{pack.hex()}"
+def index_key(name: bytes) -> str:
+    """An index object's key: named after its pack as a backup writes it, after its own
+    content when a prune merges several."""
+    return f"{INDEX}{name.hex()}"
 
 
 class BlobDamageError(IntegrityError):
@@ -89,9 +90,9 @@ class BlobEntry(NamedTuple):
     raw_length: int
 
 
-def encode_index(packs: dict[bytes, list[BlobEntry]]) -> bytes:
+def encode_index(packs: Iterable[tuple[bytes, list[BlobEntry]]]) -> bytes:
     parts = [_INDEX_MAGIC]
-    for pack, entries in packs.items():
+    for pack, entries in packs:
         parts.append(_PACK_HEADER.pack(pack, len(entries)))
         parts.extend(_BLOB_ENTRY.pack(e.id, e.kind, e.offset, e.length, e.raw_length) for e in entries)
     return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))

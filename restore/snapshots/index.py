@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from restore.backends import ObjectStore
+from restore.errors import ObjectNotFoundError
 from restore.snapshots.format import INDEX, BlobEntry, decode_index
 
 _KIND_BITS, _RAW_BITS, _LEN_BITS, _OFF_BITS = 1, 24, 24, 40
+_PACK_SHIFT = _KIND_BITS + _RAW_BITS + _LEN_BITS + _OFF_BITS
+# A prune may replace index objects between a reader's listing and its reads.
+_LOAD_ATTEMPTS = 3
 
 
 class Location(NamedTuple):
@@ -18,6 +23,14 @@ class Location(NamedTuple):
     length: int
     raw_length: int
     kind: int
+
+
+@dataclasses.dataclass
+class IndexObject:
+    """What one stored index object describes: pack numbers and how many blobs."""
+
+    packs: list[int] = dataclasses.field(default_factory=list)
+    blobs: int = 0
 
 
 class BlobIndex:
@@ -33,8 +46,8 @@ class BlobIndex:
         self.pack_sizes: list[int] = []
         self._pack_numbers: dict[bytes, int] = {}
         self._blobs: dict[bytes, int] = {}
-        # Which index object describes each pack (prune deletes both together).
-        self.index_keys: dict[bytes, str] = {}
+        # Every index object read, by key: prune replaces objects, it never edits one.
+        self.objects: dict[str, IndexObject] = {}
 
     def __contains__(self, blob: object) -> bool:
         return blob in self._blobs
@@ -53,7 +66,9 @@ class BlobIndex:
 
     def add(self, pack: bytes, entries: list[BlobEntry], index_key: str) -> None:
         number = self.pack_number(pack)
-        self.index_keys.setdefault(pack, index_key)
+        described = self.objects.setdefault(index_key, IndexObject())
+        described.packs.append(number)
+        described.blobs += len(entries)
         end = max((e.offset + e.length for e in entries), default=0)
         self.pack_sizes[number] = max(self.pack_sizes[number], end)
         for e in entries:
@@ -63,8 +78,9 @@ class BlobIndex:
 
     def locate(self, blob: bytes) -> Location | None:
         code = self._blobs.get(blob)
-        if code is None:
-            return None
+        return None if code is None else self._location(code)
+
+    def _location(self, code: int) -> Location:
         kind = code & 1
         code >>= _KIND_BITS
         raw = code & ((1 << _RAW_BITS) - 1)
@@ -76,14 +92,41 @@ class BlobIndex:
 
     def pack_of(self, blob: bytes) -> int:
         """The pack number of a blob known to be indexed."""
-        return self._blobs[blob] >> (_KIND_BITS + _RAW_BITS + _LEN_BITS + _OFF_BITS)
+        return self._blobs[blob] >> _PACK_SHIFT
+
+    def pack_entries(self, packs: Collection[int]) -> Iterator[tuple[bytes, list[BlobEntry]]]:
+        """The blobs indexed in each of `packs`, one pack at a time (to write index objects anew)."""
+        found: dict[int, list[bytes]] = {number: [] for number in packs}
+        for blob, code in self._blobs.items():
+            group = found.get(code >> _PACK_SHIFT)
+            if group is not None:
+                group.append(blob)
+        for number, blobs in found.items():
+            places = [(blob, self._location(self._blobs[blob])) for blob in blobs]
+            entries = [BlobEntry(b, w.kind, w.offset, w.length, w.raw_length) for b, w in places]
+            yield self.packs[number], sorted(entries, key=lambda e: e.offset)
 
     def blobs(self) -> Iterator[bytes]:
         return iter(self._blobs)
 
 
 def load_index(store: ObjectStore, workers: int) -> BlobIndex:
-    """Read every index object (several at a time: on S3 each is a round trip)."""
+    """Read every index object (several at a time: on S3 each is a round trip).
+
+    A listed object that is gone when read was replaced by a prune, which writes the
+    replacement before it deletes anything: list again.
+    """
+    attempts = _LOAD_ATTEMPTS
+    while True:
+        try:
+            return _load_listed(store, workers)
+        except ObjectNotFoundError:
+            attempts -= 1
+            if not attempts:
+                raise
+
+
+def _load_listed(store: ObjectStore, workers: int) -> BlobIndex:
     keys = [item.key for item in store.list(INDEX)]
     index = BlobIndex()
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -35,7 +35,7 @@ class Uploader:
         try:
             self._store.put(pack_key(pack), data)
             # The index object names the pack, so it must follow the pack, never precede it.
-            self._store.put(index_key(pack), encode_index({pack: entries}))
+            self._store.put(index_key(pack), encode_index([(pack, entries)]))
         finally:
             self._slots.release()
 

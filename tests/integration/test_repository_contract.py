@@ -18,6 +18,7 @@ from restore.backends import OpenOptions, Repository, open_repository
 from restore.errors import LeaseHeldError, NoSnapshotError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
+from restore.snapshots.prune import MERGE_ABOVE
 from tests.conftest import FakeClock
 from tests.support.trees import PAST_NS, age_tree, describe, write_file
 
@@ -170,6 +171,33 @@ def test_prune_forgets_what_the_policy_does_not_keep(
     kept = repo.snapshots()
     assert [s.time for s in kept] == [s.time for s in made[:1:-1]]
     assert restored(repo, kept[0].id, tmp_path / "out") == contents(source)
+    assert all(r.ok for r in repo.verify(read_data=1.0))
+
+
+def test_content_deleted_by_prune_is_stored_again_when_it_returns(
+    opener: Opener, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Enough backups that the first prune merges an object store's index objects; the
+    # second deletes packs that the merged index names, beside one it keeps ("static").
+    repo = opener(CARETAKER_GIT_PRUNE="squash")
+    source = tmp_path / "src"
+    write_file(source / "static", os.urandom(30_000))
+    returning = os.urandom(40_000)
+    for number in range(MERGE_ABOVE + 2):
+        if number == 1:
+            write_file(source / "returning", returning)
+        write_file(source / f"n{number}", os.urandom(20_000), mtime_ns=PAST_NS + number * 10**9)
+        repo.backup(source, BackupOptions())
+        clock.advance(hours=1)
+    assert not repo.prune(RetentionPolicy(last=1000), now=clock()).removed
+    for path in source.iterdir():
+        if path.name != "static":
+            path.unlink()
+    repo.backup(source, BackupOptions())
+    repo.prune(RetentionPolicy(last=1), now=clock())
+    write_file(source / "back", returning)
+    snapshot = repo.backup(source, BackupOptions()).snapshot
+    assert restored(repo, snapshot.id, tmp_path / "out") == contents(source)
     assert all(r.ok for r in repo.verify(read_data=1.0))
 
 

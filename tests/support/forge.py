@@ -31,7 +31,9 @@ def forge_blob(store: ObjectStore, data: bytes, kind: int = KIND_DATA) -> bytes:
     frame = zstandard.ZstdCompressor().compress(data)
     pack = os.urandom(32)
     store.put(pack_key(pack), frame)
-    store.put(f"{INDEX}{pack.hex()}", encode_index({pack: [BlobEntry(blob, kind, 0, len(frame), len(data))]}))
+    store.put(
+        f"{INDEX}{pack.hex()}", encode_index([(pack, [BlobEntry(blob, kind, 0, len(frame), len(data))])])
+    )
     return blob
 
 

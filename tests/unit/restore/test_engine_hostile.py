@@ -83,7 +83,7 @@ def test_blob_claiming_a_huge_size_is_rejected(engine: Engine, store: LocalStore
     fake = b"\1" * 32
     pack = os.urandom(32)
     store.put(pack_key(pack), frame)
-    store.put(f"{INDEX}{pack.hex()}", encode_index({pack: [BlobEntry(fake, KIND_DATA, 0, len(frame), 5)]}))
+    store.put(f"{INDEX}{pack.hex()}", encode_index([(pack, [BlobEntry(fake, KIND_DATA, 0, len(frame), 5)])]))
     snapshot = forge_snapshot(store, [line("bomb", size=5, chunks=[fake])])
     dest = tmp_path / "dest"
     dest.mkdir()

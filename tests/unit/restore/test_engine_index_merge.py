@@ -1,0 +1,209 @@
+"""Prune replaces index objects: merged when many, rewritten when they name a deleted pack.
+
+The invariant checked throughout: every pack an index object names exists. An entry for a
+deleted pack would let a later backup deduplicate against data that is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from restore.backends import StoredObject
+from restore.backends.local import LocalStore
+from restore.errors import ObjectNotFoundError
+from restore.model import BackupOptions
+from restore.retention import RetentionPolicy
+from restore.snapshots.engine import Engine
+from restore.snapshots.format import DATA, INDEX, decode_index, pack_key
+from restore.snapshots.index import load_index
+from restore.snapshots.prune import MERGE_ABOVE
+from tests.conftest import FakeClock
+from tests.support.trees import describe, write_file
+
+KEEP_ALL = RetentionPolicy(last=1000)
+
+
+def index_objects(store: LocalStore) -> list[str]:
+    return [o.key for o in store.list(INDEX)]
+
+
+def named_packs(store: LocalStore) -> list[str]:
+    """Every pack named by any index object (with repeats)."""
+    return [pack_key(pack) for key in index_objects(store) for pack, _ in decode_index(store.get(key), key)]
+
+
+def assert_indexed_packs_exist(store: LocalStore) -> None:
+    stored = {o.key for o in store.list(DATA)}
+    assert set(named_packs(store)) <= stored
+
+
+def daily_backups(engine: Engine, clock: FakeClock, source: Path, days: int) -> dict[str, bytes]:
+    """A new file a day; return every file's content by name."""
+    contents = {}
+    for day in range(days):
+        contents[f"day{day}.bin"] = os.urandom(50_000 + day)
+        write_file(source / f"day{day}.bin", contents[f"day{day}.bin"])
+        engine.backup(source, BackupOptions())
+        clock.advance(days=1)
+    return contents
+
+
+def restored(engine: Engine, snapshot: str, dest: Path) -> dict[str, tuple[object, ...]]:
+    dest.mkdir()
+    engine.restore(snapshot, dest)
+    return describe(dest)
+
+
+@pytest.fixture
+def merged(engine: Engine, store: LocalStore, clock: FakeClock, source: Path) -> dict[str, bytes]:
+    """A repository whose many small index objects one prune has merged into one."""
+    contents = daily_backups(engine, clock, source, MERGE_ABOVE + 2)
+    assert len(index_objects(store)) > MERGE_ABOVE + 2  # one per pack: data and manifest
+    engine.prune(KEEP_ALL, now=clock())
+    return contents
+
+
+class TestMerge:
+    def test_many_small_objects_become_one_and_every_snapshot_still_restores(
+        self, engine, store, merged, source, tmp_path
+    ):
+        assert len(index_objects(store)) == 1
+        assert len(named_packs(store)) == len(list(store.list(DATA)))
+        assert_indexed_packs_exist(store)
+        assert all(r.ok for r in engine.verify(read_data=1.0))
+        newest = engine.snapshots()[0].id
+        assert restored(engine, newest, tmp_path / "dest") == describe(source)
+
+    def test_the_merged_index_still_deduplicates(self, engine, store, merged, source):
+        stored = sum(o.size for o in store.list(DATA))
+        write_file(source / "copy.bin", merged["day3.bin"])
+        result = engine.backup(source, BackupOptions())
+        assert result.stats.bytes_read == len(merged["day3.bin"])
+        assert result.stats.bytes_stored < 2_000  # the manifest only
+        assert sum(o.size for o in store.list(DATA)) - stored == result.stats.bytes_stored
+
+    def test_few_objects_are_left_alone(self, engine, store, clock, source):
+        daily_backups(engine, clock, source, 3)
+        before = index_objects(store)
+        engine.prune(KEEP_ALL, now=clock())
+        assert index_objects(store) == before
+
+    def test_dry_run_writes_and_deletes_nothing(self, engine, store, clock, source):
+        daily_backups(engine, clock, source, MERGE_ABOVE + 2)
+        objects = sorted(o.key for o in store.list(""))
+        engine.prune(KEEP_ALL, now=clock(), dry_run=True)
+        assert sorted(o.key for o in store.list("")) == objects
+
+
+class TestDeletedPacks:
+    def test_a_merged_object_naming_a_deleted_pack_is_rewritten(
+        self, engine, store, clock, merged, source, tmp_path
+    ):
+        for name in list(merged)[:-1]:
+            (source / name).unlink()
+        keep = engine.backup(source, BackupOptions()).snapshot.id
+        packs_before = len(list(store.list(DATA)))
+        engine.prune(RetentionPolicy(last=1), now=clock())
+        assert len(list(store.list(DATA))) < packs_before  # packs named by the merged object went
+        assert_indexed_packs_exist(store)
+        # The content of a deleted file comes back: it must be stored again, not
+        # "deduplicated" against the pack that was deleted.
+        write_file(source / "back.bin", merged["day0.bin"])
+        again = engine.backup(source, BackupOptions())
+        assert again.stats.bytes_read == len(merged["day0.bin"])
+        assert again.stats.bytes_stored > 40_000
+        assert restored(engine, again.snapshot.id, tmp_path / "dest") == describe(source)
+        assert all(r.ok for r in engine.verify(read_data=1.0))
+        assert keep in {s.id for s in engine.snapshots()}
+
+
+class _Crash(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup catches it."""
+
+
+class CrashingStore(LocalStore):
+    """A local store that stops dead at its n-th put or delete."""
+
+    def __init__(self, root: Path, at: int) -> None:
+        super().__init__(root)
+        self.left = at
+
+    def _step(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise _Crash
+
+    def put(self, key: str, data: bytes | bytearray) -> None:
+        if key.startswith(INDEX):
+            self._step()
+        super().put(key, data)
+
+    def delete(self, keys: list[str]) -> None:
+        self._step()
+        super().delete(keys)
+
+
+# Prune's writes in order: delete snapshot records, put the merged index, delete the old
+# index objects, delete packs. Crash before each of the last three.
+CRASH_POINTS = {"before the new index": 2, "before old index objects go": 3, "before packs go": 4}
+
+
+@pytest.mark.parametrize("point", sorted(CRASH_POINTS))
+def test_a_prune_killed_at_any_step_leaves_a_usable_repository(
+    point, engine, store, clock, merged, source, tmp_path
+):
+    for name in list(merged)[:-3]:
+        (source / name).unlink()
+    engine.backup(source, BackupOptions())
+    crashing = Engine(CrashingStore(store.root, CRASH_POINTS[point]), clock=clock, owner="test")
+    with pytest.raises(_Crash):
+        crashing.prune(RetentionPolicy(last=1), now=clock())
+    assert_indexed_packs_exist(store)
+    store.delete(["lease"])  # the killed prune's lease, as expiry would
+    for number, info in enumerate(engine.snapshots()):
+        assert restored(engine, info.id, tmp_path / f"dest{number}")
+    engine.prune(RetentionPolicy(last=1), now=clock())
+    assert_indexed_packs_exist(store)
+    assert len(named_packs(store)) == len(set(named_packs(store)))  # no entry left twice
+    write_file(source / "back.bin", merged["day0.bin"])
+    again = engine.backup(source, BackupOptions())
+    assert restored(engine, again.snapshot.id, tmp_path / "final") == describe(source)
+    assert all(r.ok for r in engine.verify(read_data=1.0))
+
+
+class ListsThenPrunes(LocalStore):
+    """Lets a prune run between a reader's listing of the index and its reads: the race
+    of a restore in one pod with a prune in another."""
+
+    def __init__(self, root: Path, prune: Callable[[list[str]], object], times: int) -> None:
+        super().__init__(root)
+        self.prune = prune
+        self.times = times
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        listed = list(super().list(prefix))
+        if prefix == INDEX and self.times:
+            self.times -= 1
+            self.prune([o.key for o in listed])
+        return iter(listed)
+
+
+def test_a_reader_that_listed_replaced_index_objects_lists_again(engine, store, clock, source):
+    daily_backups(engine, clock, source, MERGE_ABOVE + 2)
+    racing = ListsThenPrunes(store.root, lambda _: engine.prune(KEEP_ALL, now=clock()), times=1)
+    index = load_index(racing, workers=2)
+    assert len(index_objects(store)) == 1  # the prune did run in between
+    assert len(index.objects) == 1
+    assert sum(d.blobs for d in index.objects.values()) == len(index)
+
+
+def test_a_reader_gives_up_when_the_index_keeps_vanishing(engine, store, clock, source):
+    daily_backups(engine, clock, source, 4)
+    vanishing = ListsThenPrunes(store.root, lambda listed: store.delete(listed[:1]), times=5)
+    with pytest.raises(ObjectNotFoundError, match="index/"):
+        load_index(vanishing, workers=2)
+    assert vanishing.times == 2  # three listings, then it gave up
