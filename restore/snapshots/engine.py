@@ -15,7 +15,13 @@ import zstandard
 
 from restore.backends import ObjectStore
 from restore.clock import Clock, utc_now
-from restore.errors import IntegrityError, NoSnapshotError, ObjectNotFoundError, RefusedError
+from restore.errors import (
+    CaretakerError,
+    IntegrityError,
+    NoSnapshotError,
+    ObjectNotFoundError,
+    RefusedError,
+)
 from restore.model import (
     BackupOptions,
     BackupResult,
@@ -187,10 +193,23 @@ class Engine:
             finally:
                 uploader.close()
             stats.objects_written = uploader.objects_written + 1
+            self._merge_index(lease, index)
         changed = previous is None or previous.manifest != pieces
         return BackupResult(
             snapshot=info, stats=stats, changed=changed, duration_seconds=time.monotonic() - start
         )
+
+    def _merge_index(self, lease: Lease, index: BlobIndex) -> None:
+        """Keep a never-pruned repository's index few objects. The snapshot is complete
+        already: a failure here is only worth a warning."""
+        try:
+            lease.check()
+            merged = gc.merge_small(self.store, index)
+        except CaretakerError as error:
+            structlog.get_logger().warning("backup.index_merge_failed", error=str(error))
+            return
+        if merged:
+            structlog.get_logger().info("backup.index_merged", objects=merged)
 
     def _write(
         self,

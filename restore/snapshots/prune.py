@@ -35,9 +35,11 @@ from restore.snapshots.restorer import entries_of
 # index: keep them this long, so a writer that lost its lease is never robbed mid-way.
 ORPHAN_GRACE = timedelta(hours=1)
 # Blobs per merged index object (about 45 bytes each, decoded), and how many smaller
-# objects may accumulate before a prune merges them.
+# objects may accumulate before a prune merges them; a backup merges them too, rarely,
+# for repositories that are never pruned.
 BLOBS_PER_INDEX = 100_000
 MERGE_ABOVE = 16
+MERGE_ABOVE_IN_BACKUP = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,9 @@ def referenced_blobs(records: list[SnapshotRecord], loader: BlobLoader) -> set[b
     return used
 
 
-def index_plan(index: BlobIndex, live: set[int]) -> tuple[list[str], list[int]]:
+def index_plan(
+    index: BlobIndex, live: set[int], merge_above: int = MERGE_ABOVE
+) -> tuple[list[str], list[int]]:
     """(index objects to delete, live packs of theirs that no kept object describes).
 
     An object naming a dead pack always goes: kept, it would offer that pack's blobs to
@@ -68,7 +72,7 @@ def index_plan(index: BlobIndex, live: set[int]) -> tuple[list[str], list[int]]:
     objects = index.objects
     replaced = {key for key, described in objects.items() if not live.issuperset(described.packs)}
     small = [k for k, d in objects.items() if k not in replaced and d.blobs < BLOBS_PER_INDEX // 2]
-    if len(small) > MERGE_ABOVE:
+    if len(small) > merge_above:
         replaced.update(small)
     still_described = {p for key, d in objects.items() if key not in replaced for p in d.packs}
     orphaned = {p for key in replaced for p in objects[key].packs if p in live}
@@ -109,6 +113,14 @@ def write_index(store: ObjectStore, index: BlobIndex, packs: list[int]) -> None:
     for batch in _batches(index, packs):
         data = encode_index(batch)
         store.put(index_key(blob_id(data)), data)
+
+
+def merge_small(store: ObjectStore, index: BlobIndex) -> int:
+    """After a backup: merge small index objects if there are very many. Return how many went."""
+    keys, packs = index_plan(index, set(range(len(index.packs))), MERGE_ABOVE_IN_BACKUP)
+    write_index(store, index, packs)
+    store.delete(keys)
+    return len(keys)
 
 
 def delete_in_order(store: ObjectStore, forgotten: list[str], index: BlobIndex, cleanup: Cleanup) -> None:

@@ -11,16 +11,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from restore.backends import StoredObject
 from restore.backends.local import LocalStore
-from restore.errors import ObjectNotFoundError
+from restore.errors import ObjectNotFoundError, PermanentBackendError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import DATA, INDEX, decode_index, pack_key
 from restore.snapshots.index import load_index
-from restore.snapshots.prune import MERGE_ABOVE
+from restore.snapshots.prune import MERGE_ABOVE, MERGE_ABOVE_IN_BACKUP
 from tests.conftest import FakeClock
 from tests.support.trees import describe, write_file
 
@@ -97,6 +98,42 @@ class TestMerge:
         objects = sorted(o.key for o in store.list(""))
         engine.prune(KEEP_ALL, now=clock(), dry_run=True)
         assert sorted(o.key for o in store.list("")) == objects
+
+
+def test_a_never_pruned_repository_is_merged_by_a_backup_now_and_then(engine, store, clock, source, tmp_path):
+    # Each backup writes two packs (data and manifest), each with its own index object.
+    backups = MERGE_ABOVE_IN_BACKUP // 2
+    daily_backups(engine, clock, source, backups)
+    assert len(index_objects(store)) == 2 * backups
+    write_file(source / "one more", b"tips it over")
+    newest = engine.backup(source, BackupOptions()).snapshot.id
+    assert len(index_objects(store)) == 1
+    assert_indexed_packs_exist(store)
+    assert len(named_packs(store)) == len(list(store.list(DATA)))
+    assert restored(engine, newest, tmp_path / "dest") == describe(source)
+    assert all(r.ok for r in engine.verify(read_data=1.0))
+
+
+class RefusesIndexDeletes(LocalStore):
+    def delete(self, keys: list[str]) -> None:
+        if any(k.startswith(INDEX) for k in keys):
+            raise PermanentBackendError("deletes are not allowed here")
+        super().delete(keys)
+
+
+def test_a_failed_merge_after_a_backup_does_not_fail_the_backup(engine, store, clock, source):
+    daily_backups(engine, clock, source, MERGE_ABOVE_IN_BACKUP // 2)
+    write_file(source / "one more", b"tips it over")
+    refusing = Engine(RefusesIndexDeletes(store.root), clock=clock, owner="test")
+    with capture_logs() as logs:
+        result = refusing.backup(source, BackupOptions())
+    assert result.snapshot.id in {s.id for s in engine.snapshots()}
+    assert [e["error"] for e in logs if e["event"] == "backup.index_merge_failed"] == [
+        "deletes are not allowed here"
+    ]
+    assert_indexed_packs_exist(store)
+    engine.prune(KEEP_ALL, now=clock())
+    assert len(index_objects(store)) == 1
 
 
 class TestDeletedPacks:
