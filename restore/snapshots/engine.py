@@ -193,18 +193,22 @@ class Engine:
             finally:
                 uploader.close()
             stats.objects_written = uploader.objects_written + 1
-            self._merge_index(lease, index)
+            merge_due = gc.merge_due(index)
+            del index  # the merge reads the index again: never hold two
+            if merge_due:
+                self._merge_index(lease)
         changed = previous is None or previous.manifest != pieces
         return BackupResult(
             snapshot=info, stats=stats, changed=changed, duration_seconds=time.monotonic() - start
         )
 
-    def _merge_index(self, lease: Lease, index: BlobIndex) -> None:
-        """Keep a never-pruned repository's index few objects. The snapshot is complete
-        already: a failure here is only worth a warning."""
+    def _merge_index(self, lease: Lease) -> None:
+        """Keep a never-pruned repository's index few objects, merging what the store holds
+        now (the backup's index was read when it began). The snapshot is complete already:
+        a failure here is only worth a warning."""
         try:
             lease.check()
-            merged = gc.merge_small(self.store, index)
+            merged = gc.merge_small(self.store, load_index(self.store, self._workers))
         except CaretakerError as error:
             structlog.get_logger().warning("backup.index_merge_failed", error=str(error))
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -13,8 +14,9 @@ from restore.snapshots.format import INDEX, BlobEntry, decode_index
 
 _KIND_BITS, _RAW_BITS, _LEN_BITS, _OFF_BITS = 1, 24, 24, 40
 _PACK_SHIFT = _KIND_BITS + _RAW_BITS + _LEN_BITS + _OFF_BITS
-# A prune may replace index objects between a reader's listing and its reads.
-_LOAD_ATTEMPTS = 3
+# Listings of the index: one to read it, one to check that nothing replaced meanwhile was
+# missed, more only while prunes keep replacing what was listed.
+_LOAD_ROUNDS = 4
 
 
 class Location(NamedTuple):
@@ -113,24 +115,47 @@ class BlobIndex:
 def load_index(store: ObjectStore, workers: int) -> BlobIndex:
     """Read every index object (several at a time: on S3 each is a round trip).
 
-    A listed object that is gone when read was replaced by a prune, which writes the
-    replacement before it deletes anything: list again.
+    A prune replaces index objects while others read, writing every replacement before it
+    deletes anything. So a reader that misses an object (deleted while a paged listing ran)
+    or finds a listed one gone will see its replacement in a listing started afterwards:
+    list again and read what is new, until a round in which nothing vanished. The index is
+    then built from the objects that last listing shows (one read earlier and gone since
+    may name a pack that prune is deleting). An object that vanished without a replacement
+    described only packs no snapshot needs. Raise ObjectNotFoundError if objects keep
+    vanishing.
     """
-    attempts = _LOAD_ATTEMPTS
-    while True:
-        try:
-            return _load_listed(store, workers)
-        except ObjectNotFoundError:
-            attempts -= 1
-            if not attempts:
-                raise
+    read: dict[str, bytes] = {}
+    vanished: list[str] = []
+    for number in range(_LOAD_ROUNDS):
+        listed = [item.key for item in store.list(INDEX)]
+        vanished = _read_new(store, [k for k in listed if k not in read], read, workers)
+        if number > 0 and not vanished:
+            return _build(listed, read)
+    raise ObjectNotFoundError(vanished[0])
 
 
-def _load_listed(store: ObjectStore, workers: int) -> BlobIndex:
-    keys = [item.key for item in store.list(INDEX)]
-    index = BlobIndex()
+def _read_new(store: ObjectStore, keys: list[str], read: dict[str, bytes], workers: int) -> list[str]:
+    """Add these objects' bytes to `read`; return the keys that were gone."""
+    gone: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for key, data in zip(keys, pool.map(store.get, keys), strict=True):
-            for pack, entries in decode_index(data, key):
-                index.add(pack, entries, key)
+        for key, data in zip(keys, pool.map(functools.partial(_get_or_none, store), keys), strict=True):
+            if data is None:
+                gone.append(key)
+            else:
+                read[key] = data
+    return gone
+
+
+def _get_or_none(store: ObjectStore, key: str) -> bytes | None:
+    try:
+        return store.get(key)
+    except ObjectNotFoundError:
+        return None
+
+
+def _build(keys: list[str], read: dict[str, bytes]) -> BlobIndex:
+    index = BlobIndex()
+    for key in keys:
+        for pack, entries in decode_index(read.pop(key), key):
+            index.add(pack, entries, key)
     return index

@@ -12,6 +12,7 @@ there are many, so that cost stays bounded however long the history.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -64,19 +65,24 @@ def referenced_blobs(records: list[SnapshotRecord], loader: BlobLoader) -> set[b
 def index_plan(
     index: BlobIndex, live: set[int], merge_above: int = MERGE_ABOVE
 ) -> tuple[list[str], list[int]]:
-    """(index objects to delete, live packs of theirs that no kept object describes).
+    """(index objects to delete, live packs of theirs to index anew first).
 
     An object naming a dead pack always goes: kept, it would offer that pack's blobs to
-    deduplication after the pack is deleted.
+    deduplication after the pack is deleted. So do all objects describing a pack that
+    another object describes too (what a crash between writing and deleting leaves): the
+    pack is indexed anew once, complete, and no kept object shares a pack with one that goes.
     """
     objects = index.objects
-    replaced = {key for key, described in objects.items() if not live.issuperset(described.packs)}
+    described = collections.Counter(p for d in objects.values() for p in d.packs)
+    replaced = {
+        key
+        for key, d in objects.items()
+        if not live.issuperset(d.packs) or any(described[p] > 1 for p in d.packs)
+    }
     small = [k for k, d in objects.items() if k not in replaced and d.blobs < BLOBS_PER_INDEX // 2]
     if len(small) > merge_above:
         replaced.update(small)
-    still_described = {p for key, d in objects.items() if key not in replaced for p in d.packs}
-    orphaned = {p for key in replaced for p in objects[key].packs if p in live}
-    return sorted(replaced), sorted(orphaned - still_described)
+    return sorted(replaced), sorted({p for key in replaced for p in objects[key].packs if p in live})
 
 
 def unused_objects(store: ObjectStore, index: BlobIndex, used: set[bytes], now: datetime) -> Cleanup:
@@ -108,23 +114,44 @@ def _batches(index: BlobIndex, packs: list[int]) -> Iterator[list[tuple[bytes, l
         yield batch
 
 
-def write_index(store: ObjectStore, index: BlobIndex, packs: list[int]) -> None:
-    """Index `packs` in new objects, each named after its content."""
+def write_index(store: ObjectStore, index: BlobIndex, packs: list[int]) -> set[str]:
+    """Index `packs` in new objects, each named after its content; return their keys.
+
+    A prune repeated after a crash writes the same bytes again, under the same key as the
+    object it left: that key must then not be deleted with the objects it replaces.
+    """
+    written = set()
     for batch in _batches(index, packs):
         data = encode_index(batch)
-        store.put(index_key(blob_id(data)), data)
+        key = index_key(blob_id(data))
+        store.put(key, data)
+        written.add(key)
+    return written
+
+
+def replace_index(store: ObjectStore, index: BlobIndex, keys: list[str], packs: list[int]) -> None:
+    """Index `packs` anew, then delete the objects `keys` (never one just written)."""
+    written = write_index(store, index, packs)
+    store.delete([key for key in keys if key not in written])
+
+
+def _backup_plan(index: BlobIndex) -> tuple[list[str], list[int]]:
+    return index_plan(index, set(range(len(index.packs))), MERGE_ABOVE_IN_BACKUP)
+
+
+def merge_due(index: BlobIndex) -> bool:
+    """After a backup: are there so many small index objects that it should merge them?"""
+    return bool(_backup_plan(index)[0])
 
 
 def merge_small(store: ObjectStore, index: BlobIndex) -> int:
-    """After a backup: merge small index objects if there are very many. Return how many went."""
-    keys, packs = index_plan(index, set(range(len(index.packs))), MERGE_ABOVE_IN_BACKUP)
-    write_index(store, index, packs)
-    store.delete(keys)
+    """Merge small index objects if there are very many. Return how many went."""
+    keys, packs = _backup_plan(index)
+    replace_index(store, index, keys, packs)
     return len(keys)
 
 
 def delete_in_order(store: ObjectStore, forgotten: list[str], index: BlobIndex, cleanup: Cleanup) -> None:
     store.delete([snapshot_key(s) for s in forgotten])
-    write_index(store, index, cleanup.reindexed)
-    store.delete(cleanup.index_keys)
+    replace_index(store, index, cleanup.index_keys, cleanup.reindexed)
     store.delete(cleanup.packs)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import zstandard
 from structlog.testing import capture_logs
 
 from restore.backends import StoredObject
@@ -19,10 +21,20 @@ from restore.errors import ObjectNotFoundError, PermanentBackendError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
 from restore.snapshots.engine import Engine
-from restore.snapshots.format import DATA, INDEX, decode_index, pack_key
+from restore.snapshots.format import (
+    DATA,
+    INDEX,
+    KIND_DATA,
+    BlobEntry,
+    blob_id,
+    decode_index,
+    encode_index,
+    pack_key,
+)
 from restore.snapshots.index import load_index
 from restore.snapshots.prune import MERGE_ABOVE, MERGE_ABOVE_IN_BACKUP
 from tests.conftest import FakeClock
+from tests.support.forge import forge_snapshot, line
 from tests.support.trees import describe, write_file
 
 KEEP_ALL = RetentionPolicy(last=1000)
@@ -212,6 +224,88 @@ def test_a_prune_killed_at_any_step_leaves_a_usable_repository(
     assert all(r.ok for r in engine.verify(read_data=1.0))
 
 
+def assert_every_pack_indexed(store: LocalStore) -> None:
+    assert set(named_packs(store)) == {o.key for o in store.list(DATA)}
+
+
+@pytest.mark.parametrize("first", ["killed before old objects go", "its deletes failed"])
+def test_a_merge_repeated_after_it_was_cut_short_keeps_the_index_it_writes(
+    first, engine, store, clock, source, tmp_path
+):
+    # The repeated merge writes the same bytes under the same content-named key as the
+    # object the first one left: that object must not go with the ones it replaces.
+    daily_backups(engine, clock, source, MERGE_ABOVE + 2)
+    cut_short = (
+        CrashingStore(store.root, CRASH_POINTS["before old index objects go"])
+        if first.startswith("killed")
+        else RefusesIndexDeletes(store.root)
+    )
+    with pytest.raises((_Crash, PermanentBackendError)):
+        Engine(cut_short, clock=clock, owner="test").prune(KEEP_ALL, now=clock())
+    store.delete(["lease"])
+    engine.prune(KEEP_ALL, now=clock())
+    assert len(index_objects(store)) == 1
+    assert_every_pack_indexed(store)
+    assert all(r.ok for r in engine.verify(read_data=1.0))
+    assert restored(engine, engine.snapshots()[0].id, tmp_path / "dest") == describe(source)
+
+
+def test_a_backup_merge_repeated_after_failed_deletes_keeps_the_index_it_writes(engine, store, clock, source):
+    daily_backups(engine, clock, source, MERGE_ABOVE_IN_BACKUP // 2)
+    write_file(source / "one more", b"tips it over")
+    refusing = Engine(RefusesIndexDeletes(store.root), clock=clock, owner="test")
+    refusing.backup(source, BackupOptions())  # merged object written, old ones kept
+    refusing.backup(source, BackupOptions())  # nothing changed: the same merged object again
+    engine.backup(source, BackupOptions())
+    assert len(index_objects(store)) == 1
+    assert_every_pack_indexed(store)
+    assert all(r.ok for r in engine.verify(read_data=1.0))
+
+
+def _pack(store: LocalStore, blobs: list[bytes]) -> tuple[bytes, list[BlobEntry]]:
+    pack, body, entries = os.urandom(32), b"", []
+    for data in blobs:
+        frame = zstandard.ZstdCompressor().compress(data)
+        entries.append(BlobEntry(blob_id(data), KIND_DATA, len(body), len(frame), len(data)))
+        body += frame
+    store.put(pack_key(pack), body)
+    return pack, entries
+
+
+def test_a_blob_stored_twice_keeps_an_index_entry_when_descriptions_overlap(store, tmp_path):
+    """What an interrupted merge can leave when blob X is stored in packs P1 and P2: an old
+    object naming P1 complete (and a dead P3), P2's object, and P1 rewritten without X
+    (X was found in P2 then). The prune must index P1 anew, complete, not trust the partial
+    description and drop the only entries for X."""
+    x, a, b, c = (os.urandom(1000) for _ in range(4))
+    p1, (x_in_p1, a_in_p1) = _pack(store, [x, a])
+    p2, (x_in_p2, b_in_p2) = _pack(store, [x, b])
+    p3, (c_in_p3,) = _pack(store, [c])
+    store.put(f"{INDEX}{'00' * 32}", encode_index([(p1, [x_in_p1, a_in_p1]), (p3, [c_in_p3])]))
+    store.put(f"{INDEX}{'80' * 32}", encode_index([(p2, [x_in_p2, b_in_p2])]))
+    store.put(f"{INDEX}{'ff' * 32}", encode_index([(p1, [a_in_p1])]))
+    day = datetime(2030, 1, 1, tzinfo=UTC)
+    forge_snapshot(
+        store,
+        [line("b", size=1000, chunks=[blob_id(b)]), line("c", size=1000, chunks=[blob_id(c)])],
+        "0000000000000001",
+        day,
+    )
+    keep = forge_snapshot(
+        store,
+        [line("a", size=1000, chunks=[blob_id(a)]), line("x", size=1000, chunks=[blob_id(x)])],
+        "0000000000000002",
+        day + timedelta(days=1),
+    )
+    engine = Engine(store, clock=FakeClock(day + timedelta(days=2)), owner="test")
+    engine.prune(RetentionPolicy(last=1), now=day + timedelta(days=2))
+    assert [s.id for s in engine.snapshots()] == [keep]
+    assert blob_id(x) in load_index(store, workers=2)
+    assert_indexed_packs_exist(store)
+    assert all(r.ok for r in engine.verify(read_data=1.0))
+    assert set(restored(engine, keep, tmp_path / "dest")) == {"a", "x"}
+
+
 class ListsThenPrunes(LocalStore):
     """Lets a prune run between a reader's listing of the index and its reads: the race
     of a restore in one pod with a prune in another."""
@@ -238,9 +332,69 @@ def test_a_reader_that_listed_replaced_index_objects_lists_again(engine, store, 
     assert sum(d.blobs for d in index.objects.values()) == len(index)
 
 
-def test_a_reader_gives_up_when_the_index_keeps_vanishing(engine, store, clock, source):
+class PagedListing(LocalStore):
+    """Lists one key per page, as S3 lists a thousand, and lets `between` run after the
+    first page: a replacement can then land in a page already listed while the object it
+    replaces vanishes from one not listed yet."""
+
+    def __init__(self, root: Path, between: Callable[[], object]) -> None:
+        super().__init__(root)
+        self.between: Callable[[], object] | None = between
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        keys = list(super().list(prefix))
+        if not keys:
+            return
+        yield keys[0]
+        if prefix == INDEX and self.between is not None:
+            between, self.between = self.between, None
+            between()
+        yield from (o for o in super().list(prefix) if o.key > keys[0].key)
+
+
+def test_a_reader_whose_paged_listing_missed_a_replacement_lists_again(engine, store, clock, source):
     daily_backups(engine, clock, source, 4)
-    vanishing = ListsThenPrunes(store.root, lambda listed: store.delete(listed[:1]), times=5)
-    with pytest.raises(ObjectNotFoundError, match="index/"):
-        load_index(vanishing, workers=2)
-    assert vanishing.times == 2  # three listings, then it gave up
+    complete = load_index(store, workers=2)
+    first, *others = index_objects(store)
+
+    def replace_the_others() -> None:
+        # As a prune does, the replacement first, here under a key before `first`.
+        replacement = f"{INDEX}{'00' * 32}"
+        assert replacement < first
+        packs = [number for key in others for number in complete.objects[key].packs]
+        store.put(replacement, encode_index(complete.pack_entries(packs)))
+        store.delete(others)
+
+    index = load_index(PagedListing(store.root, replace_the_others), workers=2)
+    assert set(index.blobs()) == set(complete.blobs())
+
+
+class ListsAGhost(LocalStore):
+    """Lists, the first `times` times, one more index object that is gone when read."""
+
+    def __init__(self, root: Path, times: int) -> None:
+        super().__init__(root)
+        self.times = times
+        self.listings = 0
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        yield from super().list(prefix)
+        if prefix == INDEX:
+            self.listings += 1
+            if self.listings <= self.times:
+                yield StoredObject(f"{INDEX}{self.listings:064x}", 1, datetime.now(UTC))
+
+
+def test_a_listed_object_gone_without_replacement_is_skipped(engine, store, clock, source):
+    # What a prune does to an object whose packs are all dead: deletes it, replaces nothing.
+    daily_backups(engine, clock, source, 2)
+    index = load_index(ListsAGhost(store.root, times=1), workers=2)
+    assert set(index.blobs()) == set(load_index(store, workers=2).blobs())
+
+
+def test_a_reader_gives_up_when_index_objects_keep_vanishing(engine, store, clock, source):
+    daily_backups(engine, clock, source, 2)
+    ghosts = ListsAGhost(store.root, times=100)
+    with pytest.raises(ObjectNotFoundError, match=r"index/0+4$"):
+        load_index(ghosts, workers=2)
+    assert ghosts.listings == 4
