@@ -158,7 +158,10 @@ class Engine:
     # -- writing -------------------------------------------------------------------------
 
     def _ensure_config(self) -> None:
-        if not self.store.create(CONFIG_KEY, config_document(secrets.token_hex(16))):
+        # Looked for first: a conditional create that fails costs a write (on S3 a PUT).
+        if self.store.stat(CONFIG_KEY) is not None or not self.store.create(
+            CONFIG_KEY, config_document(secrets.token_hex(16))
+        ):
             self._check_config()
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
