@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from restore.backends import ObjectStore
-from restore.errors import ObjectNotFoundError
+from restore.errors import ObjectNotFoundError, TransientBackendError
 from restore.snapshots.format import INDEX, BlobEntry, decode_index
 
 _KIND_BITS, _RAW_BITS, _LEN_BITS, _OFF_BITS = 1, 24, 24, 40
@@ -116,33 +116,38 @@ def load_index(store: ObjectStore, workers: int) -> BlobIndex:
     """Read every index object (several at a time: on S3 each is a round trip).
 
     A prune replaces index objects while others read, writing every replacement before it
-    deletes anything. So a reader that misses an object (deleted while a paged listing ran)
-    or finds a listed one gone will see its replacement in a listing started afterwards:
-    list again and read what is new, until a round in which nothing vanished. The index is
-    then built from the objects that last listing shows (one read earlier and gone since
-    may name a pack that prune is deleting). An object that vanished without a replacement
-    described only packs no snapshot needs. Raise ObjectNotFoundError if objects keep
-    vanishing.
+    deletes anything. So a reader that missed an object (deleted while a paged listing ran)
+    or found a listed one gone sees its replacement in a listing started afterwards. Hence:
+    list, read what is new, and return once a later listing shows nothing new that vanished
+    and still shows everything read (an object read and gone since may name a pack the
+    prune is deleting: then start over). An object that vanished without a replacement
+    described only packs no snapshot needs. Raise TransientBackendError if the index keeps
+    changing.
     """
-    read: dict[str, bytes] = {}
-    vanished: list[str] = []
+    index, read = BlobIndex(), set[str]()
     for number in range(_LOAD_ROUNDS):
         listed = [item.key for item in store.list(INDEX)]
-        vanished = _read_new(store, [k for k in listed if k not in read], read, workers)
-        if number > 0 and not vanished:
-            return _build(listed, read)
-    raise ObjectNotFoundError(vanished[0])
+        settled = number > 0 and read.issubset(listed)
+        if not settled:
+            index, read = BlobIndex(), set()
+        new = [key for key in listed if key not in read]
+        gone = _read_into(index, store, new, workers)
+        read.update(key for key in new if key not in gone)
+        if settled and not gone:
+            return index
+    raise TransientBackendError(f"{store.describe()}: the index kept changing while it was read")
 
 
-def _read_new(store: ObjectStore, keys: list[str], read: dict[str, bytes], workers: int) -> list[str]:
-    """Add these objects' bytes to `read`; return the keys that were gone."""
+def _read_into(index: BlobIndex, store: ObjectStore, keys: list[str], workers: int) -> list[str]:
+    """Add these index objects; return those that were gone."""
     gone: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for key, data in zip(keys, pool.map(functools.partial(_get_or_none, store), keys), strict=True):
             if data is None:
                 gone.append(key)
-            else:
-                read[key] = data
+                continue
+            for pack, entries in decode_index(data, key):
+                index.add(pack, entries, key)
     return gone
 
 
@@ -151,11 +156,3 @@ def _get_or_none(store: ObjectStore, key: str) -> bytes | None:
         return store.get(key)
     except ObjectNotFoundError:
         return None
-
-
-def _build(keys: list[str], read: dict[str, bytes]) -> BlobIndex:
-    index = BlobIndex()
-    for key in keys:
-        for pack, entries in decode_index(read.pop(key), key):
-            index.add(pack, entries, key)
-    return index

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from restore.backends import StoredObject
 from restore.backends.local import LocalStore
-from restore.errors import ObjectNotFoundError, PermanentBackendError
+from restore.errors import PermanentBackendError, TransientBackendError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
 from restore.snapshots.engine import Engine
@@ -332,6 +332,30 @@ def test_a_reader_that_listed_replaced_index_objects_lists_again(engine, store, 
     assert sum(d.blobs for d in index.objects.values()) == len(index)
 
 
+class PrunesBeforeTheSecondListing(LocalStore):
+    def __init__(self, root: Path, prune: Callable[[], object]) -> None:
+        super().__init__(root)
+        self.prune = prune
+        self.listings = 0
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        if prefix == INDEX:
+            self.listings += 1
+            if self.listings == 2:
+                self.prune()
+        return super().list(prefix)
+
+
+def test_a_reader_whose_objects_were_replaced_after_it_read_them_starts_over(engine, store, clock, source):
+    # Kept, the objects read first could name packs the prune deletes next.
+    daily_backups(engine, clock, source, MERGE_ABOVE + 2)
+    racing = PrunesBeforeTheSecondListing(store.root, lambda: engine.prune(KEEP_ALL, now=clock()))
+    index = load_index(racing, workers=2)
+    assert racing.listings == 3
+    assert set(index.objects) == set(index_objects(store))
+    assert set(index.blobs()) == set(load_index(store, workers=2).blobs())
+
+
 class PagedListing(LocalStore):
     """Lists one key per page, as S3 lists a thousand, and lets `between` run after the
     first page: a replacement can then land in a page already listed while the object it
@@ -395,6 +419,6 @@ def test_a_listed_object_gone_without_replacement_is_skipped(engine, store, cloc
 def test_a_reader_gives_up_when_index_objects_keep_vanishing(engine, store, clock, source):
     daily_backups(engine, clock, source, 2)
     ghosts = ListsAGhost(store.root, times=100)
-    with pytest.raises(ObjectNotFoundError, match=r"index/0+4$"):
+    with pytest.raises(TransientBackendError, match="the index kept changing while it was read"):
         load_index(ghosts, workers=2)
     assert ghosts.listings == 4
