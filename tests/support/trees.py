@@ -6,7 +6,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from restore.model import STATE_DIR
 
@@ -31,6 +31,17 @@ def describe(root: Path) -> dict[str, tuple[Any, ...]]:
                 digest = hashlib.sha256(full.read_bytes()).hexdigest()
                 found[rel] = ("file", mode, info.st_mtime_ns, digest, info.st_uid, info.st_gid)
     return found
+
+
+class Restorer(Protocol):
+    def restore(self, snapshot_id: str, dest: Path) -> object: ...
+
+
+def restored(repository: Restorer, snapshot_id: str, dest: Path) -> dict[str, tuple[Any, ...]]:
+    """Restore a snapshot into the new folder `dest`; return what it holds (see `describe`)."""
+    dest.mkdir()
+    repository.restore(snapshot_id, dest)
+    return describe(dest)
 
 
 def write_file(path: Path, data: bytes, *, mtime_ns: int = PAST_NS, mode: int = 0o644) -> Path:

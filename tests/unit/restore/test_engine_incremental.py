@@ -8,7 +8,7 @@ from pathlib import Path
 from restore.backends.local import LocalStore
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
-from tests.support.trees import age_tree, write_file
+from tests.support.trees import age_tree, describe, restored, write_file
 
 
 def _objects(store: LocalStore, prefix: str) -> int:
@@ -92,18 +92,13 @@ def test_deleted_files_disappear_from_the_next_snapshot(engine: Engine, source: 
 def test_unchanged_files_restore_from_an_incremental_snapshot(
     engine: Engine, source: Path, tmp_path: Path
 ) -> None:
-    from tests.support.trees import describe
-
     write_file(source / "a", os.urandom(3 << 20))
     write_file(source / "b", b"small")
     age_tree(source)
     engine.backup(source, BackupOptions())
     result = engine.backup(source, BackupOptions())
     assert result.stats.files_unchanged == 2
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    engine.restore(result.snapshot.id, dest)
-    assert describe(dest) == describe(source)
+    assert restored(engine, result.snapshot.id, tmp_path / "dest") == describe(source)
 
 
 def test_rewrite_with_reset_mtime_is_noticed_by_its_ctime(engine: Engine, source: Path) -> None:
@@ -122,8 +117,6 @@ def test_rewrite_with_reset_mtime_is_noticed_by_its_ctime(engine: Engine, source
 def test_metadata_changes_reach_the_next_snapshot(engine: Engine, source: Path, tmp_path: Path) -> None:
     # Unchanged entries reuse their previous manifest line; a changed folder mode, folder
     # mtime or symlink target must not be hidden by that shortcut.
-    from tests.support.trees import describe
-
     write_file(source / "d" / "keep", b"same")
     write_file(source / "e" / "keep", b"same")
     (source / "link").symlink_to("d/keep")
@@ -135,7 +128,4 @@ def test_metadata_changes_reach_the_next_snapshot(engine: Engine, source: Path, 
     os.utime(source / "e", ns=(10**18, 10**18))
     result = engine.backup(source, BackupOptions())
     assert result.stats.files_unchanged == 2
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    engine.restore(result.snapshot.id, dest)
-    assert describe(dest) == describe(source)
+    assert restored(engine, result.snapshot.id, tmp_path / "dest") == describe(source)

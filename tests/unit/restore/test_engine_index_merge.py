@@ -35,7 +35,7 @@ from restore.snapshots.index import load_index
 from restore.snapshots.prune import MERGE_ABOVE, MERGE_ABOVE_IN_BACKUP
 from tests.conftest import FakeClock
 from tests.support.forge import forge_snapshot, line
-from tests.support.trees import describe, write_file
+from tests.support.trees import describe, restored, write_file
 
 KEEP_ALL = RetentionPolicy(last=1000)
 
@@ -63,12 +63,6 @@ def daily_backups(engine: Engine, clock: FakeClock, source: Path, days: int) -> 
         engine.backup(source, BackupOptions())
         clock.advance(days=1)
     return contents
-
-
-def restored(engine: Engine, snapshot: str, dest: Path) -> dict[str, tuple[object, ...]]:
-    dest.mkdir()
-    engine.restore(snapshot, dest)
-    return describe(dest)
 
 
 @pytest.fixture
