@@ -22,7 +22,7 @@ from pathlib import Path
 from harness import ROOT, age_tree_mtimes, caretaker, fresh, interleave, runtime_venv, text, timed, workdir
 
 sys.path.insert(0, str(ROOT))
-from restore.backends import OpenOptions, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
 from restore.snapshots.format import INDEX
 from tests.support.seaweed import SeaweedServer

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 # The requirement: no storage library on this path. The sidecar's stack should not be
-# there either (sidecar/cli.py is meant to stay argparse-level); it is reported, not fatal.
+# there either (caretaker/cli.py is meant to stay argparse-level); it is reported, not fatal.
 STORAGE = ("boto3", "botocore", "s3transfer", "git")
 SIDECAR_STACK = ("apscheduler", "prometheus_client", "yaml", "tzlocal")
 URLS = {

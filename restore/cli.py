@@ -9,26 +9,13 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import structlog
 
 from restore import __version__, logs
-from restore.cliargs import apply_environment, subcommand_parser
-from restore.commands import Command, Context
+from restore.commands import Command, Context, backup, prune, restore, snapshots, verify
+from restore.commands.options import apply_environment, subcommand_parser
 from restore.errors import EXIT_CANCELLED, EXIT_USAGE, CaretakerError, ConfigError, exit_code_of
-
-DEFAULT_PATH = Path("/data")
-
-
-def add_repository_options(parser: argparse.ArgumentParser, *, path_help: str) -> None:
-    """The options (nearly) every command shares: where the repository is, which folder."""
-    parser.add_argument(
-        "--repository",
-        metavar="URL",
-        help="repository URL: file:///dir, s3://bucket/prefix, git+ssh://host/repo.git, ...",
-    )
-    parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help=path_help)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +50,6 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
 
 def base_commands() -> list[Command]:
     """The commands of the base layer (no scheduler, no HTTP)."""
-    from restore.commands import backup, prune, restore, snapshots, verify  # noqa: PLC0415
-
     return [backup.COMMAND, restore.COMMAND, snapshots.COMMAND, verify.COMMAND, prune.COMMAND]
 
 

@@ -1,11 +1,12 @@
-"""Time is injected (`Clock`) wherever it matters, so tests never monkeypatch `datetime`."""
+"""Time: the injected `Clock` (tests never monkeypatch `datetime`), the one time format, durations."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
+_ZERO_DURATIONS = frozenset({"0", "0s", "0m", "0h", "0d"})
 
 
 def utc_now() -> datetime:
@@ -24,3 +25,31 @@ def parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"time has no zone offset: {text!r}")
     return moment.astimezone(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90s`, `15m`, `2h`, `7d`, `2w` or combinations like `1h30m`.
+
+    Raise ValueError if the text is not such a duration or is not positive.
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    total = 0
+    number = ""
+    for char in text.strip():
+        if char.isdigit():
+            number += char
+        elif char in units and number:
+            total += int(number) * units[char]
+            number = ""
+        else:
+            raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
+    if number or total <= 0:
+        raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
+    return timedelta(seconds=total)
+
+
+def duration_or_zero(text: str) -> timedelta:
+    """Parse a duration like `30s`, also accepting zero. Raise ValueError if invalid."""
+    if text.strip() in _ZERO_DURATIONS:
+        return timedelta(0)
+    return parse_duration(text)

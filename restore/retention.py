@@ -89,24 +89,3 @@ def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: date
     keep = [s for s in ordered if reasons[s.id]]
     remove = [s for s in ordered if not reasons[s.id]]
     return Selection(keep, remove, {k: tuple(v) for k, v in reasons.items() if v})
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse `90s`, `15m`, `2h`, `7d`, `2w` or combinations like `1h30m`.
-
-    Raise ValueError if the text is not such a duration or is not positive.
-    """
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    total = 0
-    number = ""
-    for char in text.strip():
-        if char.isdigit():
-            number += char
-        elif char in units and number:
-            total += int(number) * units[char]
-            number = ""
-        else:
-            raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
-    if number or total <= 0:
-        raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
-    return timedelta(seconds=total)

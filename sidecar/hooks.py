@@ -16,7 +16,7 @@ import structlog
 
 from restore.errors import CaretakerError
 from sidecar import jobs
-from sidecar.config import CommandSpec, Hook, redact_url
+from sidecar.settings.model import CommandSpec, Hook, redact_url
 
 
 class HookFailedError(CaretakerError):

@@ -28,10 +28,10 @@ import structlog
 from restore import __version__
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
-from sidecar.config import CommandSpec, HttpSpec, redact_url
+from sidecar.settings.model import CommandSpec, HttpSpec, redact_url
 
 if TYPE_CHECKING:
-    from restore.backends import Repository
+    from restore.repository import Repository
     from restore.retention import RetentionPolicy
 
 KILL_GRACE_SECONDS = 5.0  # SIGTERM to the group, then SIGKILL after this long

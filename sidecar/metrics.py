@@ -16,8 +16,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from restore.initcontainer.outcome import Outcome, OutcomeKind, read_result, result_path
 from restore.model import BackupStats
-from restore.outcome import Outcome, OutcomeKind, read_result, result_path
 
 RESULTS = ("success", "failure", "skipped_overlap", "refused")
 FILE_STATES = ("new", "changed", "unchanged")

@@ -15,8 +15,8 @@ from datetime import timedelta
 
 import structlog
 
-from restore.backends import Repository
 from restore.clock import Clock
+from restore.repository import Repository
 from sidecar.runner import RepositoryOpener
 from sidecar.status import StatusBoard
 

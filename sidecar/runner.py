@@ -17,13 +17,13 @@ from datetime import timedelta
 
 import structlog
 
-from restore.backends import Repository
 from restore.clock import Clock
 from restore.commands import host_name
 from restore.errors import CaretakerError, LeaseHeldError, RefusedError, TransientBackendError
 from restore.model import BackupOptions
+from restore.repository import Repository
 from sidecar import hooks, jobs
-from sidecar.config import (
+from sidecar.settings.model import (
     BackupAction,
     CommandSpec,
     HttpSpec,

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from sidecar.config import Listen
+from sidecar.settings.model import Listen
 
 Response = tuple[int, str, bytes]
 Route = Callable[[], Response]

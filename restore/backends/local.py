@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import SplitResult, unquote
 
-from restore.backends import StoredObject
 from restore.diskflush import fsync_dir
 from restore.errors import (
     ConfigError,
@@ -25,6 +24,7 @@ from restore.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
+from restore.snapshots.store import StoredObject
 
 _TEMP_MARK = ".tmp-"
 

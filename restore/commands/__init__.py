@@ -11,10 +11,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import Clock, utc_now
+from restore.errors import ConfigError
 
 if TYPE_CHECKING:
-    from restore.backends import Repository
+    from restore.repository import Repository
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,9 +54,6 @@ class Command:
 
 def open_from_args(args: argparse.Namespace, ctx: Context) -> Repository:
     """Open the repository named by --repository. Raise ConfigError if none was given."""
-    from restore.backends import OpenOptions, open_repository  # noqa: PLC0415
-    from restore.errors import ConfigError  # noqa: PLC0415
-
     if not args.repository:
         raise ConfigError.single(
             "repository", None, "no repository given: set --repository or CARETAKER_REPOSITORY"

@@ -8,12 +8,11 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, host_name, open_from_args
+from restore.commands.options import add_repository_options
 from restore.model import BackupOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from restore.cli import add_repository_options  # noqa: PLC0415
-
     add_repository_options(parser, path_help="the data folder to back up")
     parser.add_argument(
         "--exclude",

@@ -7,14 +7,12 @@ import contextlib
 
 import structlog
 
-from restore.cliargs import duration_arg
 from restore.commands import Command, Context, open_from_args
+from restore.commands.options import add_repository_options, duration_arg
 from restore.retention import KEEP_RULES, RetentionPolicy
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from restore.cli import add_repository_options  # noqa: PLC0415
-
     add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
     for rule in KEEP_RULES:
         parser.add_argument(

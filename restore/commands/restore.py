@@ -1,9 +1,9 @@
 """`caretaker restore`: the init container that makes the data volume ready, or keeps the
 pod from starting.
 
-Parsing and reporting live here; the work is `restore.action`. The action module is
-imported only when the command runs, and the repository is opened only when the volume
-needs data, so a pod restart on a populated volume stays cheap.
+Parsing and reporting live here; the work is `restore.initcontainer`. The repository (and
+with it boto3 or GitPython) is opened only when the volume needs data, so a pod restart on a
+populated volume stays cheap.
 """
 
 from __future__ import annotations
@@ -12,16 +12,23 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from restore.cliargs import duration_arg
+import structlog
+
 from restore.clock import parse_time
 from restore.commands import Command, Context, open_from_args
+from restore.commands.options import add_repository_options, duration_arg
+from restore.errors import ConfigError, exit_code_of
+from restore.initcontainer.action import Effects, prepare_volume
+from restore.initcontainer.allocator import keep_freed_memory
+from restore.initcontainer.cancel import SignalGuard
+from restore.initcontainer.decision import RestoreSettings
+from restore.initcontainer.healthcheck import parse_command
+from restore.initcontainer.outcome import Outcome, write_result, write_termination_log
+from restore.initcontainer.plan import plan
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from restore.action import Effects
-    from restore.decision import RestoreSettings
-    from restore.outcome import Outcome
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -120,8 +127,6 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from restore.cli import add_repository_options  # noqa: PLC0415
-
     add_repository_options(parser, path_help="the data folder to restore into (usually a volume mount)")
     for flag, options in OPTIONS:
         parser.add_argument(flag, **options)
@@ -129,9 +134,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
     """Raise ConfigError naming each bad flag."""
-    from restore.decision import RestoreSettings  # noqa: PLC0415
-    from restore.healthcheck import parse_command  # noqa: PLC0415
-
     return RestoreSettings(
         path=args.path.absolute(),
         snapshot=args.snapshot,
@@ -146,12 +148,6 @@ def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    import structlog  # noqa: PLC0415
-
-    from restore.action import Effects, restore  # noqa: PLC0415
-    from restore.allocator import keep_freed_memory  # noqa: PLC0415
-    from restore.cancel import SignalGuard  # noqa: PLC0415
-    from restore.errors import ConfigError  # noqa: PLC0415
 
     keep_freed_memory(ctx.environ)
     log = structlog.get_logger().bind(command="restore")
@@ -170,14 +166,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         )
         if args.dry_run:
             return dry_run(settings, effects, args, ctx)
-        outcome = restore(settings, effects)
+        outcome = prepare_volume(settings, effects)
     return report(outcome, args, ctx, log)
 
 
 def dry_run(settings: RestoreSettings, effects: Effects, args: argparse.Namespace, ctx: Context) -> int:
     """Print the plan; errors propagate to the CLI (logged, exit code), nothing is written."""
-    from restore.action import plan  # noqa: PLC0415
-
     document = plan(settings, effects)
     if args.json:
         ctx.print_json(document)
@@ -187,9 +181,6 @@ def dry_run(settings: RestoreSettings, effects: Effects, args: argparse.Namespac
 
 
 def _config_failure(error: Exception, ctx: Context) -> Outcome:
-    from restore.errors import exit_code_of  # noqa: PLC0415
-    from restore.outcome import Outcome  # noqa: PLC0415
-
     return Outcome(
         outcome="failed",
         exit_code=exit_code_of(error),
@@ -205,7 +196,6 @@ def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -
     A result file or termination log that cannot be written is logged, not fatal: the exit
     code already tells Kubernetes what happened.
     """
-    from restore.outcome import write_result, write_termination_log  # noqa: PLC0415
 
     (log.info if outcome.exit_code == 0 else log.error)("restore.outcome", **outcome.to_json())
     if args.json:

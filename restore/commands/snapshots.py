@@ -7,11 +7,10 @@ import contextlib
 
 from restore.clock import format_time
 from restore.commands import Command, Context, open_from_args
+from restore.commands.options import add_repository_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from restore.cli import add_repository_options  # noqa: PLC0415
-
     add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
     parser.add_argument("--json", action="store_true", help="print a JSON array")
 

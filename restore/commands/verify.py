@@ -8,6 +8,7 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, open_from_args
+from restore.commands.options import add_repository_options
 from restore.errors import IntegrityError
 
 
@@ -19,8 +20,6 @@ def _fraction(text: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from restore.cli import add_repository_options  # noqa: PLC0415
-
     add_repository_options(parser, path_help="unused; accepted so one environment fits all commands")
     parser.add_argument(
         "--snapshot",

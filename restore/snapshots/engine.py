@@ -13,7 +13,6 @@ from pathlib import Path
 import structlog
 import zstandard
 
-from restore.backends import ObjectStore
 from restore.clock import Clock, utc_now
 from restore.errors import (
     CaretakerError,
@@ -36,7 +35,9 @@ from restore.model import (
 )
 from restore.retention import RetentionPolicy, select
 from restore.snapshots import prune as gc
-from restore.snapshots.backup import BackupRun, ChunkPipeline, tolerant
+from restore.snapshots.backup import BackupRun, tolerant
+from restore.snapshots.chunks import ChunkPipeline
+from restore.snapshots.extract import extract_tree
 from restore.snapshots.format import (
     CONFIG_KEY,
     KIND_DATA,
@@ -53,7 +54,7 @@ from restore.snapshots.lease import Lease
 from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
 from restore.snapshots.packer import Packer, Uploader
 from restore.snapshots.reader import BlobLoader
-from restore.snapshots.restorer import restore_tree
+from restore.snapshots.store import ObjectStore
 from restore.snapshots.verify import verify_records
 
 
@@ -133,7 +134,7 @@ class Engine:
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
         record = self._record(snapshot_id)
         index = load_index(self.store, self._workers)
-        return restore_tree(
+        return extract_tree(
             store=self.store,
             index=index,
             record=record,

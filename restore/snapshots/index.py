@@ -8,9 +8,9 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from restore.backends import ObjectStore
 from restore.errors import ObjectNotFoundError, TransientBackendError
 from restore.snapshots.format import INDEX, BlobEntry, decode_index
+from restore.snapshots.store import ObjectStore
 
 _KIND_BITS, _RAW_BITS, _LEN_BITS, _OFF_BITS = 1, 24, 24, 40
 _PACK_SHIFT = _KIND_BITS + _RAW_BITS + _LEN_BITS + _OFF_BITS

@@ -16,10 +16,10 @@ from typing import Self
 
 import structlog
 
-from restore.backends import ObjectStore
 from restore.clock import Clock, format_time, parse_time
 from restore.errors import CaretakerError, LeaseHeldError
 from restore.snapshots.format import LEASE_KEY
+from restore.snapshots.store import ObjectStore
 
 DEFAULT_TTL = timedelta(minutes=5)
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from restore.errors import IntegrityError
 from restore.model import STATE_DIR
-from restore.snapshots.format import CHUNK_SIZE, ID_BYTES
+from restore.snapshots.format import CHUNK_SIZE, ID_BYTES, SnapshotRecord
 
 FILE, DIR, SYMLINK = "f", "d", "l"
 _MIN_PIECE = 32 << 10
@@ -242,3 +242,8 @@ def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
             open_dirs.append(entry.path)
         previous = key
         yield entry
+
+
+def entries_of(record: SnapshotRecord, load_piece: Callable[[bytes], bytes]) -> Iterator[Entry]:
+    """A snapshot's manifest entries, validated as a restore needs them (see `validated`)."""
+    return validated(read_entries(record.manifest, load_piece))

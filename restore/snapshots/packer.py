@@ -6,9 +6,9 @@ import secrets
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from restore.backends import ObjectStore
 from restore.snapshots.format import BlobEntry, encode_index, index_key, pack_key
 from restore.snapshots.index import BlobIndex
+from restore.snapshots.store import ObjectStore
 
 PACK_TARGET = 16 << 20
 # Tiny blobs (small files compress to a few dozen bytes) would otherwise put hundreds of

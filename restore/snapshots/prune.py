@@ -17,7 +17,6 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from restore.backends import ObjectStore
 from restore.snapshots.format import (
     DATA,
     BlobEntry,
@@ -29,8 +28,9 @@ from restore.snapshots.format import (
     snapshot_key,
 )
 from restore.snapshots.index import BlobIndex
+from restore.snapshots.manifest import entries_of
 from restore.snapshots.reader import BlobLoader
-from restore.snapshots.restorer import entries_of
+from restore.snapshots.store import ObjectStore
 
 # Unindexed packs are what a running (or killed) backup leaves before it writes its
 # index: keep them this long, so a writer that lost its lease is never robbed mid-way.

@@ -7,10 +7,10 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from restore.backends import ObjectStore
 from restore.errors import ObjectNotFoundError
 from restore.snapshots.format import BlobDamageError, decompress_blob, pack_key
 from restore.snapshots.index import BlobIndex, Location
+from restore.snapshots.store import ObjectStore
 
 
 class BlobLoader:

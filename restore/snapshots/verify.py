@@ -7,7 +7,6 @@ import math
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from restore.backends import ObjectStore
 from restore.errors import IntegrityError
 from restore.model import SHOWN_FILES, Damage, VerifyResult
 from restore.snapshots.format import (
@@ -18,8 +17,9 @@ from restore.snapshots.format import (
     pack_key,
 )
 from restore.snapshots.index import BlobIndex
+from restore.snapshots.manifest import entries_of
 from restore.snapshots.reader import BlobLoader
-from restore.snapshots.restorer import entries_of
+from restore.snapshots.store import ObjectStore
 
 
 def damaged_packs(store: ObjectStore, index: BlobIndex) -> dict[str, str]:

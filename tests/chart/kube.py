@@ -126,7 +126,7 @@ def check_sidecar_config(config_text: str, tmp_path: Path) -> str:
     """Run `caretaker sidecar --check-config` on a config; return its output (fail on exit 2)."""
     config = tmp_path / "config.yaml"
     config.write_text(config_text, encoding="utf-8")
-    argv = [sys.executable, "-m", "sidecar", "sidecar", "--check-config", "--config", str(config)]
+    argv = [sys.executable, "-m", "caretaker", "sidecar", "--check-config", "--config", str(config)]
     return run([*argv, "--repository", (tmp_path / "repo").as_uri()]).stdout
 
 

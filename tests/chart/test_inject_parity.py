@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.inject import InjectOptions, inject_documents
+from caretaker.inject.manifests import InjectOptions, inject_documents
 from tests.chart.kube import container, of_kind, pod_spec, render
 
 pytestmark = pytest.mark.integration

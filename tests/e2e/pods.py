@@ -276,7 +276,7 @@ def backups_done(listen: str) -> float:
 def host_backup(e2e_s3: SeaweedServer, repository: str, path: Path) -> None:
     """A snapshot of `path` made by the host's caretaker, for a pod to restore."""
     subprocess.run(
-        [sys.executable, "-m", "sidecar", "backup", "--repository", repository, "--path", str(path)],
+        [sys.executable, "-m", "caretaker", "backup", "--repository", repository, "--path", str(path)],
         env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
         capture_output=True,
         text=True,
@@ -288,7 +288,7 @@ def host_backup(e2e_s3: SeaweedServer, repository: str, path: Path) -> None:
 def host_snapshots(e2e_s3: SeaweedServer, repository: str) -> list[dict[str, Any]]:
     """The repository's snapshots as the host's caretaker sees them, newest first."""
     done = subprocess.run(
-        [sys.executable, "-m", "sidecar", "snapshots", "--json", "--repository", repository],
+        [sys.executable, "-m", "caretaker", "snapshots", "--json", "--repository", repository],
         env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
         capture_output=True,
         text=True,

@@ -73,7 +73,7 @@ def test_snapshots_lists_what_the_host_backed_up(
     repository = f"s3://{bucket}/smoke"
     (tmp_path / "hello.txt").write_text("hello\n")
     subprocess.run(
-        [sys.executable, "-m", "sidecar", "backup", "--repository", repository, "--path", str(tmp_path)],
+        [sys.executable, "-m", "caretaker", "backup", "--repository", repository, "--path", str(tmp_path)],
         env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
         check=True,
         capture_output=True,

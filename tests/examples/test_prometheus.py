@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.inject import METRICS_PORT_NAME
+from caretaker.inject.manifests import METRICS_PORT_NAME
 from tests.chart.kube import EXAMPLES, one, promtool, render
 
 pytestmark = pytest.mark.integration

@@ -64,7 +64,7 @@ class Pod:
         argv = [
             sys.executable,
             "-m",
-            "sidecar",
+            "caretaker",
             *args,
             "--repository",
             self.repository,

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def _backup_process(repo: Path, source: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CARETAKER_REPOSITORY": f"file://{repo}", "CARETAKER_PATH": str(source)}
     return subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "backup"],
+        [sys.executable, "-m", "caretaker", "backup"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from restore.backends import OpenOptions, open_repository
-from restore.backends.git_stage import BackupWriter
+from caretaker import cli
+from restore.backends.git.stage import BackupWriter
+from restore.backends.registry import OpenOptions, open_repository
 from restore.model import STATE_DIR, BackupOptions
-from sidecar import cli
 from tests.support.cli import run_caretaker
 from tests.support.git_remotes import file_remote, git_env
 from tests.support.trees import PAST_NS, age_tree, describe, write_file

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends import OpenOptions, git_maintenance, open_repository
+from caretaker import cli
+from restore.backends.git import maintenance as git_maintenance
+from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
-from sidecar import cli
 from tests.integration.test_git_backup import Remote, backup_json, caretaker, events
 from tests.support.git_remotes import file_remote, git_env
 from tests.support.trees import describe, write_file

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends import OpenOptions, Repository, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.errors import LeaseHeldError, NoSnapshotError
 from restore.model import BackupOptions
+from restore.repository import Repository
 from restore.retention import RetentionPolicy
 from restore.snapshots.prune import MERGE_ABOVE
 from tests.conftest import FakeClock

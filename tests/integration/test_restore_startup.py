@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 # Runs the real console-script entry point, then reports which storage libraries got loaded.
 PROBE = """
 import json, sys
-from sidecar.cli import main
+from caretaker.cli import main
 code = main(sys.argv[1:])
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "git", "apscheduler", "prometheus_client", "yaml", "zstandard"})))
 sys.exit(code)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from restore.backends import OpenOptions, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import utc_now
 from restore.errors import EXIT_BACKEND_DENIED, EXIT_CORRUPT, EXIT_UNREACHABLE
 from restore.model import STATE_DIR, BackupOptions

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from structlog.testing import capture_logs
 
-from restore.backends.s3 import S3Store
+from restore.backends.s3.store import S3Store
 from restore.errors import TransientBackendError
 from tests.support.seaweed import SeaweedServer
 

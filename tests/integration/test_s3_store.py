@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from structlog.testing import capture_logs
 
-from restore.backends.s3 import S3Store, make_client
-from restore.backends.s3_settings import MiB
+from restore.backends.s3.settings import MiB
+from restore.backends.s3.store import S3Store, make_client
 from restore.errors import (
     EXIT_BACKEND_DENIED,
     EXIT_UNREACHABLE,

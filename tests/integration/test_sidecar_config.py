@@ -27,7 +27,7 @@ jobs:
 
 def sidecar(tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sidecar", "sidecar", "--log-format", "json", *args],
+        [sys.executable, "-m", "caretaker", "sidecar", "--log-format", "json", *args],
         capture_output=True,
         text=True,
         timeout=30,

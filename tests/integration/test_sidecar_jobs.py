@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from restore.backends import OpenOptions, open_repository
-from restore.outcome import Outcome, write_result
+from restore.backends.registry import OpenOptions, open_repository
+from restore.initcontainer.outcome import Outcome, write_result
 from tests.support.sidecar import App, Samples, Sidecar, parse_metrics, process_gone, wait_until
 from tests.support.trees import write_file
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends import OpenOptions, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
 from tests.support.sidecar import Sidecar, process_gone, wait_until
 from tests.support.trees import write_file

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from restore.backends import ObjectStore
 from restore.backends.local import LocalStore
-from restore.backends.s3 import S3Store
+from restore.backends.s3.store import S3Store
 from restore.errors import ObjectNotFoundError
+from restore.snapshots.store import ObjectStore
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import zstandard
 
-from restore.backends import ObjectStore
 from restore.model import SnapshotInfo
 from restore.snapshots.format import (
     CONFIG_KEY,
@@ -23,6 +22,7 @@ from restore.snapshots.format import (
     pack_key,
     snapshot_key,
 )
+from restore.snapshots.store import ObjectStore
 
 
 def forge_blob(store: ObjectStore, data: bytes, kind: int = KIND_DATA) -> bytes:

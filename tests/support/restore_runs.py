@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from restore.backends import OpenOptions, Repository, open_repository
+from restore.backends.registry import OpenOptions, open_repository
+from restore.initcontainer.outcome import Outcome, read_result
 from restore.model import BackupOptions, SnapshotInfo
-from restore.outcome import Outcome, read_result
+from restore.repository import Repository
 from tests.support.trees import age_tree, write_file
 
 

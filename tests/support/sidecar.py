@@ -98,7 +98,7 @@ def process_gone(pid: int) -> bool:
 
 
 class Sidecar:
-    """One `python -m sidecar sidecar ...` process with its own port and log file."""
+    """One `python -m caretaker sidecar ...` process with its own port and log file."""
 
     def __init__(
         self,
@@ -123,7 +123,7 @@ class Sidecar:
     def start(self, *, wait_healthy: bool = True) -> Self:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sidecar", "sidecar", *self.args],
+                [sys.executable, "-m", "caretaker", "sidecar", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

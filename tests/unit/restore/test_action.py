@@ -14,11 +14,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from restore.action import Effects, plan, restore
-from restore.decision import RestoreSettings
 from restore.errors import IntegrityError, NoSnapshotError, TransientBackendError
+from restore.initcontainer.action import Effects, prepare_volume
+from restore.initcontainer.decision import RestoreSettings
+from restore.initcontainer.plan import plan
+from restore.initcontainer.staging import Staging
 from restore.model import RestoreStats, SnapshotInfo
-from restore.staging import Staging
 from tests.support.cli import FakeTime
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
@@ -94,7 +95,7 @@ def files(root: pathlib.Path) -> dict[str, str]:
 def run(path: pathlib.Path, repo: FakeRepository, time: FakeTime | None = None, **kw):
     settings_kw = {k: v for k, v in kw.items() if k != "disk_free"}
     effect_kw = {k: v for k, v in kw.items() if k == "disk_free"}
-    return restore(RestoreSettings(path=path, **settings_kw), effects(repo, time, **effect_kw))
+    return prepare_volume(RestoreSettings(path=path, **settings_kw), effects(repo, time, **effect_kw))
 
 
 GOOD = {"app.db": "good", "sub/x": "x"}
@@ -112,7 +113,7 @@ class TestOutcomes:
 
     def test_skips_a_populated_volume_without_opening_the_repository(self, tmp_path):
         (tmp_path / "mine").write_text("mine")
-        outcome = restore(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
+        outcome = prepare_volume(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
         assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("skipped", 0, "target is not empty")
         assert files(tmp_path) == {"mine": "mine"}
 
@@ -241,7 +242,7 @@ class TestResume:
         staging.commit(
             kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=snapshot
         )
-        outcome = restore(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
+        outcome = prepare_volume(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
         assert (outcome.outcome, outcome.snapshot, outcome.reason) == (
             "restored",
             "s1",

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from restore.decision import Decision, RestoreSettings, choose, decide, free_bytes, needed_bytes
 from restore.errors import ConfigError, NoSnapshotError
+from restore.initcontainer.decision import Decision, RestoreSettings, choose, decide, free_bytes, needed_bytes
 from restore.model import SnapshotInfo, human_size
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)

@@ -14,12 +14,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from restore.cancel import SignalGuard
 from restore.errors import CancelledError, ConfigError, PermanentBackendError, TransientBackendError
-from restore.healthcheck import parse_command, run_check
-from restore.outcome import Outcome, termination_message, write_termination_log
-from restore.progress import LogProgress
-from restore.retry import Retrier
+from restore.initcontainer.cancel import SignalGuard
+from restore.initcontainer.healthcheck import parse_command, run_check
+from restore.initcontainer.outcome import Outcome, termination_message, write_termination_log
+from restore.initcontainer.progress import LogProgress
+from restore.initcontainer.retry import Retrier
 from tests.support.cli import FakeTime
 
 

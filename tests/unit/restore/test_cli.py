@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from caretaker.cli import main
 from restore.backends.local import LocalStore
 from restore.snapshots.lease import Lease
-from sidecar.cli import main
 from tests.conftest import FakeClock
 from tests.support.trees import write_file
 
@@ -112,7 +112,7 @@ def test_bad_repository_url_exits_2(url: str, capsys: pytest.CaptureFixture[str]
 
 def test_help_names_the_environment_twin() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sidecar", "prune", "--help"],
+        [sys.executable, "-m", "caretaker", "prune", "--help"],
         capture_output=True,
         text=True,
         check=True,

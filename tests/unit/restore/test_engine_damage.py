@@ -31,8 +31,8 @@ def _pack_of(engine: Engine, store: LocalStore, path: str, chunk: int) -> str:
     beta's last one are in packs no other file uses)."""
     from restore.snapshots.format import pack_key
     from restore.snapshots.index import load_index
+    from restore.snapshots.manifest import entries_of
     from restore.snapshots.reader import BlobLoader
-    from restore.snapshots.restorer import entries_of
 
     index = load_index(store, 2)
     record = engine._records()[0]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends import StoredObject
 from restore.backends.local import LocalStore
 from restore.errors import ObjectNotFoundError
 from restore.model import BackupOptions
@@ -26,6 +25,7 @@ from restore.snapshots.engine import Engine
 from restore.snapshots.format import DATA, INDEX, LEASE_KEY, SNAPSHOTS, SnapshotRecord, decode_index, pack_key
 from restore.snapshots.index import load_index
 from restore.snapshots.reader import BlobLoader
+from restore.snapshots.store import StoredObject
 from tests.conftest import FakeClock
 from tests.support.trees import write_file
 

@@ -15,7 +15,6 @@ import pytest
 import zstandard
 from structlog.testing import capture_logs
 
-from restore.backends import StoredObject
 from restore.backends.local import LocalStore
 from restore.errors import PermanentBackendError, TransientBackendError
 from restore.model import BackupOptions
@@ -33,6 +32,7 @@ from restore.snapshots.format import (
 )
 from restore.snapshots.index import load_index
 from restore.snapshots.prune import MERGE_ABOVE, MERGE_ABOVE_IN_BACKUP
+from restore.snapshots.store import StoredObject
 from tests.conftest import FakeClock
 from tests.support.forge import forge_snapshot, line
 from tests.support.trees import describe, restored, write_file

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import git
 import pytest
 
-from restore.backends.git_auth import GitAuth
-from restore.backends.git_cmd import MissingRefError, translate
-from restore.backends.git_settings import GitSettings
+from restore.backends.git.auth import GitAuth
+from restore.backends.git.cmd import MissingRefError, translate
+from restore.backends.git.settings import GitSettings
 from restore.errors import (
     IntegrityError,
     LeaseHeldError,

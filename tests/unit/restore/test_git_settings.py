@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from restore.backends.git_settings import GitSettings, check_branch, parse_size
+from restore.backends.git.settings import GitSettings, check_branch, parse_size
 from restore.errors import ConfigError
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends import git_meta
-from restore.backends.git_tree import TreeEntry, count, kinds, tree_problems, walk
+from restore.backends.git import meta as git_meta
+from restore.backends.git.tree import TreeEntry, count, kinds, tree_problems, walk
 from restore.errors import IntegrityError
 from tests.support.trees import write_file
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from restore.clock import parse_duration
 from restore.model import SnapshotInfo
-from restore.retention import RetentionPolicy, parse_duration, select
+from restore.retention import RetentionPolicy, select
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

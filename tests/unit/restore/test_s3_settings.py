@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from restore.backends.s3_settings import Credentials, S3Settings
+from restore.backends.s3.settings import Credentials, S3Settings
 from restore.errors import ConfigError
 
 SECRET = "s3cr3t-value-never-shown"

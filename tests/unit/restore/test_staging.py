@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from restore.errors import LocalIOError
+from restore.initcontainer.staging import Journal, Staging, entries, quarantine_dir, remove_tree
 from restore.model import SnapshotInfo
-from restore.staging import Journal, Staging, entries, quarantine_dir, remove_tree
 
 SNAP = SnapshotInfo(id="s1", time=datetime(2026, 1, 1, tzinfo=UTC), files=2, dirs=1, bytes=10)
 NOW = datetime(2026, 1, 15, 12, 0, 5, 123456, tzinfo=UTC)

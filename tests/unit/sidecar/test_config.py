@@ -8,7 +8,8 @@ import pytest
 
 from restore.errors import ConfigError
 from restore.retention import RetentionPolicy
-from sidecar.config import (
+from sidecar.settings.load import load
+from sidecar.settings.model import (
     BackupAction,
     CommandSpec,
     HttpSpec,
@@ -18,7 +19,7 @@ from sidecar.config import (
     parse_listen,
     redact_url,
 )
-from sidecar.settings import Flags, load
+from sidecar.settings.options import Flags
 
 FULL = """
 repository: s3://bucket/prefix

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from caretaker.inject.manifests import InjectOptions, inject_documents
 from restore.errors import ConfigError
-from sidecar.inject import InjectOptions, inject_documents
 from tests.chart.kube import container, env_of, pod_spec, validate
 
 MANIFESTS = Path(__file__).parent / "manifests"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.cli import main
+from caretaker.cli import main
 
 MANIFESTS = Path(__file__).parent / "manifests"
 SHOP = str(MANIFESTS / "shop-deployment.yaml")
@@ -120,7 +120,7 @@ def test_help_names_the_env_twins(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.integration
 def test_pipeline_from_stdin_in_a_real_process() -> None:
     """`kubectl kustomize | caretaker inject - ... | kubectl apply -f -`: a real process."""
-    argv = [sys.executable, "-m", "sidecar", "inject", "-", "--volume", "pgdata", *BASE]
+    argv = [sys.executable, "-m", "caretaker", "inject", "-", "--volume", "pgdata", *BASE]
     text = (MANIFESTS / "postgres-statefulset.yaml").read_text()
     result = subprocess.run(argv, input=text, capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from restore.backends import OpenOptions, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
 from sidecar import jobs
-from sidecar.config import CommandSpec, HttpSpec
+from sidecar.settings.model import CommandSpec, HttpSpec
 from tests.support.sidecar import process_gone
 
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from restore.initcontainer.outcome import Outcome, write_result
 from restore.model import BackupStats
-from restore.outcome import Outcome, write_result
 from sidecar.metrics import OUTCOMES, RESULTS, JobLabels, Metrics, RestoreResultExport
 
 JOBS = [JobLabels("backup", "backup"), JobLabels("vacuum", "command")]

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from restore.backends import OpenOptions, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
 from sidecar import readiness as module
-from sidecar.config import BackupAction, JobConfig, Listen, SidecarConfig
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.readiness import Readiness
+from sidecar.settings.model import BackupAction, JobConfig, Listen, SidecarConfig
 from sidecar.status import StatusBoard
 from tests.conftest import FakeClock
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from restore.backends import OpenOptions, open_repository
+from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import utc_now
 from restore.retention import RetentionPolicy
-from sidecar.config import (
+from sidecar.metrics import JobLabels, Metrics
+from sidecar.runner import Runner
+from sidecar.settings.model import (
     BackupAction,
     CommandSpec,
     HttpSpec,
@@ -20,9 +22,7 @@ from sidecar.config import (
     PruneAction,
     SidecarConfig,
 )
-from sidecar.metrics import JobLabels, Metrics
-from sidecar.runner import Runner
-from sidecar.schedules import parse_schedule
+from sidecar.settings.schedule import parse_schedule
 from sidecar.status import StatusBoard
 from tests.support.trees import write_file
 

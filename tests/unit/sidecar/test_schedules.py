@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sidecar.schedules import cron_weekdays, parse_schedule
+from sidecar.settings.schedule import cron_weekdays, parse_schedule
 
 # A Thursday in winter (Europe/Berlin is UTC+1).
 NOW = datetime(2026, 1, 15, 12, 0, 30, tzinfo=UTC)

@@ -8,10 +8,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from restore.clock import utc_now
-from sidecar.config import CommandSpec, JobConfig, Listen, SidecarConfig
 from sidecar.metrics import JobLabels, Metrics
-from sidecar.schedules import parse_schedule
-from sidecar.scheduling import Scheduler
+from sidecar.scheduler import Scheduler
+from sidecar.settings.model import CommandSpec, JobConfig, Listen, SidecarConfig
+from sidecar.settings.schedule import parse_schedule
 from sidecar.status import StatusBoard
 
 

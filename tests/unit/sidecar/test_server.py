@@ -5,8 +5,8 @@ import urllib.request
 
 import pytest
 
-from sidecar.config import Listen
 from sidecar.server import TEXT, HttpServer
+from sidecar.settings.model import Listen
 
 
 def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes, str]:

@@ -1,0 +1,3 @@
+from caretaker.cli import run
+
+run()

@@ -1,0 +1,28 @@
+"""The `caretaker` command: the base layer's commands plus `sidecar` and `inject`.
+
+The composition root of the three packages. Kept import-light: `caretaker restore` in an init
+container goes through here, so each command module imports its heavy libraries (the
+scheduler, metrics and HTTP stack; YAML) only when that command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+
+from caretaker.inject import command as inject
+from restore import cli
+from restore.commands import Command
+from sidecar import command as sidecar
+
+
+def all_commands() -> list[Command]:
+    return [*cli.base_commands(), sidecar.COMMAND, inject.COMMAND]
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    return cli.main(argv, environ, all_commands())
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""`GitRepository`: snapshots as commits on a branch of a git remote (GitPython).
+
+- backup: the data folder is staged into a private index (never a `.git` in the data),
+  committed as one commit on top of the branch's tip with counts in trailers, and pushed
+  without force. Nothing changed → no commit, the previous snapshot is returned. Another
+  writer pushed first → LeaseHeldError, nothing overwritten: git's push is the lease.
+- snapshots: the branch's first-parent commits carrying our trailers for this `path=`,
+  fetched as commit objects only where the server supports partial clone.
+- restore: a depth-1 fetch of exactly that commit into a scratch git dir, checked
+  (git's own object checks on receipt, our hostile-path checks), checked out into
+  `dest`, and re-hashed from disk: the written tree must hash to the snapshot's tree.
+- verify and prune: `restore.backends.git.maintenance`.
+
+The plumbing all of these share (private git dirs, locks, fetches, listing) is `Remote`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import SplitResult
+
+import structlog
+
+from restore.backends.git import maintenance
+from restore.backends.git import meta as git_meta
+from restore.backends.git.cmd import GitRunner
+from restore.backends.git.history import LOG_ARGS, Commit, parse_log, snapshot_of
+from restore.backends.git.remote import Remote
+from restore.backends.git.settings import GitSettings
+from restore.backends.git.stage import BackupWriter, Stager, diff
+from restore.backends.git.tree import count, walk
+from restore.clock import Clock, utc_now
+from restore.errors import IntegrityError, LocalIOError
+from restore.model import (
+    BackupOptions,
+    BackupResult,
+    NoProgress,
+    Progress,
+    PruneResult,
+    RestoreStats,
+    SnapshotInfo,
+    VerifyResult,
+)
+from restore.retention import RetentionPolicy
+
+_LOG = structlog.get_logger()
+# Above this many new or changed files a push skips git's delta search (see BackupWriter.push).
+_DELTA_LIMIT = 1000
+
+
+class GitRepository:
+    """The Repository protocol over one branch (and folder) of a git remote."""
+
+    def __init__(self, settings: GitSettings, *, clock: Clock = utc_now) -> None:
+        self.remote = Remote(settings)
+        self._clock = clock
+
+    @classmethod
+    def from_url(
+        cls, url: SplitResult, environ: Mapping[str, str], *, clock: Clock = utc_now
+    ) -> GitRepository:
+        """Open a `git+ssh|https|http|file|git://` URL. Raise ConfigError naming bad settings."""
+        # No owner: the writer "lease" is git's push, which names no one (see the module doc).
+        return cls(GitSettings.from_url(url, environ), clock=clock)
+
+    @property
+    def settings(self) -> GitSettings:
+        return self.remote.settings
+
+    def describe(self) -> str:
+        return self.remote.describe()
+
+    def close(self) -> None:
+        self.remote.close()
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        return [info for _, info in self.remote.ours(self.remote.history())]
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
+        progress = progress or NoProgress()
+        commit, info = self.remote.resolve_listed(snapshot_id)
+        if not dest.is_dir():
+            raise LocalIOError(f"restore target {dest} is not a directory")
+        with self.remote.scratch() as runner:
+            self.remote.fetch_commit(runner, commit, info, "restore")
+            tree = self.remote.subtree(runner, commit)
+            if tree is None:
+                progress.start(files=0, bytes=0)
+                return RestoreStats()
+            entries, meta = self.remote.checked(runner, tree, info)
+            totals = count(entries)
+            progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
+            writer = runner.with_work_tree(dest)
+            index = {"GIT_INDEX_FILE": str(runner.git_dir / "restore-index")}
+            writer.run("read-tree", tree, env=index)
+            writer.run("checkout-index", "--all", "--force", env=index)
+            self.check_written(runner, dest, tree, info)
+            dirs = totals.dirs
+            if meta is not None:
+                (dest / git_meta.META).unlink()
+                dirs = git_meta.apply(dest, meta)
+            progress.advance(files=totals.files + totals.symlinks, bytes=totals.bytes)
+        return RestoreStats(files=totals.files, dirs=dirs, symlinks=totals.symlinks, bytes=totals.bytes)
+
+    def check_written(self, runner: GitRunner, dest: Path, tree: str, info: SnapshotInfo) -> None:
+        """Hash what is now on disk; raise IntegrityError unless it is exactly `tree`."""
+        walked = walk(dest, (), meta=False)
+        stager = Stager(runner.with_work_tree(dest), runner.git_dir / "check-index")
+        written = stager.stage(walked, NoProgress())
+        if written != tree:
+            raise IntegrityError(
+                f"restored files of snapshot {info.id} do not hash to its tree "
+                f"{tree} (got {written}): the local disk changed them"
+            )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
+        start = time.monotonic()
+        walked = walk(source, options.excludes)
+        with self.remote.locked("backup", wait=False):
+            runner = self.remote.prepared(
+                self.remote.home / "backup.git",
+                partial="blob:none",
+                compression=min(9, max(0, options.compression_level)),
+                work_tree=source,
+            )
+            parent = None
+            if self.remote.fetch_branch(runner, "--depth=1", "--filter=blob:none", action="fetch"):
+                parent = parse_log(runner.run("log", "-1", *LOG_ARGS, self.remote.tracking_ref))[0]
+            base, previous = self.previous(runner, parent)
+            writer = BackupWriter(runner, self.settings)
+            writer.trim()
+            before = writer.size()
+            stager = Stager(runner, runner.git_dir / "index")
+            data_tree = stager.stage(
+                walked, progress or NoProgress(), {git_meta.META: git_meta.encode(walked.meta)}
+            )
+            after = writer.size()
+            changes = diff(runner, writer.tree_at(base), data_tree)
+            stored = (max(0, after[0] - before[0]), max(0, after[1] - before[1]))
+            stats = writer.stats(walked, changes, stored)
+            if previous is not None and not (changes.new or changes.changed or changes.deleted):
+                _LOG.debug("git.unchanged", snapshot=previous.id)
+                return BackupResult(
+                    snapshot=previous, stats=stats, changed=False, duration_seconds=time.monotonic() - start
+                )
+            writer.refuse_empty(walked, previous, options.allow_empty)
+            writer.warn_large(walked, changes)
+            moment = self._clock()
+            sha = writer.commit(
+                parent=parent,
+                tree=writer.graft(parent, data_tree),
+                options=options,
+                moment=moment,
+                stats=stats,
+                deleted=len(set(changes.deleted) - {git_meta.META}),
+            )
+            writer.push(sha, deltas=base is not None and stats.files_new + stats.files_changed < _DELTA_LIMIT)
+        info = SnapshotInfo(
+            id=sha[:12],
+            time=moment,
+            files=stats.files,
+            dirs=stats.dirs,
+            bytes=stats.bytes_total,
+            host=options.host,
+            tags=options.tags,
+        )
+        return BackupResult(
+            snapshot=info, stats=stats, changed=True, duration_seconds=time.monotonic() - start
+        )
+
+    def previous(self, runner: GitRunner, tip: Commit | None) -> tuple[Commit | None, SnapshotInfo | None]:
+        """Our newest snapshot (and its commit, fetched), to compare the folder with.
+
+        Usually the branch's tip; when another folder's backup (or a person) committed
+        last, it is found in the history and fetched. Without one, the tip is the base.
+        """
+        mine = snapshot_of(tip, self.settings.path) if tip is not None else None
+        if tip is None or mine is not None:
+            return tip, mine
+        found = self.remote.ours(self.remote.history())
+        if not found:
+            return tip, None
+        commit, info = found[0]
+        self.remote.fetch_commit(runner, commit, info, "fetch", ref="refs/caretaker/previous")
+        return commit, info
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def verify(
+        self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
+    ) -> list[VerifyResult]:
+        del read_data  # git checks every object of every fetch; there is no cheaper mode
+        return maintenance.verify(self.remote, snapshot_ids)
+
+    def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
+        try:
+            return maintenance.prune(self.remote, policy, now=now, dry_run=dry_run)
+        finally:
+            # Squashing gives kept snapshots new commits and ids: the listing is void.
+            self.remote.forget_listing()

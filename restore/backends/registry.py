@@ -1,0 +1,85 @@
+"""Repository URL scheme -> implementation.
+
+`file://` and `s3://` are object stores under the snapshot engine; `git+...://` is the git
+backend. Heavy libraries (boto3, GitPython) are imported only inside the factory that needs
+them, so an init container that finds its volume populated never pays for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from urllib.parse import SplitResult, urlsplit
+
+from restore.clock import Clock, utc_now
+from restore.errors import ConfigError, Problem
+from restore.repository import Repository
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OpenOptions:
+    """What every backend factory receives besides the URL."""
+
+    environ: Mapping[str, str]
+    clock: Clock = utc_now
+    # Who takes the writer lease: pod/host name and process id, shown to the other writer.
+    owner: str = ""
+
+
+RepositoryFactory = Callable[[SplitResult, OpenOptions], Repository]
+
+
+def _local(url: SplitResult, options: OpenOptions) -> Repository:
+    from restore.backends.local import LocalStore  # noqa: PLC0415 - keeps start-up light
+    from restore.snapshots.engine import Engine  # noqa: PLC0415
+
+    return Engine(LocalStore.from_url(url), clock=options.clock, owner=options.owner)
+
+
+def _s3(url: SplitResult, options: OpenOptions) -> Repository:
+    from restore.backends.s3.store import S3Store  # noqa: PLC0415 - imports boto3
+    from restore.snapshots.engine import Engine  # noqa: PLC0415
+
+    return Engine(S3Store.from_url(url, options.environ), clock=options.clock, owner=options.owner)
+
+
+def _git(url: SplitResult, options: OpenOptions) -> Repository:
+    from restore.backends.git.repository import GitRepository  # noqa: PLC0415 - imports GitPython
+
+    return GitRepository.from_url(url, options.environ, clock=options.clock)
+
+
+_FACTORIES: dict[str, RepositoryFactory] = {
+    "file": _local,
+    "s3": _s3,
+    "git+ssh": _git,
+    "git+https": _git,
+    "git+http": _git,
+    "git+file": _git,
+    "git+git": _git,  # git daemon (git://): unauthenticated, for trusted networks and tests
+}
+
+
+def scheme_problem(url: str) -> str | None:
+    """What is wrong with the scheme of a repository URL, or None if a backend serves it."""
+    scheme = urlsplit(url).scheme
+    if scheme in _FACTORIES:
+        return None
+    known = ", ".join(f"{name}://" for name in _FACTORIES)
+    return f"unsupported repository URL scheme {scheme!r}; use one of {known}"
+
+
+def open_repository(url: str, options: OpenOptions) -> Repository:
+    """Open the repository a URL names. Raise ConfigError for an unknown scheme or bad URL."""
+    problem = scheme_problem(url)
+    if problem is not None:
+        raise ConfigError.single("repository", url, problem)
+    parts = urlsplit(url)
+    factory = _FACTORIES[parts.scheme]
+    try:
+        return factory(parts, options)
+    except ConfigError as error:
+        # Name the URL as the user wrote it (urllib normalises `file:x` to `file:///x`).
+        raise ConfigError(
+            [Problem(p.key, url, p.message) if p.key == "repository" else p for p in error.problems]
+        ) from error

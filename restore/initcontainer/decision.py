@@ -1,0 +1,114 @@
+"""The pure half of the restore action: the settings, the decision and the choice.
+
+Nothing here opens the repository: `decide` looks only at the target folder (and runs the
+user's check), so an init container whose volume is already populated finishes without
+importing a storage library. `choose` turns a snapshot listing into the ordered list of
+candidates to try.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Literal
+
+from restore.clock import format_time
+from restore.errors import ConfigError, NoSnapshotError, Problem
+from restore.initcontainer.staging import entries
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+    from pathlib import Path
+
+    from restore.model import SnapshotInfo
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RestoreSettings:
+    """What `caretaker restore` was asked to do (flags and their CARETAKER_* twins)."""
+
+    path: Path
+    snapshot: str = "latest"
+    before: datetime | None = None
+    force: bool = False
+    check_cmd: tuple[str, ...] = ()
+    allow_empty: bool = False
+    timeout_seconds: float = 300.0
+    max_fallbacks: int = 3
+    progress_interval_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.snapshot != "latest" and self.before is not None:
+            problems.append(
+                Problem("before", format_time(self.before), "give --snapshot or --before, not both")
+            )
+        if self.max_fallbacks < 0:
+            problems.append(Problem("max-fallbacks", self.max_fallbacks, "must be 0 or more"))
+        if not self.path.is_absolute():
+            problems.append(Problem("path", str(self.path), "must be an absolute path"))
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """`restore` or `skip` (or, in a dry run with a check, `check`), and why."""
+
+    action: Literal["restore", "skip", "check"]
+    reason: str
+
+
+def decide(settings: RestoreSettings, check: Callable[[], bool] | None) -> Decision:
+    """Decide from the target alone; `check` is None in a dry run (it is never run then)."""
+    if not entries(settings.path):
+        return Decision("restore", "target is empty")
+    if settings.force:
+        return Decision("restore", "forced: existing data is moved to quarantine")
+    if not settings.check_cmd:
+        return Decision("skip", "target is not empty")
+    if check is None:
+        return Decision("check", "the check would run; restore if it fails")
+    if check():
+        return Decision("skip", "check passed on existing data")
+    return Decision("restore", "check failed on existing data")
+
+
+def choose(snapshots: Sequence[SnapshotInfo], settings: RestoreSettings) -> list[SnapshotInfo]:
+    """Return the snapshots to try, best first ([] when the repository has none).
+
+    Raise NoSnapshotError if none matches --snapshot/--before.
+    """
+    if not snapshots:
+        return []
+    ordered = sorted(snapshots, key=lambda s: s.time, reverse=True)
+    if settings.snapshot != "latest":
+        exact = [s for s in ordered if s.id == settings.snapshot]
+        matches = exact or [s for s in ordered if s.id.startswith(settings.snapshot)]
+        if len(matches) != 1:
+            found = "is ambiguous" if matches else "does not exist"
+            raise NoSnapshotError(f"snapshot {settings.snapshot!r} {found}")
+        return matches
+    if settings.before is not None:
+        ordered = [s for s in ordered if s.time <= settings.before]
+        if not ordered:
+            raise NoSnapshotError(
+                f"no snapshot at or before {format_time(settings.before)} "
+                f"(the oldest is from {format_time(snapshots[-1].time)})"
+            )
+    return ordered[: 1 + settings.max_fallbacks]
+
+
+def needed_bytes(snapshot: SnapshotInfo, block_size: int) -> int:
+    """Estimate the disk space a snapshot takes once restored: its bytes plus a block per entry."""
+    return snapshot.bytes + (snapshot.files + snapshot.dirs) * block_size
+
+
+def free_bytes(path: Path) -> tuple[int, int]:
+    """Return (bytes free for us, block size) on the filesystem holding `path`."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    stats = os.statvfs(probe)
+    return stats.f_bavail * stats.f_frsize, stats.f_frsize

@@ -1,0 +1,64 @@
+"""The `Repository` protocol: snapshots of one data folder, as every command and the sidecar use them.
+
+Two kinds of implementation: the snapshot engine (`restore.snapshots.engine.Engine`) over any
+object store (local directory, S3), and the git backend (`restore.backends.git`), which maps
+snapshots onto commits. `restore.backends.registry` picks one by URL scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from restore.model import (
+    BackupOptions,
+    BackupResult,
+    Progress,
+    PruneResult,
+    RestoreStats,
+    SnapshotInfo,
+    VerifyResult,
+)
+from restore.retention import RetentionPolicy
+
+
+class Repository(Protocol):
+    """Snapshots of one data folder. Every method may raise BackendError subclasses."""
+
+    def describe(self) -> str:
+        """The repository URL with credentials removed, for logs and errors."""
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every complete snapshot, newest first. A fresh repository has none."""
+
+    def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
+        """Record `source` as a new snapshot, taking the writer lease for the duration.
+
+        Raise LeaseHeldError if another writer holds the repository, RefusedError if the
+        source is empty while the newest snapshot is not (unless options.allow_empty).
+        """
+
+    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
+        """Write the snapshot's tree into `dest` (an existing, empty directory).
+
+        Every byte is checked against its hash; nothing is written outside `dest`.
+        Raise NoSnapshotError if the id is unknown, IntegrityError (naming the object and
+        the files affected) if data is missing, corrupt or hostile.
+        """
+
+    def verify(
+        self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
+    ) -> list[VerifyResult]:
+        """Check snapshots (all when None): structure always, and a `read_data` fraction
+        (0.0 to 1.0) of the stored data byte by byte."""
+
+    def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
+        """Forget snapshots the policy does not keep, then delete data nothing references.
+
+        Never forgets the newest snapshot or the newest non-empty one.
+        """
+
+    def close(self) -> None:
+        """Release connections and the lease if held."""

@@ -1,1 +1,0 @@
-"""Subcommands of the run-time layer."""

@@ -1,0 +1,192 @@
+"""Merge flags (each with its CARETAKER_* twin), the optional YAML file and defaults into one
+`SidecarConfig`, reporting every problem at once.
+
+Precedence: a flag or its environment twin, then the file, then the default. The
+environment-only flags that describe jobs (`--schedule`, `--keep-*`, ...) are refused
+together with `--config`: two sources of jobs would leave the user guessing which one runs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from restore.clock import duration_or_zero, parse_duration
+from restore.commands.options import DEFAULT_PATH
+from restore.errors import ConfigError, Problem
+from restore.retention import RetentionPolicy
+from sidecar.settings.model import (
+    DEFAULT_GRACE,
+    DEFAULT_LISTEN,
+    BackupAction,
+    Defaults,
+    JobConfig,
+    Listen,
+    PruneAction,
+    SidecarConfig,
+    VerifyAction,
+    check_repository_url,
+    parse_listen,
+)
+from sidecar.settings.options import Flags, flag_key
+from sidecar.settings.schedule import Schedule, parse_schedule
+from sidecar.settings.yamlfile import FileSettings, read_config_file
+
+T = TypeVar("T")
+
+
+def load(flags: Flags) -> SidecarConfig:
+    """Build the effective configuration. Raise ConfigError listing every problem found."""
+    problems: list[Problem] = []
+    if flags.config is not None:
+        file = read_config_file(flags.config, problems)
+        _refuse_job_flags(flags, problems)
+        jobs, source = file.jobs, str(flags.config)
+    else:
+        file = FileSettings()
+        jobs, source = env_jobs(flags, problems), "environment"
+    config = SidecarConfig(
+        repository=_repository(flags, file, problems),
+        path=(flags.path or Path(file.path or DEFAULT_PATH)).absolute(),
+        listen=_listen(flags, file, problems),
+        jobs=jobs,
+        rpo=_duration("rpo", flags.rpo, problems) or file.rpo,
+        shutdown_grace=_first(
+            _duration("shutdown-grace", flags.shutdown_grace, problems, allow_zero=True),
+            file.shutdown_grace,
+            DEFAULT_GRACE,
+        ),
+        backup_on_shutdown=_first(flags.backup_on_shutdown, file.backup_on_shutdown, False),
+        source=source,
+    )
+    if config.backup_on_shutdown and not any(job.kind == "backup" for job in jobs):
+        problems.append(Problem("shutdown.backup_on_shutdown", True, "there is no backup job"))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _first(flag: T | None, file: T | None, default: T) -> T:
+    if flag is not None:
+        return flag
+    return default if file is None else file
+
+
+def _duration(
+    option: str, text: str | None, problems: list[Problem], *, allow_zero: bool = False
+) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        return duration_or_zero(text) if allow_zero else parse_duration(text)
+    except ValueError as error:
+        problems.append(Problem(flag_key(option), text, str(error)))
+        return None
+
+
+def _count(option: str, text: str, problems: list[Problem]) -> int:
+    if text.strip().isdigit():
+        return int(text)
+    problems.append(Problem(flag_key(option), text, "must be a whole number >= 0"))
+    return 0
+
+
+def _repository(flags: Flags, file: FileSettings, problems: list[Problem]) -> str:
+    url = flags.repository or file.repository
+    key = flag_key("repository") if flags.repository else "repository"
+    if not url:
+        problems.append(
+            Problem(
+                key,
+                None,
+                "no repository: set --repository, CARETAKER_REPOSITORY or `repository:` in the config file",
+            )
+        )
+        return ""
+    try:
+        check_repository_url(url)
+    except ValueError as error:
+        problems.append(Problem(key, url, str(error)))
+    return url
+
+
+def _listen(flags: Flags, file: FileSettings, problems: list[Problem]) -> Listen:
+    text = flags.listen or file.listen or DEFAULT_LISTEN
+    try:
+        return parse_listen(text)
+    except ValueError as error:
+        problems.append(Problem(flag_key("listen") if flags.listen else "listen", text, str(error)))
+        return parse_listen(DEFAULT_LISTEN)
+
+
+def _refuse_job_flags(flags: Flags, problems: list[Problem]) -> None:
+    given = {
+        "schedule": flags.schedule,
+        "prune-schedule": flags.prune_schedule,
+        "verify-schedule": flags.verify_schedule,
+        "keep-within": flags.keep_within,
+        "exclude": flags.excludes or None,
+        "run-on-start": flags.run_on_start,
+        **{f"keep-{rule}": count for rule, count in flags.keep.items()},
+    }
+    for option, value in given.items():
+        if value is not None:
+            problems.append(
+                Problem(flag_key(option), value, "only without --config; describe jobs in the config file")
+            )
+
+
+def env_jobs(flags: Flags, problems: list[Problem]) -> tuple[JobConfig, ...]:
+    """The jobs of environment-only mode: a backup, then prune and verify when asked."""
+    backup_schedule = _env_schedule("schedule", flags.schedule, problems)
+    if flags.schedule is None:
+        problems.append(
+            Problem(
+                flag_key("schedule"),
+                None,
+                "required without --config: the "
+                "backup schedule, e.g. '@hourly', '*/15 * * * *' or '@every 30m'",
+            )
+        )
+    counts = {rule: _count(f"keep-{rule}", text, problems) for rule, text in flags.keep.items()}
+    within = _duration("keep-within", flags.keep_within, problems)
+    policy = RetentionPolicy(**counts, within=within)
+    jobs: list[JobConfig] = []
+    prune_schedule = _env_schedule("prune-schedule", flags.prune_schedule, problems)
+    if not policy.keeps_everything:
+        # Without its own schedule, prune runs after every successful backup.
+        jobs.append(
+            JobConfig(name="prune", kind="prune", action=PruneAction(policy=policy), schedule=prune_schedule)
+        )
+    elif flags.prune_schedule is not None:
+        problems.append(
+            Problem(
+                flag_key("prune-schedule"),
+                flags.prune_schedule,
+                "needs a retention rule: set one of the --keep-* flags",
+            )
+        )
+    chain = ("prune",) if jobs and prune_schedule is None else ()
+    backup = JobConfig(
+        name="backup",
+        kind="backup",
+        action=BackupAction(excludes=flags.excludes),
+        schedule=backup_schedule,
+        run_on_start=bool(flags.run_on_start),
+        then=chain,
+    )
+    verify_schedule = _env_schedule("verify-schedule", flags.verify_schedule, problems)
+    if verify_schedule is not None:
+        jobs.append(JobConfig(name="verify", kind="verify", action=VerifyAction(), schedule=verify_schedule))
+    return (backup, *jobs) if backup_schedule is not None else ()
+
+
+def _env_schedule(option: str, text: str | None, problems: list[Problem]) -> Schedule | None:
+    if text is None:
+        return None
+    try:
+        return parse_schedule(text, timezone=Defaults().timezone)
+    except ValueError as error:
+        problems.append(Problem(flag_key(option), text, str(error)))
+        return None

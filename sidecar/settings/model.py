@@ -1,0 +1,164 @@
+"""The sidecar's configuration as typed, frozen values.
+
+Two sources: the environment/flags alone (one backup job, optional prune and verify), or a
+YAML file (`--config`, typically a ConfigMap) with any number of jobs. Top-level flags
+(repository, path, listen, rpo, shutdown) override the file. Loading reports every problem
+at once (`ConfigError`, exit 2) before anything runs. The readers live in
+`sidecar.settings.yamlfile` (YAML) and `sidecar.settings.options` (flags), merged by
+`sidecar.settings.load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from restore.backends.registry import scheme_problem
+from restore.retention import RetentionPolicy
+from sidecar.settings.schedule import Schedule
+
+JobKind = Literal["backup", "prune", "verify", "command", "http"]
+JOB_KINDS: tuple[JobKind, ...] = ("backup", "prune", "verify", "command", "http")
+DEFAULT_LISTEN = ":9090"
+DEFAULT_GRACE = timedelta(seconds=25)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CommandSpec:
+    """A process to run: argv (no shell), extra environment, working directory, time limit."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    workdir: Path | None = None  # None: the data folder
+    timeout: timedelta = timedelta(hours=1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HttpSpec:
+    """An HTTP request to the app (typically on localhost) and the status it must answer."""
+
+    url: str
+    method: str = "GET"
+    expect_status: int = 200
+    timeout: timedelta = timedelta(seconds=10)
+
+
+Hook = CommandSpec | HttpSpec
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BackupAction:
+    excludes: tuple[str, ...] = ()
+    allow_empty: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PruneAction:
+    policy: RetentionPolicy
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VerifyAction:
+    read_data: float = 0.0
+
+
+Action = BackupAction | PruneAction | VerifyAction | CommandSpec | HttpSpec
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Defaults:
+    """Per-job settings every job inherits unless it sets its own."""
+
+    timezone: str = "UTC"
+    jitter: timedelta = timedelta(0)
+    retries: int = 2
+    retry_backoff: timedelta = timedelta(seconds=30)
+    misfire_grace: timedelta = timedelta(minutes=5)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    name: str
+    kind: JobKind
+    action: Action
+    schedule: Schedule | None  # None: runs only after another job (`then`)
+    run_on_start: bool = False
+    retries: int = 2
+    retry_backoff: timedelta = timedelta(seconds=30)
+    misfire_grace: timedelta = timedelta(minutes=5)
+    # Backups honour it by aborting cleanly; commands and HTTP calls carry their own.
+    timeout: timedelta | None = None
+    before: tuple[Hook, ...] = ()
+    after: tuple[Hook, ...] = ()
+    then: tuple[str, ...] = ()  # jobs to run after each successful run of this one
+
+
+@dataclasses.dataclass(frozen=True)
+class Listen:
+    host: str  # "" = every interface
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SidecarConfig:
+    repository: str
+    path: Path
+    listen: Listen
+    jobs: tuple[JobConfig, ...]
+    rpo: timedelta | None = None
+    shutdown_grace: timedelta = DEFAULT_GRACE
+    backup_on_shutdown: bool = False
+    source: str = "environment"  # or the config file's path, for logs
+
+    def job(self, name: str) -> JobConfig:
+        return next(job for job in self.jobs if job.name == name)
+
+
+def parse_listen(text: str) -> Listen:
+    """Parse `:9090`, `127.0.0.1:9090` or `[::1]:9090`. Raise ValueError if malformed."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port or :port with a port from 0 to 65535")
+    return Listen(host.removeprefix("[").removesuffix("]"), int(port))
+
+
+def check_repository_url(url: str) -> None:
+    """Raise ValueError if `url` cannot name a repository (scheme, location)."""
+    problem = scheme_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    parts = urlsplit(url)
+    if not (parts.netloc or parts.path.strip("/")):
+        raise ValueError("the URL names no bucket, directory or remote")
+
+
+def check_http_url(url: str) -> None:
+    """Raise ValueError unless `url` is an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/")
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password or token in it, for logs, /status and --check-config.
+
+    A user name alone is kept (`git@host` is not a secret) except over HTTP(S), where a
+    user name without password is usually a token.
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{host}"
+    elif parts.username and parts.scheme.endswith(("http", "https")):
+        netloc = f"***@{host}"
+    else:
+        return url
+    return parts._replace(netloc=netloc).geturl()
