@@ -26,13 +26,14 @@ from restore import __version__
 from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import Clock, format_time
 from restore.errors import EXIT_OK, EXIT_SIGNAL_BASE, ConfigError
+from restore.redaction import redact_url
 from restore.repository import Repository
 from sidecar.metrics import JobLabels, Metrics, RestoreResultExport
 from sidecar.readiness import Readiness
 from sidecar.runner import Runner
 from sidecar.scheduler import Scheduler
 from sidecar.server import JSON, TEXT, HttpServer, Response
-from sidecar.settings.model import SidecarConfig, redact_url
+from sidecar.settings.model import SidecarConfig
 from sidecar.status import StatusBoard
 
 # Part of the grace kept for aborting what still runs (an aborted backup still waits for

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from restore.clock import format_time
 from restore.commands import Command, Context
+from restore.redaction import redact_url
 from sidecar.settings.options import configure, flags_from_args
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def describe(config: SidecarConfig, ctx: Context) -> str:
     """The effective configuration and each job's next run times, for --check-config."""
-    from sidecar.settings.model import redact_url  # noqa: PLC0415
-
     now = ctx.clock().astimezone(UTC)
     rpo = f"{int(config.rpo.total_seconds())}s" if config.rpo else "none"
     lines = [

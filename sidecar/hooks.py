@@ -15,8 +15,9 @@ from pathlib import Path
 import structlog
 
 from restore.errors import CaretakerError
+from restore.redaction import redact_url
 from sidecar import jobs
-from sidecar.settings.model import CommandSpec, Hook, redact_url
+from sidecar.settings.model import CommandSpec, Hook
 
 
 class HookFailedError(CaretakerError):

@@ -28,7 +28,8 @@ import structlog
 from restore import __version__
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
-from sidecar.settings.model import CommandSpec, HttpSpec, redact_url
+from restore.redaction import redact_url
+from sidecar.settings.model import CommandSpec, HttpSpec
 
 if TYPE_CHECKING:
     from restore.repository import Repository

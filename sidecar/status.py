@@ -12,8 +12,9 @@ from typing import Any
 
 from restore.clock import Clock, format_time
 from restore.model import BackupStats, SnapshotInfo
+from restore.redaction import redact_url
 from sidecar.metrics import JobLabels, Metrics
-from sidecar.settings.model import JobConfig, SidecarConfig, redact_url
+from sidecar.settings.model import JobConfig, SidecarConfig
 
 
 def _time(moment: datetime | None) -> str | None:

@@ -145,20 +145,3 @@ def check_http_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/")
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password or token in it, for logs, /status and --check-config.
-
-    A user name alone is kept (`git@host` is not a secret) except over HTTP(S), where a
-    user name without password is usually a token.
-    """
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{host}"
-    elif parts.username and parts.scheme.endswith(("http", "https")):
-        netloc = f"***@{host}"
-    else:
-        return url
-    return parts._replace(netloc=netloc).geturl()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from restore.errors import ConfigError
+from restore.redaction import redact_url
 from restore.retention import RetentionPolicy
 from sidecar.settings.load import load
 from sidecar.settings.model import (
@@ -17,7 +18,6 @@ from sidecar.settings.model import (
     PruneAction,
     VerifyAction,
     parse_listen,
-    redact_url,
 )
 from sidecar.settings.options import Flags
 
