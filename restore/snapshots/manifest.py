@@ -28,6 +28,8 @@ _CUT_MASK = 0x1FF
 MAX_CHUNKS_PER_FILE = (_MAX_PIECE - 4096) // (2 * ID_BYTES)
 _MAX_PATH = 4096
 _MAX_SIZE = 1 << 50
+# Seconds must fit a 64-bit time_t, or setting the mtime fails mid-restore.
+_TIME_T = 1 << 63
 
 
 class Entry(NamedTuple):
@@ -202,6 +204,8 @@ def _check_fields(entry: Entry) -> None:
         raise IntegrityError(f"manifest entry {entry.path!r} has unknown type {entry.kind!r}")
     if not 0 <= entry.mode <= 0o7777 or not 0 <= entry.uid < 1 << 32 or not 0 <= entry.gid < 1 << 32:
         raise IntegrityError(f"manifest entry {entry.path!r} has impossible mode/owner")
+    if not -_TIME_T <= entry.mtime_ns // 1_000_000_000 < _TIME_T:
+        raise IntegrityError(f"manifest entry {entry.path!r} has an impossible mtime {entry.mtime_ns}")
     if not 0 <= entry.size <= _MAX_SIZE:
         raise IntegrityError(f"manifest entry {entry.path!r} has an absurd size {entry.size}")
     if entry.kind == FILE:

@@ -38,6 +38,7 @@ CASES = {
     "size without chunks": ([line("a", size=10)], "chunks for 10 bytes"),
     "bad mode": ([line("a", mode=0o177777)], "impossible mode"),
     "bad owner": ([line("a", uid=-1)], "impossible mode"),
+    "absurd mtime": ([line("a").replace(b"1600000000000000000", b"1" + b"0" * 30)], "impossible mtime"),
     "unknown type": ([line("a", "x")], "unknown type"),
     "dir with content": ([line("a", "d", chunks=[b"\0" * 32])], "not a file"),
     "malformed": ([b'["a", "f"]\n'], "malformed manifest line"),
