@@ -187,6 +187,15 @@ def read_entries(pieces: Iterable[bytes], load_piece: Callable[[bytes], bytes]) 
         yield entry
 
 
+def _native(name: str) -> bool:
+    """True if `name` is what Python makes of some file-name bytes (UTF-8, each undecodable
+    byte as U+DC80..U+DCFF): only such names stay distinct, and creatable, on disk."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape") == name
+    except UnicodeEncodeError:
+        return False
+
+
 def _check_path(path: str) -> None:
     parts = path.split("/")
     if (
@@ -195,6 +204,7 @@ def _check_path(path: str) -> None:
         or "\0" in path
         or any(p in {"", ".", ".."} for p in parts)
         or parts[0] == STATE_DIR
+        or not _native(path)
     ):
         raise IntegrityError(f"manifest has an unsafe path: {path!r}")
 
@@ -218,7 +228,9 @@ def _check_fields(entry: Entry) -> None:
             )
     elif entry.chunks:
         raise IntegrityError(f"manifest entry {entry.path!r} is not a file but has content")
-    if entry.kind == SYMLINK and (not entry.target or "\0" in entry.target or len(entry.target) > _MAX_PATH):
+    if entry.kind == SYMLINK and (
+        not entry.target or "\0" in entry.target or len(entry.target) > _MAX_PATH or not _native(entry.target)
+    ):
         raise IntegrityError(f"manifest entry {entry.path!r} has an invalid symlink target")
 
 

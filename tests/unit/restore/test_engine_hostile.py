@@ -29,6 +29,9 @@ CASES = {
     "empty component": ([line("a//b")], "unsafe path"),
     "state folder": ([line(".caretaker", "d"), line(".caretaker/x")], "unsafe path"),
     "nul": ([line("a\0b")], "unsafe path"),
+    "lone surrogate": ([line("a\ud800")], "unsafe path"),
+    # Escapes of bytes that decode as "é": the same name on disk as "é" itself.
+    "escaped valid bytes": ([line("\udcc3\udca9")], "unsafe path"),
     "through symlink": ([line("link", "l", target=".."), line("link/escape")], "no folder entry"),
     "under a file": ([line("a"), line("a/b")], "no folder entry"),
     "missing parent": ([line("nodir/file")], "no folder entry"),
@@ -48,6 +51,7 @@ CASES = {
     "bool for a number": ([line("a").replace(b'"f", 420', b'"f", true')], "malformed manifest line"),
     "no final newline": ([line("a").rstrip(b"\n")], "truncated"),
     "empty link": ([line("l", "l", target="")], "invalid symlink target"),
+    "unencodable link": ([line("l", "l", target="\ud800")], "invalid symlink target"),
 }
 
 
