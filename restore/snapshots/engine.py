@@ -186,6 +186,8 @@ class Engine:
                 self._refuse_empty(stats, previous, options)
                 uploader.wait()
                 lease.check()
+                # Counted before the record is written, so that the record holds it too.
+                stats.objects_written = uploader.objects_written + 1
                 info = self._commit(
                     started=started,
                     stats=stats,
@@ -196,7 +198,6 @@ class Engine:
                 )
             finally:
                 uploader.close()
-            stats.objects_written = uploader.objects_written + 1
             merge_due = gc.merge_due(index)
             del index  # the merge reads the index again: never hold two
             if merge_due:

@@ -21,6 +21,8 @@ CHUNK_SIZE = 1 << 20
 # No blob may claim to be larger than this once decompressed: a hostile frame header
 # must not make us allocate gigabytes.
 MAX_BLOB_SIZE = 8 << 20
+# The same for an index object: the whole repository's index, decoded.
+MAX_INDEX_SIZE = 1 << 30
 ID_BYTES = 32
 
 CONFIG_KEY = "config"
@@ -105,13 +107,28 @@ def _pack_entries(plain: bytes, offset: int) -> tuple[bytes, list[BlobEntry], in
     end = start + count * _BLOB_ENTRY.size
     if end > len(plain):  # a short slice would just yield fewer entries
         raise struct.error("entries past the end")
-    return pack, list(map(BlobEntry._make, _BLOB_ENTRY.iter_unpack(plain[start:end]))), end
+    entries = plain[start:end]
+    _check_widths(entries)
+    return pack, list(map(BlobEntry._make, _BLOB_ENTRY.iter_unpack(entries))), end
+
+
+def _check_widths(entries: bytes) -> None:
+    """Raise ValueError unless every kind is 0 or 1 and every length is below 16 MiB: the
+    widths the in-memory index packs them into (index.py). Caretaker's frames of at most
+    MAX_BLOB_SIZE plain bytes always fit; a wider value would be read back as another one."""
+    size = _BLOB_ENTRY.size
+    kinds, lengths, raw_lengths = entries[32::size], entries[37::size], entries[41::size]
+    if kinds.translate(None, b"\0\1") or lengths.translate(None, b"\0") or raw_lengths.translate(None, b"\0"):
+        raise ValueError("an entry has an impossible kind or length")
 
 
 def decode_index(data: bytes, key: str) -> Iterator[tuple[bytes, list[BlobEntry]]]:
     """Yield (pack id, blobs) from an index object. Raise IntegrityError if malformed."""
     try:
-        plain = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
+        # The limit below binds only frames that do not state their size: check the claim.
+        if zstandard.frame_content_size(data) > MAX_INDEX_SIZE:
+            raise IntegrityError(f"index object {key} claims more than {MAX_INDEX_SIZE} bytes")
+        plain = zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_INDEX_SIZE)
     except zstandard.ZstdError as error:
         raise IntegrityError(f"index object {key} is corrupt: {error}") from error
     if not plain.startswith(_INDEX_MAGIC):
@@ -123,6 +140,8 @@ def decode_index(data: bytes, key: str) -> Iterator[tuple[bytes, list[BlobEntry]
             yield pack, entries
     except struct.error as error:
         raise IntegrityError(f"index object {key} is truncated") from error
+    except ValueError as error:
+        raise IntegrityError(f"index object {key} is corrupt: {error}") from error
 
 
 # -- snapshot records ----------------------------------------------------------------------
@@ -171,7 +190,7 @@ class SnapshotRecord:
                 excludes=tuple(doc.get("excludes", ())),
                 stats={str(k): int(v) for k, v in doc.get("stats", {}).items()},
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise IntegrityError(f"snapshot record {key} is malformed: {error}") from error
 
 

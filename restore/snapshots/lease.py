@@ -114,7 +114,7 @@ def _read(data: bytes) -> tuple[str, datetime]:
     try:
         document = json.loads(data)
         return str(document["owner"]), parse_time(document["expires"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         # An unreadable lease must not lock the repository forever: treat it as expired.
         return "unknown (unreadable lease)", datetime.min.replace(
             tzinfo=parse_time("2000-01-01T00:00:00Z").tzinfo

@@ -28,6 +28,8 @@ _CUT_MASK = 0x1FF
 MAX_CHUNKS_PER_FILE = (_MAX_PIECE - 4096) // (2 * ID_BYTES)
 _MAX_PATH = 4096
 _MAX_SIZE = 1 << 50
+# Seconds must fit a 64-bit time_t, or setting the mtime fails mid-restore.
+_TIME_T = 1 << 63
 
 
 class Entry(NamedTuple):
@@ -185,6 +187,15 @@ def read_entries(pieces: Iterable[bytes], load_piece: Callable[[bytes], bytes]) 
         yield entry
 
 
+def _native(name: str) -> bool:
+    """True if `name` is what Python makes of some file-name bytes (UTF-8, each undecodable
+    byte as U+DC80..U+DCFF): only such names stay distinct, and creatable, on disk."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape") == name
+    except UnicodeEncodeError:
+        return False
+
+
 def _check_path(path: str) -> None:
     parts = path.split("/")
     if (
@@ -193,6 +204,7 @@ def _check_path(path: str) -> None:
         or "\0" in path
         or any(p in {"", ".", ".."} for p in parts)
         or parts[0] == STATE_DIR
+        or not _native(path)
     ):
         raise IntegrityError(f"manifest has an unsafe path: {path!r}")
 
@@ -202,6 +214,8 @@ def _check_fields(entry: Entry) -> None:
         raise IntegrityError(f"manifest entry {entry.path!r} has unknown type {entry.kind!r}")
     if not 0 <= entry.mode <= 0o7777 or not 0 <= entry.uid < 1 << 32 or not 0 <= entry.gid < 1 << 32:
         raise IntegrityError(f"manifest entry {entry.path!r} has impossible mode/owner")
+    if not -_TIME_T <= entry.mtime_ns // 1_000_000_000 < _TIME_T:
+        raise IntegrityError(f"manifest entry {entry.path!r} has an impossible mtime {entry.mtime_ns}")
     if not 0 <= entry.size <= _MAX_SIZE:
         raise IntegrityError(f"manifest entry {entry.path!r} has an absurd size {entry.size}")
     if entry.kind == FILE:
@@ -214,7 +228,9 @@ def _check_fields(entry: Entry) -> None:
             )
     elif entry.chunks:
         raise IntegrityError(f"manifest entry {entry.path!r} is not a file but has content")
-    if entry.kind == SYMLINK and (not entry.target or "\0" in entry.target or len(entry.target) > _MAX_PATH):
+    if entry.kind == SYMLINK and (
+        not entry.target or "\0" in entry.target or len(entry.target) > _MAX_PATH or not _native(entry.target)
+    ):
         raise IntegrityError(f"manifest entry {entry.path!r} has an invalid symlink target")
 
 

@@ -29,6 +29,9 @@ CASES = {
     "empty component": ([line("a//b")], "unsafe path"),
     "state folder": ([line(".caretaker", "d"), line(".caretaker/x")], "unsafe path"),
     "nul": ([line("a\0b")], "unsafe path"),
+    "lone surrogate": ([line("a\ud800")], "unsafe path"),
+    # Escapes of bytes that decode as "é": the same name on disk as "é" itself.
+    "escaped valid bytes": ([line("\udcc3\udca9")], "unsafe path"),
     "through symlink": ([line("link", "l", target=".."), line("link/escape")], "no folder entry"),
     "under a file": ([line("a"), line("a/b")], "no folder entry"),
     "missing parent": ([line("nodir/file")], "no folder entry"),
@@ -38,6 +41,7 @@ CASES = {
     "size without chunks": ([line("a", size=10)], "chunks for 10 bytes"),
     "bad mode": ([line("a", mode=0o177777)], "impossible mode"),
     "bad owner": ([line("a", uid=-1)], "impossible mode"),
+    "absurd mtime": ([line("a").replace(b"1600000000000000000", b"1" + b"0" * 30)], "impossible mtime"),
     "unknown type": ([line("a", "x")], "unknown type"),
     "dir with content": ([line("a", "d", chunks=[b"\0" * 32])], "not a file"),
     "malformed": ([b'["a", "f"]\n'], "malformed manifest line"),
@@ -47,6 +51,7 @@ CASES = {
     "bool for a number": ([line("a").replace(b'"f", 420', b'"f", true')], "malformed manifest line"),
     "no final newline": ([line("a").rstrip(b"\n")], "truncated"),
     "empty link": ([line("l", "l", target="")], "invalid symlink target"),
+    "unencodable link": ([line("l", "l", target="\ud800")], "invalid symlink target"),
 }
 
 
@@ -105,14 +110,24 @@ def test_valid_forged_snapshot_restores(engine: Engine, store: LocalStore, tmp_p
     assert (dest / "d" / "l").readlink() == Path("f")
 
 
+_BAD_RECORDS = {
+    "not json": b"{not json",
+    "stats not an object": b'{"version": 1, "id": "deadbeefdeadbeef", "time": "2026-01-01T00:00:00Z", '
+    b'"files": 0, "dirs": 0, "bytes": 0, "started": "2026-01-01T00:00:00Z", "entries": 0, '
+    b'"manifest": [], "stats": []}',
+    "time not a string": b'{"version": 1, "id": "deadbeefdeadbeef", "time": 5}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_RECORDS))
 def test_corrupt_snapshot_record_is_skipped_not_fatal(
-    engine: Engine, store: LocalStore, source: Path
+    engine: Engine, store: LocalStore, source: Path, case: str
 ) -> None:
     from restore.model import BackupOptions
 
     (source / "a").write_bytes(b"1")
     good = engine.backup(source, BackupOptions()).snapshot
-    store.put("snapshots/deadbeefdeadbeef", b"{not json")
+    store.put("snapshots/deadbeefdeadbeef", _BAD_RECORDS[case])
     assert [s.id for s in engine.snapshots()] == [good.id]
     results = {r.snapshot_id: r for r in engine.verify()}
     assert results[good.id].ok
@@ -139,4 +154,48 @@ def test_index_object_claiming_more_entries_than_it_holds_is_rejected(
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(IntegrityError, match="truncated"):
+        engine.restore(snapshot, dest)
+
+
+@pytest.mark.parametrize(
+    ("kind", "length", "raw_length"), [(2, 10, 10), (0, 1 << 24, 10), (1, 10, 1 << 31)]
+)
+def test_index_entry_wider_than_the_index_holds_is_rejected(
+    engine: Engine, store: LocalStore, tmp_path: Path, kind: int, length: int, raw_length: int
+) -> None:
+    import os
+    import struct
+
+    import zstandard
+
+    from restore.snapshots.format import INDEX
+
+    snapshot = forge_snapshot(store, [line("a")])
+    pack = os.urandom(32)
+    entry = struct.pack(">32sBIII", os.urandom(32), kind, 0, length, raw_length)
+    plain = b"CTIDX1\n" + struct.pack(">32sI", pack, 1) + entry
+    store.put(f"{INDEX}{pack.hex()}", zstandard.ZstdCompressor().compress(plain))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match="impossible kind or length"):
+        engine.restore(snapshot, dest)
+
+
+def test_index_object_claiming_a_huge_size_is_rejected_without_allocating(
+    engine: Engine, store: LocalStore, tmp_path: Path
+) -> None:
+    import os
+
+    import zstandard
+
+    from restore.snapshots.format import INDEX
+
+    snapshot = forge_snapshot(store, [line("a")])
+    frame = zstandard.ZstdCompressor().compress(b"CTIDX1\n")
+    # The same frame with an 8-byte content size field claiming 1 TiB (single segment).
+    bomb = frame[:4] + bytes([0b11100000]) + (1 << 40).to_bytes(8, "little") + frame[6:]
+    store.put(f"{INDEX}{os.urandom(32).hex()}", bomb)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match="claims more than"):
         engine.restore(snapshot, dest)

@@ -139,6 +139,16 @@ def test_expired_lease_of_a_dead_writer_is_taken_over(
     assert store.stat("lease") is None
 
 
+@pytest.mark.parametrize("document", [b"{not json", b'{"owner": "x", "expires": 5}', b"[]"])
+def test_unreadable_lease_counts_as_expired(
+    engine: Engine, store: LocalStore, source: Path, document: bytes
+) -> None:
+    write_file(source / "a", b"1")
+    store.put("lease", document)
+    engine.backup(source, BackupOptions())
+    assert len(engine.snapshots()) == 1
+
+
 def test_lease_is_released_after_failure(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
     from restore.errors import LocalIOError
 
