@@ -7,6 +7,7 @@ those files, so tests use their own image store and never the machine's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,18 @@ REPO = Path(__file__).resolve().parents[2]
 BUSYBOX_IMAGE = "docker.io/library/busybox:1.36"
 # The name examples/ and docs use for caretaker's image (a placeholder for your registry).
 EXAMPLE_IMAGE = "ghcr.io/caretaker/caretaker"
+# The stand-in for python:3.11-slim-bookworm that scripts/base-image makes.
+BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
+# The WebDAV server examples/webdav-git names cannot be pulled here; its stand-in is the base
+# image with Debian's rclone (1.60), as the entrypoint like in rclone's own image, so the
+# example's `args` run unchanged. Tagged by the recipe's hash: a changed recipe rebuilds.
+RCLONE_IMAGE = "docker.io/rclone/rclone:1.68"
+RCLONE_RECIPE = f"""FROM {BASE_IMAGE}
+RUN apt-get update \\
+    && apt-get install --yes --no-install-recommends rclone \\
+    && rm -rf /var/lib/apt/lists/*
+ENTRYPOINT ["rclone"]
+"""
 
 
 def project_version() -> str:
@@ -95,6 +108,17 @@ class Podman:
     def logs(self, container: str) -> str:
         done = self.run("logs", container, check=False)
         return done.stdout + done.stderr
+
+    def ensure_rclone(self) -> str:
+        """Build the rclone stand-in (seconds; apt reaches the Debian mirror) unless it exists;
+        return its local name."""
+        image = f"localhost/rclone-standin:{hashlib.sha256(RCLONE_RECIPE.encode()).hexdigest()[:12]}"
+        if not self.exists("image", image):
+            self.script("scripts/base-image")
+            with tempfile.TemporaryDirectory() as context:
+                (Path(context) / "Containerfile").write_text(RCLONE_RECIPE)
+                self.buildah("bud", "--quiet", "--pull=never", "-t", image, context)
+        return image
 
     def ensure_busybox(self) -> str:
         """Build the busybox stand-in once (FROM scratch, the host's static busybox)."""

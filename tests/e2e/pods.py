@@ -120,6 +120,11 @@ def for_podman(
     # Host networking keeps every connection on 127.0.0.1: the containers reach the test's
     # SeaweedFS on the host, and the host scrapes /metrics and the app directly.
     spec["hostNetwork"] = True
+    for volume in spec.get("volumes", []):
+        # podman 4.3 panics on a Secret volume without `optional` (nil pointer in
+        # VolumeFromSecret); false is what Kubernetes assumes when it is missing.
+        if "secret" in volume:
+            volume["secret"].setdefault("optional", False)
     for container in all_containers(spec):
         _numbered_probes(container)
         # podman 4.3 refuses declared ports with host networking ("PortMappings can only
@@ -133,10 +138,23 @@ def for_podman(
     return [doc for doc in docs if doc["kind"] != "Secret"], secrets
 
 
-def _podman_secret(secret: Document) -> str:
-    """The JSON podman 4.3's secretRef reads: every key with its base64 value."""
+def _secret_values(secret: Document) -> dict[str, bytes]:
     values = {key: value.encode() for key, value in secret.get("stringData", {}).items()}
-    values |= {key: base64.b64decode(value) for key, value in secret.get("data", {}).items()}
+    return values | {key: base64.b64decode(value) for key, value in secret.get("data", {}).items()}
+
+
+def _podman_secret(name: str, secret: Document, *, volume: bool) -> str:
+    """What podman 4.3 reads back from `podman secret create NAME -`, which depends on the use.
+
+    - `envFrom`/`secretRef`: JSON, every key with its base64 value;
+    - a `secret:` volume: a `kind: Secret` YAML whose `data` values are written to the files
+      as they are (podman 4.3 neither base64-decodes `data` nor reads `stringData`, and
+      ignores `defaultMode`: the files are root-owned 0644).
+    """
+    values = _secret_values(secret)
+    if volume:
+        data = {key: value.decode() for key, value in values.items()}
+        return yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data})
     return json.dumps({key: base64.b64encode(value).decode() for key, value in values.items()})
 
 
@@ -167,9 +185,11 @@ class KubePod:
     def play(self) -> tuple[int, str]:
         """Create the secrets and `kube play` the manifest; return (exit code, output)."""
         self.manifest.write_text(yaml.safe_dump_all(self.docs, sort_keys=False))
+        mounted = {v["secret"]["secretName"] for v in pod_spec(self.docs).get("volumes", []) if "secret" in v}
         for name, secret in self.secrets.items():
             self.podman.run("secret", "rm", name, check=False)
-            self.podman.run("secret", "create", name, "-", stdin=_podman_secret(secret))
+            content = _podman_secret(name, secret, volume=name in mounted)
+            self.podman.run("secret", "create", name, "-", stdin=content)
         done = self.podman.run("kube", "play", str(self.manifest), check=False, timeout=300)
         return done.returncode, done.stdout + done.stderr
 

@@ -1,13 +1,14 @@
 """The examples/ manifests run as pods with `podman kube play`, against SeaweedFS on the host.
 
-Run here: examples/pod (test_pod.py), the rendered chart (test_chart_pod.py), and below
-init-container, sidecar (classic), entrypoint-wrapper and sqlite. The others cannot run under
+Run here: examples/pod (test_pod.py), the rendered chart (test_chart_pod.py), webdav-git
+(test_webdav_git.py), and below init-container, sidecar (classic), entrypoint-wrapper and
+sqlite. The others cannot run under
 podman 4.3 on this machine; each has a skipped case saying exactly why, and
 `test_every_example_is_accounted_for` keeps a new example from being left out silently.
 
 What the tests change in an example, besides the podman 4.3 patches of tests/e2e/pods.py
 (`for_podman`: restartPolicy Never, host networking, no `ports`, named probe ports as numbers,
-Secrets through `podman secret create`):
+`optional: false` on Secret volumes, Secrets through `podman secret create`):
 - the Secret's values: the test's keys and SeaweedFS endpoint; the repository URLs are kept
   (the test creates their bucket, `caretaker-demo`, on its SeaweedFS);
 - listen addresses, because host networking puts them on the host: the app's port 8080 in
@@ -54,6 +55,7 @@ ELSEWHERE = {
     "pod": "tests/e2e/test_pod.py runs examples/pod/pod.yaml",
     "chart-e2e-values.yaml": "tests/e2e/test_chart_pod.py runs the chart rendered with it",
     "prometheus": "not a pod: promtool checks and unit-tests it (tests/examples/test_prometheus.py)",
+    "webdav-git": "tests/e2e/test_webdav_git.py runs manifests.yaml against a local sshd git host",
 }
 RUN_HERE = (
     "init-container/pod.yaml",
@@ -77,12 +79,6 @@ CANNOT_RUN = {
         "its values set `caretaker.sidecar.native: true`, a native sidecar, which podman 4.3 cannot "
         "run (see sidecar/native.yaml); tests/chart/test_include.py renders it with a real helm, and "
         "tests/e2e/test_chart_pod.py runs the same chart's init container and sidecar as a pod"
-    ),
-    "webdav-git": (
-        "needs the WebDAV server image docker.io/rclone/rclone:1.68, which cannot be pulled here "
-        "(no registry access, and no local stand-in is built), and a git+ssh host "
-        "(git@git.example.com) that accepts the deploy key in the `webdav-git` Secret; the git "
-        "backend itself is tested against a local sshd and git daemon in tests/integration"
     ),
 }
 

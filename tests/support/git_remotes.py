@@ -171,16 +171,16 @@ class SshServer:
         path.write_text(f"[127.0.0.1]:{self.port} {key}\n")
         return path
 
-    def url(self, name: str) -> str:
+    def url(self, name: str, branch: str = BRANCH) -> str:
         user = (
             os.environ.get("USER")
             or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
         )
-        return f"git+ssh://{user}@127.0.0.1:{self.port}{self.repos / name}#branch={BRANCH}"
+        return f"git+ssh://{user}@127.0.0.1:{self.port}{self.repos / name}#branch={branch}"
 
-    def create(self, name: str) -> str:
+    def create(self, name: str, branch: str = BRANCH) -> str:
         bare_repository(self.repos / name)
-        return self.url(name)
+        return self.url(name, branch)
 
     def env(self) -> dict[str, str]:
         return {
