@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,38 @@ class Podman:
                 )
                 self.buildah("bud", "--quiet", "--pull=never", "-t", BUSYBOX_IMAGE, context)
         return BUSYBOX_IMAGE
+
+
+def run_locked_down(
+    podman: Podman,
+    image: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    entrypoint: str | None = None,
+    options: Sequence[str] = (),
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`podman run` the way a locked-down pod runs the image: read-only root with only /tmp
+    writable, no capabilities, host network (the tests' servers listen on 127.0.0.1).
+    `options` go to `podman run` (volumes, workdir). Raise AssertionError if it fails."""
+    argv = [
+        "run",
+        "--rm",
+        *(["--interactive"] if stdin is not None else []),
+        "--network",
+        "host",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        *options,
+    ]
+    for name, value in (env or {}).items():
+        argv += ["--env", f"{name}={value}"]
+    if entrypoint is not None:
+        argv += ["--entrypoint", entrypoint]
+    return podman.run(*argv, image, *args, stdin=stdin)

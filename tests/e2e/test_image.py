@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.podman import Podman, project_version
+from tests.e2e.podman import Podman, project_version, run_locked_down
 from tests.support.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.e2e
@@ -20,34 +20,6 @@ BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 # What the Dockerfile adds to the base (git with perl, ssh, tini; the venv): ~150 MB now.
 # A budget, so growth is a decision rather than an accident.
 ADDED_BYTES_BUDGET = 180_000_000
-
-
-def run_locked_down(
-    podman: Podman,
-    image: str,
-    *args: str,
-    env: dict[str, str] | None = None,
-    entrypoint: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    argv = [
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "--read-only",
-        "--read-only-tmpfs=false",
-        "--tmpfs",
-        "/tmp",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-    ]
-    for name, value in (env or {}).items():
-        argv += ["--env", f"{name}={value}"]
-    if entrypoint is not None:
-        argv += ["--entrypoint", entrypoint]
-    return podman.run(*argv, image, *args)
 
 
 def test_entrypoint_user_and_labels(podman: Podman, caretaker_image: str) -> None:
