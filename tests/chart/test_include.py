@@ -30,8 +30,11 @@ def _render(parent: Path, *args: str) -> list[dict[str, Any]]:
 def test_parent_chart_lints_and_validates(parent_chart: Path) -> None:
     assert "0 chart(s) failed" in run([tool("helm"), "lint", "--strict", str(parent_chart)]).stdout
     docs = _render(parent_chart)
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Pod", "Service", "ServiceAccount"]
     validate(docs)
+    # caretaker's `helm test` Pod comes along and asks the dependency's metrics Service.
+    url = one(docs, "Pod")["spec"]["containers"][0]["command"][-1]
+    assert url == f"http://{one(docs, 'Service')['metadata']['name']}:9090/readyz"
 
 
 def test_named_templates_add_caretaker_to_the_parents_pod(parent_chart: Path) -> None:

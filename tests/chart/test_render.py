@@ -84,6 +84,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 EXAMPLE_VALUES = {
     "webdav-example": EXAMPLES / "webdav-git" / "values.yaml",
     "e2e-values": EXAMPLES / "chart-e2e-values.yaml",
+    "app-user": EXAMPLES / "app-user" / "values.yaml",
 }
 ALL_SETS = [*VALUE_SETS, *EXAMPLE_VALUES]
 
@@ -131,7 +132,8 @@ def test_rendered_sidecar_config_passes_the_sidecars_check(name: str, tmp_path: 
 
 def test_defaults_render_only_the_shared_objects() -> None:
     docs = _render_set("defaults")
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Service", "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Pod", "Service", "ServiceAccount"]
+    assert one(docs, "Pod")["metadata"]["annotations"]["helm.sh/hook"] == "test"
     service = one(docs, "Service")
     assert service["spec"]["selector"] == {"caretaker/instance": "demo-caretaker"}
 

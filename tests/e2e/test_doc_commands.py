@@ -37,7 +37,7 @@ from tests.support.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.e2e
 
-DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "charts/caretaker/README.md")
 FENCE = re.compile(r"^```(?P<language>\w*)\n(?P<body>.*?)^```", re.MULTILINE | re.DOTALL)
 CHECK_CMD = re.compile(r'--check-cmd "(?P<command>[^"]+)"')
 # Commands in the docs that run outside the image, and where each comes from.

@@ -56,6 +56,7 @@ ELSEWHERE = {
     "chart-e2e-values.yaml": "tests/e2e/test_chart_pod.py runs the chart rendered with it",
     "prometheus": "not a pod: promtool checks and unit-tests it (tests/examples/test_prometheus.py)",
     "webdav-git": "tests/e2e/test_webdav_git.py runs manifests.yaml against a local sshd git host",
+    "app-user": "tests/e2e/test_chart_pod.py runs the chart with its values.yaml",
 }
 RUN_HERE = (
     "init-container/pod.yaml",

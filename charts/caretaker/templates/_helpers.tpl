@@ -93,12 +93,26 @@ jobs:
 checksum/caretaker-config: {{ include "caretaker.config" . | sha256sum }}
 {{- end }}
 
+{{/* The Secret whose keys become environment variables: credentials.existingSecret, or
+its older name credentials.envSecret (both work; naming two different Secrets is refused). */}}
+{{- define "caretaker.envSecret" -}}
+{{- $c := .values.credentials }}
+{{- if and $c.existingSecret $c.envSecret (ne $c.existingSecret $c.envSecret) }}
+{{- fail (printf "caretaker: credentials.existingSecret (%s) and credentials.envSecret (%s) name different Secrets: set one (envSecret is the older name of existingSecret)" $c.existingSecret $c.envSecret) }}
+{{- end }}
+{{- if and $c.existingSecretKeys (not (or $c.existingSecret $c.envSecret)) }}
+{{- fail "caretaker: credentials.existingSecretKeys needs credentials.existingSecret (the Secret holding those keys)" }}
+{{- end }}
+{{- default $c.envSecret $c.existingSecret }}
+{{- end }}
+
 {{/* Environment both containers share: where the repository is and how to reach it. */}}
 {{- define "caretaker.env" -}}
 {{- $v := .values }}
 {{- $repo := $v.repository }}
-{{- if and (not $repo.url) (not $v.credentials.envSecret) }}
-{{- fail "caretaker: set repository.url (or put CARETAKER_REPOSITORY into credentials.envSecret)" }}
+{{- $secret := include "caretaker.envSecret" . }}
+{{- if and (not $repo.url) (not $secret) }}
+{{- fail "caretaker: set repository.url (or put CARETAKER_REPOSITORY into credentials.existingSecret)" }}
 {{- end }}
 {{- /* For per-pod repository paths: repository.url may say s3://bucket/app/$(POD_NAME). */}}
 - name: POD_NAME
@@ -136,6 +150,14 @@ checksum/caretaker-config: {{ include "caretaker.config" . | sha256sum }}
   value: {{ $value | quote }}
 {{- end }}
 {{- end }}
+{{- /* Only the keys named, as these variables (instead of envFrom of every key). */}}
+{{- range $name, $key := $v.credentials.existingSecretKeys }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
 {{- with $v.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -160,10 +182,11 @@ checksum/caretaker-config: {{ include "caretaker.config" . | sha256sum }}
 {{- define "caretaker.containerCommon" -}}
 image: {{ include "caretaker.image" . }}
 imagePullPolicy: {{ .values.image.pullPolicy }}
-{{- with .values.credentials.envSecret }}
+{{- $secret := include "caretaker.envSecret" . }}
+{{- if and $secret (not .values.credentials.existingSecretKeys) }}
 envFrom:
   - secretRef:
-      name: {{ . }}
+      name: {{ $secret }}
 {{- end }}
 securityContext:
   {{- toYaml .values.securityContext | nindent 2 }}
