@@ -66,6 +66,12 @@ class NoSnapshotError(CaretakerError):
     reason = "no-snapshot"
 
 
+class EmptiedRepositoryError(NoSnapshotError):
+    """Repository emptied: a backup has used it, yet it holds no snapshot now."""
+
+    reason = "emptied"
+
+
 class BackendError(CaretakerError):
     """Trouble talking to the repository's storage."""
 

@@ -33,6 +33,10 @@ class Repository(Protocol):
     def snapshots(self) -> list[SnapshotInfo]:
         """Every complete snapshot, newest first. A fresh repository has none."""
 
+    def initialization(self) -> str | None:
+        """What shows that a backup has used this repository (its config object, its
+        branch), for a repository without snapshots; None while it has never held one."""
+
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         """Record `source` as a new snapshot, taking the writer lease for the duration.
 

@@ -15,6 +15,7 @@ import structlog
 
 from caretaker.inject.manifests import DEFAULT_IMAGE, InjectOptions, inject_documents
 from restore.commands import Command, Context
+from restore.commands.options import empty_start_arg
 from restore.errors import ConfigError, Problem
 
 
@@ -36,7 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--native", action="store_true", help="native sidecar (Kubernetes >= 1.29)")
     parser.add_argument("--metrics-port", type=int, default=9090, help="metrics/health port")
-    parser.add_argument("--allow-empty", action="store_true", help="restore: first boot allowed")
+    parser.add_argument(
+        "--allow-empty",
+        nargs="?",
+        const="always",
+        default="new-repository",
+        type=empty_start_arg,
+        metavar="WHEN",
+        help="restore: start empty when there is no snapshot: never, new-repository, always (the flag alone)",
+    )
     parser.add_argument("--check-cmd", metavar="CMD", help="restore: health check command")
     parser.add_argument(
         "--user", metavar="UID[:GID]", help="run caretaker as (default: the app container's user)"

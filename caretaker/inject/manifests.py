@@ -18,6 +18,7 @@ from typing import Any
 
 from restore import __version__
 from restore.errors import ConfigError, Problem
+from restore.initcontainer.decision import EmptyStart
 
 RESTORE = "caretaker-restore"
 SIDECAR = "caretaker"
@@ -62,7 +63,8 @@ class InjectOptions:
     env: tuple[tuple[str, str], ...] = ()
     native: bool = False
     metrics_port: int = 9090
-    allow_empty: bool = False
+    # A first install on a repository that never held a snapshot starts empty, once.
+    allow_empty: EmptyStart = "new-repository"
     check_cmd: str | None = None
     user: tuple[int, int] | None = None  # default: the app container's runAsUser/runAsGroup
     only: frozenset[str] = frozenset()
@@ -275,8 +277,8 @@ def restore_container(
 ) -> dict[str, Any]:
     """The `caretaker restore` init container."""
     env = _env(options, mount_path)
-    if options.allow_empty:
-        env.append({"name": "CARETAKER_ALLOW_EMPTY", "value": "true"})
+    if options.allow_empty != "never":
+        env.append({"name": "CARETAKER_ALLOW_EMPTY", "value": options.allow_empty})
     if options.check_cmd:
         env.append({"name": "CARETAKER_CHECK_CMD", "value": options.check_cmd})
     container = _base(RESTORE, options, user)

@@ -16,6 +16,7 @@ from typing import Any
 from restore.backends.envreader import parse_bool
 from restore.clock import parse_duration
 from restore.errors import ConfigError, Problem
+from restore.initcontainer.decision import EmptyStart, parse_empty_start
 
 ENV_PREFIX = "CARETAKER_"
 DEFAULT_PATH = Path("/data")
@@ -30,6 +31,14 @@ def duration_arg(text: str) -> timedelta:
     """An argparse `type` for durations like `90s`, `5m`, `1h30m`."""
     try:
         return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def empty_start_arg(text: str) -> EmptyStart:
+    """An argparse `type` for --allow-empty: never, new-repository, always (or a boolean)."""
+    try:
+        return parse_empty_start(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
 

@@ -16,7 +16,7 @@ import structlog
 
 from restore.clock import parse_time
 from restore.commands import Command, Context, open_from_args
-from restore.commands.options import add_repository_options, duration_arg
+from restore.commands.options import add_repository_options, duration_arg, empty_start_arg
 from restore.errors import ConfigError, exit_code_of
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
@@ -72,8 +72,16 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--allow-empty",
         {
-            "action": "store_true",
-            "help": "exit 0 (outcome first-boot) when the repository has no snapshot yet",
+            "nargs": "?",
+            "const": "always",
+            "default": "never",
+            "type": empty_start_arg,
+            "metavar": "WHEN",
+            "help": (
+                "when the repository has no snapshot, start on the empty volume (exit 0, outcome "
+                "first-boot): never (exit 3), new-repository (only while it has never held one), "
+                "or always (the flag alone)"
+            ),
         },
     ),
     (

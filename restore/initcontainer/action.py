@@ -32,10 +32,16 @@ from restore.errors import (
     CheckFailedError,
     IntegrityError,
     LocalIOError,
-    NoSnapshotError,
     exit_code_of,
 )
-from restore.initcontainer.decision import RestoreSettings, choose, decide, free_bytes, needed_bytes
+from restore.initcontainer.decision import (
+    RestoreSettings,
+    choose,
+    decide,
+    empty_start,
+    free_bytes,
+    needed_bytes,
+)
 from restore.initcontainer.healthcheck import run_check
 from restore.initcontainer.outcome import Outcome, OutcomeKind
 from restore.initcontainer.progress import LogProgress
@@ -109,7 +115,7 @@ class InitRun:
         with opened(self.effects, self.retrier) as repo:
             candidates = choose(self.retrier.call(repo.snapshots, what="list snapshots"), self.settings)
             if not candidates:
-                return self.first_boot(repo.describe())
+                return self.first_boot(repo)
             return self.apply(repo, candidates)
 
     def resumed(self, journal: Journal) -> Outcome | None:
@@ -124,12 +130,12 @@ class InitRun:
             return None
         return self.outcome("restored", journal.snapshot, reason="finished an interrupted restore")
 
-    def first_boot(self, where: str) -> Outcome:
+    def first_boot(self, repo: Repository) -> Outcome:
+        where = repo.describe()
         if entries(self.settings.path) and not self.settings.force:
             raise CheckFailedError(f"check failed on existing data and {where} has no snapshot to restore")
-        if not self.settings.allow_empty:
-            raise no_snapshot_error(where)
-        return self.outcome("first-boot", None, reason=f"{where} has no snapshot yet")
+        reason = empty_start(where, self.settings.allow_empty, initialization(repo, self.retrier))
+        return self.outcome("first-boot", None, reason=reason)
 
     def apply(self, repo: Repository, candidates: list[SnapshotInfo]) -> Outcome:
         """Try candidates in order; return the outcome of the first one that is good.
@@ -295,10 +301,9 @@ def snapshot_id(journal: Journal) -> str | None:
     return journal.snapshot.id if journal.snapshot else None
 
 
-def no_snapshot_error(where: str) -> NoSnapshotError:
-    return NoSnapshotError(
-        f"{where} has no snapshot; refusing to start on an empty volume (see --allow-empty)"
-    )
+def initialization(repo: Repository, retries: Retrier) -> Callable[[], str | None]:
+    """Ask the repository, retrying while it is unreachable, whether a backup has used it."""
+    return lambda: retries.call(repo.initialization, what="look for an earlier backup")
 
 
 def prepare_volume(settings: RestoreSettings, effects: Effects) -> Outcome:

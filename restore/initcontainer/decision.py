@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
+from restore.backends.envreader import parse_bool
 from restore.clock import format_time
-from restore.errors import ConfigError, NoSnapshotError, Problem
+from restore.errors import ConfigError, EmptiedRepositoryError, NoSnapshotError, Problem
 from restore.initcontainer.staging import entries
 
 if TYPE_CHECKING:
@@ -22,6 +23,23 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from restore.model import SnapshotInfo
+
+
+# When an empty volume may start empty because the repository has no snapshot (--allow-empty).
+EmptyStart = Literal["never", "new-repository", "always"]
+EMPTY_STARTS: tuple[EmptyStart, ...] = get_args(EmptyStart)
+
+
+def parse_empty_start(text: str) -> EmptyStart:
+    """`never`, `new-repository` or `always`; a boolean means always/never (the flag's
+    older form). Raise ValueError naming the choices."""
+    for choice in EMPTY_STARTS:
+        if text.strip().lower() == choice:
+            return choice
+    try:
+        return "always" if parse_bool(text) else "never"
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(EMPTY_STARTS)} (or true/false): {text!r}") from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -33,7 +51,7 @@ class RestoreSettings:
     before: datetime | None = None
     force: bool = False
     check_cmd: tuple[str, ...] = ()
-    allow_empty: bool = False
+    allow_empty: EmptyStart = "never"
     timeout_seconds: float = 300.0
     max_fallbacks: int = 3
     progress_interval_seconds: float = 10.0
@@ -44,6 +62,9 @@ class RestoreSettings:
             problems.append(
                 Problem("before", format_time(self.before), "give --snapshot or --before, not both")
             )
+        if self.allow_empty not in EMPTY_STARTS:
+            choices = ", ".join(EMPTY_STARTS)
+            problems.append(Problem("allow-empty", self.allow_empty, f"must be one of {choices}"))
         if self.max_fallbacks < 0:
             problems.append(Problem("max-fallbacks", self.max_fallbacks, "must be 0 or more"))
         if not self.path.is_absolute():
@@ -73,6 +94,31 @@ def decide(settings: RestoreSettings, check: Callable[[], bool] | None) -> Decis
     if check():
         return Decision("skip", "check passed on existing data")
     return Decision("restore", "check failed on existing data")
+
+
+def empty_start(where: str, mode: EmptyStart, initialization: Callable[[], str | None]) -> str:
+    """Why the volume may start empty, the repository `where` having no snapshot.
+
+    `initialization` (asked only for new-repository) tells what shows that a backup used
+    the repository before. Raise NoSnapshotError when the volume may not start empty, and
+    EmptiedRepositoryError when the repository was used but holds no snapshot now.
+    """
+    if mode == "always":
+        return f"{where} has no snapshot yet"
+    if mode == "never":
+        raise NoSnapshotError(
+            f"{where} has no snapshot; refusing to start on an empty volume (--allow-empty="
+            "new-repository allows it while the repository has never held one)"
+        )
+    evidence = initialization()
+    if evidence is None:
+        return f"new repository: {where} has never held a snapshot"
+    raise EmptiedRepositoryError(
+        f"{where} holds no snapshot, but a backup has used it ({evidence}): its snapshots were "
+        "deleted or cannot be read, or it belongs to something else (give caretaker a "
+        "repository, prefix or branch of its own). Refusing to start on an empty volume; look "
+        "with `caretaker snapshots`, and to start empty anyway run once with --allow-empty=always"
+    )
 
 
 def choose(snapshots: Sequence[SnapshotInfo], settings: RestoreSettings) -> list[SnapshotInfo]:

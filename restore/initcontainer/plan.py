@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from restore.clock import format_time
-from restore.initcontainer.action import Effects, no_snapshot_error, opened, retrier, snapshot_id
-from restore.initcontainer.decision import RestoreSettings, choose, decide, needed_bytes
+from restore.initcontainer.action import Effects, initialization, opened, retrier, snapshot_id
+from restore.initcontainer.decision import RestoreSettings, choose, decide, empty_start, needed_bytes
 from restore.initcontainer.staging import Staging, entries
 
 if TYPE_CHECKING:
@@ -31,10 +31,9 @@ def plan(settings: RestoreSettings, effects: Effects) -> dict[str, Any]:
     with opened(effects, retries) as repo:
         where = repo.describe()
         candidates = choose(retries.call(repo.snapshots, what="list snapshots"), settings)
-    if not candidates:
-        if not settings.allow_empty:
-            raise no_snapshot_error(where)
-        return {**base, "action": "first-boot", "reason": f"{where} has no snapshot yet"}
+        if not candidates:
+            reason = empty_start(where, settings.allow_empty, initialization(repo, retries))
+            return {**base, "action": "first-boot", "reason": reason}
     base |= {"action": decision.action, "reason": decision.reason, "repository": where}
     return base | _sizes(candidates, settings, effects)
 

@@ -131,6 +131,14 @@ class Engine:
     def snapshots(self) -> list[SnapshotInfo]:
         return [r.info for r in self._records()]
 
+    def initialization(self) -> str | None:
+        # The first backup writes the config object before any snapshot; nothing deletes it.
+        if self.store.stat(CONFIG_KEY) is None:
+            return None
+        unreadable = len(self._unreadable)
+        records = f"{unreadable} snapshot record{'' if unreadable == 1 else 's'}"
+        return "its config object exists" + (f", and {records} that cannot be read" if unreadable else "")
+
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
         record = self._record(snapshot_id)
         index = load_index(self.store, self._workers)

@@ -204,7 +204,7 @@ def test_s3_settings_restore_options_and_secret_reach_the_containers() -> None:
     assert env["CARETAKER_S3_SSE"] == "AES256"
     assert env["CARETAKER_CHECK_CMD"] == "test -s orders.db"
     assert env["CARETAKER_TIMEOUT"] == "10m"
-    assert "CARETAKER_ALLOW_EMPTY" not in env  # fail closed unless asked
+    assert env["CARETAKER_ALLOW_EMPTY"] == "new-repository"  # only a never-used repository starts empty
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     for item in (restore, container(spec, "caretaker")):
         assert item["envFrom"] == [{"secretRef": {"name": "orders-s3"}}]

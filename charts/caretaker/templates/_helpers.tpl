@@ -193,6 +193,12 @@ securityContext:
 terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
 
+{{/* restore.allowEmpty as a mode: never | new-repository | always (true/false: the older form). */}}
+{{- define "caretaker.allowEmpty" -}}
+{{- $value := toString .values.restore.allowEmpty }}
+{{- if eq $value "true" }}always{{ else if eq $value "false" }}never{{ else }}{{ $value }}{{ end }}
+{{- end }}
+
 {{- define "caretaker.restoreContainer" -}}
 {{- $v := .values }}
 {{- $r := $v.restore -}}
@@ -207,9 +213,10 @@ terminationMessagePolicy: FallbackToLogsOnError
       value: {{ $r.timeout | quote }}
     - name: CARETAKER_MAX_FALLBACKS
       value: {{ $r.maxFallbacks | quote }}
-    {{- if $r.allowEmpty }}
+    {{- $empty := include "caretaker.allowEmpty" . }}
+    {{- if ne $empty "never" }}
     - name: CARETAKER_ALLOW_EMPTY
-      value: "true"
+      value: {{ $empty | quote }}
     {{- end }}
     {{- if $r.force }}
     - name: CARETAKER_FORCE

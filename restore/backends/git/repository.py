@@ -79,6 +79,18 @@ class GitRepository:
     def snapshots(self) -> list[SnapshotInfo]:
         return [info for _, info in self.remote.ours(self.remote.history())]
 
+    def initialization(self) -> str | None:
+        """The branch exists (the first backup creates it). A `path=` folder of a branch that
+        several folders share is new while it has no snapshot: other folders' commits are no
+        sign of it, so a folder whose snapshots were removed cannot be told from a new one."""
+        if self.settings.path:
+            return None
+        commits = self.remote.history()
+        if not commits:
+            return None
+        branch = self.settings.branch
+        return f"branch {branch!r} exists, with {len(commits)} commits and none a caretaker snapshot"
+
     # -- restore ---------------------------------------------------------------------------
 
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:

@@ -14,7 +14,13 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from restore.errors import IntegrityError, NoSnapshotError, TransientBackendError
+from restore.errors import (
+    ConfigError,
+    EmptiedRepositoryError,
+    IntegrityError,
+    NoSnapshotError,
+    TransientBackendError,
+)
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.decision import RestoreSettings
 from restore.initcontainer.plan import plan
@@ -29,12 +35,19 @@ class FakeRepository:
     """Snapshots `s1` (oldest) .. `sN`, each a dict of files; failures on demand."""
 
     def __init__(
-        self, *trees: dict[str, str], corrupt: tuple[str, ...] = (), transient: int = 0, crash: bool = False
+        self,
+        *trees: dict[str, str],
+        corrupt: tuple[str, ...] = (),
+        transient: int = 0,
+        crash: bool = False,
+        used: str | None = None,
     ):
         self.trees = {f"s{n}": tree for n, tree in enumerate(trees, start=1)}
         self.corrupt = corrupt
         self.transient = transient
         self.crash = crash
+        self.used = used  # what initialization() reports
+        self.asked = 0
         self.restored: list[str] = []
         self.closed = False
 
@@ -53,6 +66,13 @@ class FakeRepository:
             for n, (sid, tree) in enumerate(self.trees.items())
         ]
         return infos[::-1]
+
+    def initialization(self) -> str | None:
+        self.asked += 1
+        if self.transient:
+            self.transient -= 1
+            raise TransientBackendError("connection refused")
+        return self.used
 
     def restore(self, snapshot_id: str, dest: pathlib.Path, progress=None) -> RestoreStats:
         if self.transient:
@@ -123,9 +143,63 @@ class TestOutcomes:
         assert "fake://repo has no snapshot" in outcome.error
 
     def test_first_boot_when_allowed(self, tmp_path):
-        outcome = run(tmp_path, FakeRepository(), allow_empty=True)
+        repo = FakeRepository(used="its config object exists")
+        outcome = run(tmp_path, repo, allow_empty="always")
         assert (outcome.outcome, outcome.exit_code) == ("first-boot", 0)
+        assert outcome.reason == "fake://repo has no snapshot yet"
         assert files(tmp_path) == {}
+        assert repo.asked == 0, "always does not ask whether the repository was used"
+
+
+class TestNewRepository:
+    """--allow-empty=new-repository: an empty start only while no backup ever used it."""
+
+    def test_a_repository_never_used_is_a_first_boot(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository(), allow_empty="new-repository")
+        assert (outcome.outcome, outcome.exit_code) == ("first-boot", 0)
+        assert outcome.reason == "new repository: fake://repo has never held a snapshot"
+
+    def test_a_used_repository_without_snapshots_fails_closed(self, tmp_path):
+        repo = FakeRepository(used="its config object exists")
+        outcome = run(tmp_path, repo, allow_empty="new-repository")
+        assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 3, "emptied")
+        assert "fake://repo holds no snapshot, but a backup has used it (its config object exists)" in (
+            outcome.error
+        )
+        assert "--allow-empty=always" in outcome.error
+        assert files(tmp_path) == {}
+
+    def test_a_repository_with_snapshots_is_restored_without_asking(self, tmp_path):
+        repo = FakeRepository(GOOD)
+        outcome = run(tmp_path, repo, allow_empty="new-repository")
+        assert (outcome.outcome, outcome.snapshot) == ("restored", "s1")
+        assert repo.asked == 0
+
+    def test_the_question_is_retried_while_storage_is_down(self, tmp_path):
+        repo = FakeRepository(transient=2)
+        outcome = run(tmp_path, repo, allow_empty="new-repository")
+        assert (outcome.outcome, outcome.exit_code) == ("first-boot", 0)
+        assert repo.asked == 3
+
+    def test_never_fails_closed_and_names_the_mode(self, tmp_path):
+        outcome = run(tmp_path, FakeRepository(), allow_empty="never")
+        assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 3, "no-snapshot")
+        assert "--allow-empty=new-repository" in outcome.error
+
+    def test_the_plan_tells_the_same(self, tmp_path):
+        document = plan(RestoreSettings(path=tmp_path, allow_empty="new-repository"), effects(FakeRepository()))
+        assert (document["action"], document["reason"]) == (
+            "first-boot",
+            "new repository: fake://repo has never held a snapshot",
+        )
+        used = FakeRepository(used="branch 'main' exists")
+        with pytest.raises(EmptiedRepositoryError, match="branch 'main' exists"):
+            plan(RestoreSettings(path=tmp_path, allow_empty="new-repository"), effects(used))
+
+    @pytest.mark.parametrize("value", [True, "sometimes"])
+    def test_an_unknown_mode_is_a_config_error(self, tmp_path, value):
+        with pytest.raises(ConfigError, match="allow-empty"):
+            RestoreSettings(path=tmp_path, allow_empty=value)
 
     def test_unexpected_error_is_exit_1_and_staging_is_gone(self, tmp_path):
         with capture_logs() as logs:
@@ -210,7 +284,7 @@ class TestQuarantine:
 
     def test_check_failing_and_nothing_to_restore_is_exit_8(self, tmp_path):
         (tmp_path / "app.db").write_text("broken")
-        outcome = run(tmp_path, FakeRepository(), check_cmd=("false",), allow_empty=True)
+        outcome = run(tmp_path, FakeRepository(), check_cmd=("false",), allow_empty="always")
         assert outcome.exit_code == 8
         assert files(tmp_path) == {"app.db": "broken"}
 

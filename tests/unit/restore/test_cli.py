@@ -194,3 +194,39 @@ def test_another_commands_variable_does_not_concern_this_one(
         ["backup"], {**env, "CARETAKER_KEEP_LAST": "ten", "CARETAKER_SCHEDULE": "@nonsense"}, capsys
     )
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "expected"),
+    [
+        ([], None, "never"),
+        (["--allow-empty"], None, "always"),
+        (["--allow-empty", "new-repository"], None, "new-repository"),
+        (["--allow-empty=never"], "always", "never"),
+        ([], "true", "always"),
+        ([], "false", "never"),
+        ([], "New-Repository", "new-repository"),
+    ],
+)
+def test_allow_empty_takes_a_mode_and_the_older_boolean(
+    args: list[str], variable: str | None, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dry run on a repository that never held a snapshot shows which mode applied."""
+    env = {"CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(), "CARETAKER_PATH": str(tmp_path / "data")}
+    if variable is not None:
+        env["CARETAKER_ALLOW_EMPTY"] = variable
+    code, out, logs = _run(["restore", "--dry-run", "--json", *args], env, capsys)
+    if expected == "never":
+        assert code == 3
+        assert "--allow-empty=new-repository allows it" in str(logs)
+        return
+    assert code == 0
+    reason = json.loads(out)["reason"]
+    assert reason.startswith("new repository:") if expected == "new-repository" else "no snapshot yet" in reason
+
+
+def test_a_bad_allow_empty_is_exit_2_naming_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(), "CARETAKER_ALLOW_EMPTY": "sometimes"}
+    code, _, logs = _run(["restore", "--path", str(tmp_path)], env, capsys)
+    assert code == 2
+    assert "CARETAKER_ALLOW_EMPTY='sometimes': must be one of never, new-repository, always" in str(logs)

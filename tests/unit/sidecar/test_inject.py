@@ -79,13 +79,13 @@ class TestDeploymentWithSeveralContainers:
             secret_files="shop-git-key",
             config_map="shop-caretaker",
             env=(("CARETAKER_S3_REGION", "eu-west-1"),),
-            allow_empty=True,
+            allow_empty="always",
             check_cmd="shop check --database shop.db",
             metrics_port=9191,
         )
         spec = pod_spec(docs[1])
         restore = env_of(container(spec, "caretaker-restore", init=True))
-        assert restore["CARETAKER_ALLOW_EMPTY"] == "true"
+        assert restore["CARETAKER_ALLOW_EMPTY"] == "always"
         assert restore["CARETAKER_CHECK_CMD"] == "shop check --database shop.db"
         assert restore["CARETAKER_S3_REGION"] == "eu-west-1"
         sidecar = container(spec, "caretaker")

@@ -134,3 +134,25 @@ def test_pipeline_from_stdin_in_a_real_process() -> None:
     )
     assert (refused.returncode, refused.stdout) == (2, "")
     assert "pgdata" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        ([], {}, "new-repository"),
+        (["--allow-empty"], {}, "always"),
+        (["--allow-empty", "never"], {}, None),
+        ([], {"CARETAKER_ALLOW_EMPTY": "true"}, "always"),
+    ],
+    ids=["default", "flag-alone", "never", "older-boolean-twin"],
+)
+def test_first_start_defaults_to_a_new_repository_only(
+    flags: list[str], env: dict[str, str], expected: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like the chart: a first install on a never-used repository starts empty, once."""
+    code, out, _ = _run([SHOP, "--volume", "shop-data", "--container", "shop", *BASE, *flags], capsys, env)
+    assert code == 0
+    deployment = next(d for d in yaml.safe_load_all(out) if d["kind"] == "Deployment")
+    (restore,) = [c for c in deployment["spec"]["template"]["spec"]["initContainers"] if c["name"] == "caretaker-restore"]
+    variables = {e["name"]: e.get("value") for e in restore["env"]}
+    assert variables.get("CARETAKER_ALLOW_EMPTY") == expected
