@@ -68,6 +68,14 @@ def render(values: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str
     return load_documents(helm_template(values, **kwargs).stdout)
 
 
+def install_notes(values: dict[str, Any], tmp_path: Path) -> str:
+    """The NOTES `helm install` prints for these values (a client-side dry run)."""
+    path = tmp_path / "notes-values.yaml"
+    path.write_text(json.dumps(values), encoding="utf-8")  # JSON is YAML
+    argv = [tool("helm"), "install", "demo", str(CHART), "--dry-run=client", "--values", str(path)]
+    return run(argv).stdout.split("NOTES:", 1)[1]
+
+
 def load_documents(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 

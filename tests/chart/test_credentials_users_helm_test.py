@@ -11,17 +11,15 @@ import pytest
 import yaml
 
 from tests.chart.kube import (
-    CHART,
     EXAMPLES,
     container,
     env_of,
     helm_template,
+    install_notes,
     of_kind,
     one,
     pod_spec,
     render,
-    run,
-    tool,
     validate,
 )
 
@@ -73,13 +71,6 @@ def test_bad_secret_values_are_refused(credentials: dict[str, Any], message: str
     result = helm_template({**BASE, "credentials": credentials}, check=False)
     assert result.returncode != 0
     assert message in result.stderr
-
-
-def install_notes(values: dict[str, Any], tmp_path: Path) -> str:
-    path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values), encoding="utf-8")
-    argv = [tool("helm"), "install", "demo", str(CHART), "--dry-run=client", "--values", str(path)]
-    return run(argv).stdout.split("NOTES:", 1)[1]
 
 
 def test_notes_warn_when_the_app_runs_as_another_user(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.chart.kube import CHART, container, env_of, one, pod_spec, render, run, tool
+from tests.chart.kube import container, env_of, install_notes, one, pod_spec, render
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +32,7 @@ def test_allow_empty_reaches_the_restore_as_a_mode(value: Any, expected: str | N
 
 
 def notes(values: dict[str, Any], tmp_path: Path) -> str:
-    path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump({**BASE, **values}), encoding="utf-8")
-    argv = [tool("helm"), "install", "demo", str(CHART), "--dry-run=client", "--values", str(path)]
-    return run(argv).stdout.split("NOTES:", 1)[1]
+    return install_notes({**BASE, **values}, tmp_path)
 
 
 def test_notes_say_what_a_first_install_does(tmp_path: Path) -> None:

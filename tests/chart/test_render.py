@@ -16,6 +16,7 @@ from tests.chart.kube import (
     container,
     env_of,
     helm_template,
+    install_notes,
     of_kind,
     one,
     pod_spec,
@@ -337,10 +338,7 @@ def test_bad_values_are_refused_naming_the_problem(values: dict[str, Any], messa
 
 
 def test_notes_tell_how_to_check_the_first_backup(tmp_path: Path) -> None:
-    values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(VALUE_SETS["s3-classic-monitoring"]), encoding="utf-8")
-    argv = [tool("helm"), "install", "demo", str(CHART), "--dry-run=client", "--values", str(values)]
-    notes = run(argv).stdout.split("NOTES:", 1)[1]
+    notes = install_notes(VALUE_SETS["s3-classic-monitoring"], tmp_path)
     assert "logs deployment/demo-caretaker -c caretaker-restore" in notes
     assert "caretaker snapshots" in notes
     assert "/status" in notes

@@ -245,16 +245,6 @@ DEPLOYMENT = {
 
 
 @pytest.fixture
-def git_host(tmp_path: Path) -> Iterator[SshServer]:
-    server = SshServer(tmp_path / "git-host")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def mounts(tmp_path: Path, git_host: SshServer, e2e_s3: SeaweedServer) -> Mounts:
     found = Mounts(tmp_path / "mounts")
     found.prepare(git_host, e2e_s3)

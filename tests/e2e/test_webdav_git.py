@@ -213,16 +213,6 @@ def webdav_image(podman: Podman) -> str:
 
 
 @pytest.fixture
-def git_host(tmp_path: Path) -> Iterator[SshServer]:
-    server = SshServer(tmp_path / "git-host")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def webdav_pod(
     podman: Podman, caretaker_image: str, webdav_image: str, git_host: SshServer, tmp_path: Path
 ) -> Iterator[Played]:
@@ -268,8 +258,10 @@ def test_files_written_through_webdav_come_back_from_git_in_a_new_pod(
 
     code, output = pod.play()
     assert code == 0, output
-    # The branch does not exist yet: a first boot, which the example allows.
-    assert pod.restore_result("webdav")["outcome"] == "first-boot"
+    # The branch does not exist yet: a new repository, whose first boot the example allows.
+    first = pod.restore_result("webdav")
+    assert first["outcome"] == "first-boot"
+    assert first["reason"].startswith("new repository: git+ssh://"), first["reason"]
     wait_until(client.answers, 30, "the WebDAV server")
 
     volume = Volume(client)
