@@ -26,12 +26,13 @@ RUN python -m venv /opt/caretaker \
 
 # --- the image ---
 FROM python:3.11-slim-bookworm
-# git + openssh-client for the git backend, tini as PID 1 (reaps hook processes, forwards
-# SIGTERM). A fixed non-root user whose home is the /tmp emptyDir: ssh needs a passwd entry.
+# git + openssh-client for the git backend (libnss-wrapper: ssh as a uid the image does not
+# know), tini as PID 1 (reaps hook processes, forwards SIGTERM). A fixed non-root user whose
+# home is the /tmp emptyDir: ssh needs a passwd entry.
 # Versions are not pinned: Debian stable only ships security fixes, which rebuilds should get.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends git openssh-client tini \
+    && apt-get install --yes --no-install-recommends git openssh-client tini libnss-wrapper \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old \
         /var/log/apt /var/log/dpkg.log \
     && groupadd --gid 65532 caretaker \

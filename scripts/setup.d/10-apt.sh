@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: a real sshd and git for git remotes, zstd for the
-# benchmark baselines. Installs only what is missing.
+# Debian packages the tests use: a real sshd and git for git remotes (nss_wrapper for ssh as
+# a uid without a passwd entry), zstd for the benchmark baselines. Installs only what is missing.
 set -euo pipefail
 source "$(dirname "$0")/../lib/apt.sh"
-apt_ensure git openssh-server openssh-client zstd time
+apt_ensure git openssh-server openssh-client zstd time libnss-wrapper

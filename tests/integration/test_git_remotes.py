@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,22 @@ from tests.support.git_remotes import GitDaemon, HttpGitServer, SshServer, git_e
 from tests.support.trees import describe
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+# `git ls-remote` with the environment the git backend gives every git process.
+LS_REMOTE_AS_CARETAKER = """
+import os, subprocess, sys
+from urllib.parse import urlsplit
+from restore.backends.git.auth import GitAuth
+from restore.backends.git.settings import GitSettings
+settings = GitSettings.from_url(urlsplit(sys.argv[1]), os.environ)
+auth = GitAuth(settings)
+extra = auth.environ()
+if "--without-wrapper" in sys.argv:
+    extra.pop("LD_PRELOAD", None)
+done = subprocess.run(["git", "ls-remote", settings.remote], env={**os.environ, **extra})
+auth.close()
+sys.exit(done.returncode)
+"""
 
 
 @pytest.fixture
@@ -119,6 +139,38 @@ class TestSsh:
             server.stop()
         run = caretaker("snapshots", remote=Remote(url, {**git_env(tmp_path / "state"), **server.env()}))
         assert run.returncode == 4, run.stdout + run.stderr
+
+
+    def test_a_uid_without_a_passwd_entry_still_reaches_the_remote(self, sshd, tmp_path):
+        """A pod may run caretaker as the app's uid, which the image does not know: ssh then
+        gets a passwd entry through nss_wrapper instead of failing "No user exists for uid".
+
+        Run as such a uid by the system's python (the test's own interpreter may sit in a
+        folder only root can enter), with the auth module as the backend uses it."""
+        uid = 54321
+        assert all(entry.pw_uid != uid for entry in pwd.getpwall())
+        work = Path(tempfile.mkdtemp(prefix="caretaker-uid-"))  # outside pytest's 0700 folders
+        try:
+            for name in ("deploy_ed25519", "known_hosts"):
+                shutil.copy(sshd.root / name, work / name)
+                os.chown(work / name, uid, uid)
+            os.chmod(work, 0o755)
+            env = {
+                "CARETAKER_GIT_SSH_KEY_FILE": str(work / "deploy_ed25519"),
+                "CARETAKER_GIT_KNOWN_HOSTS_FILE": str(work / "known_hosts"),
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "PYTHONPATH": str(REPO),
+                "HOME": str(work),
+            }
+            argv = ["/usr/bin/python3", "-c", LS_REMOTE_AS_CARETAKER, sshd.create(f"{tmp_path.name}.git")]
+            as_uid = {"user": uid, "group": uid, "capture_output": True, "text": True, "timeout": 60}
+            done = subprocess.run(argv, env=env, check=False, **as_uid)
+            assert done.returncode == 0, done.stdout + done.stderr
+            # Without the wrapper, ssh refuses: the test would catch a regression.
+            bare = subprocess.run([*argv, "--without-wrapper"], env=env, check=False, **as_uid)
+            assert "No user exists" in bare.stdout + bare.stderr
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class TestHttp:

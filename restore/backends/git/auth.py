@@ -4,6 +4,10 @@
   temporary folder. Copies, because Kubernetes mounts Secrets read-only and often group-
   readable (ssh ignores such a key) and `accept-new` must be able to add a host key.
   Strict host key checking is the default; no ssh config file is read.
+- SSH as a user the image does not know: OpenSSH refuses to run for a uid without a passwd
+  entry ("No user exists for uid 1000"), and a pod may run caretaker as the app's uid. Then
+  the ssh process gets one through nss_wrapper (`LD_PRELOAD`, a passwd and group file in the
+  private folder), the habit of images that run under arbitrary uids (OpenShift).
 - HTTP(S): `GIT_ASKPASS` is a small shell script in that folder that prints the user name
   (from an environment variable of the git process) or reads the token/password from its
   file at the moment git asks. The secret is never in our memory, an argument or a URL.
@@ -13,14 +17,16 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
+import pwd
 import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
 from restore.backends.git.settings import GitSettings
-from restore.errors import ConfigError
+from restore.errors import ConfigError, LocalIOError
 
 # Printed by git's askpass protocol: the first argument is the prompt ("Username for …",
 # "Password for …"). `printf` is a shell builtin, so the secret never becomes an argv.
@@ -39,6 +45,8 @@ _SSH_OPTIONS = (
     "ServerAliveCountMax=4",
     "LogLevel=ERROR",
 )
+# Where Debian's libnss-wrapper puts the library (the image installs it), else the loader's search.
+_NSS_WRAPPER = ("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so", "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so")
 
 
 class GitAuth:
@@ -51,7 +59,7 @@ class GitAuth:
     def environ(self) -> dict[str, str]:
         """Return the variables for every git process. Raise ConfigError if a file is unreadable."""
         if self._settings.transport == "ssh":
-            return {"GIT_SSH_COMMAND": self._ssh_command(), "GIT_SSH_VARIANT": "ssh"}
+            return {"GIT_SSH_COMMAND": self._ssh_command(), "GIT_SSH_VARIANT": "ssh", **self._passwd_entry()}
         if self._settings.transport in {"http", "https"} and self._settings.secret_file:
             return self._askpass()
         return {}
@@ -97,6 +105,31 @@ class GitAuth:
         checking = "accept-new" if settings.accept_new_host_keys else "yes"
         args += ["-o", f"StrictHostKeyChecking={checking}"]
         return shlex.join(args)
+
+    def _passwd_entry(self) -> dict[str, str]:
+        """nss_wrapper variables giving our uid a passwd entry, or {} if it has one.
+
+        Raise LocalIOError if it has none and nss_wrapper is not installed.
+        """
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            pass
+        else:
+            return {}
+        library = next((path for path in _NSS_WRAPPER if os.path.exists(path)), None)
+        library = library or ctypes.util.find_library("nss_wrapper")
+        if library is None:
+            raise LocalIOError(
+                f"ssh cannot run as uid {uid}: it has no passwd entry in this image and nss_wrapper "
+                "is not installed (run caretaker as a user the image knows, e.g. 65532)"
+            )
+        passwd = self._private() / "passwd"
+        passwd.write_text(f"caretaker:x:{uid}:{gid}:caretaker:{tempfile.gettempdir()}:/usr/sbin/nologin\n")
+        group = self._private() / "group"
+        group.write_text(f"caretaker:x:{gid}:\n")
+        return {"LD_PRELOAD": library, "NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(group)}
 
     def _askpass(self) -> dict[str, str]:
         script = self._private() / "askpass"
