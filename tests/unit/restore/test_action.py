@@ -25,6 +25,7 @@ from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.decision import RestoreSettings
 from restore.initcontainer.plan import plan
 from restore.initcontainer.staging import Staging
+from restore.initcontainer.statedir import Volume
 from restore.model import RestoreStats, SnapshotInfo
 from tests.support.cli import FakeTime
 
@@ -311,11 +312,12 @@ class TestResume:
     def test_an_interrupted_move_is_finished_and_reported(self, tmp_path):
         repo = FakeRepository(GOOD)
         snapshot = repo.snapshots()[0]
-        staging = Staging(tmp_path)
-        repo.restore("s1", staging.prepare())
-        staging.commit(
-            kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=snapshot
-        )
+        with Volume.open(tmp_path, create=True) as volume:
+            staging = Staging(volume)
+            repo.restore("s1", staging.prepare())
+            staging.commit(
+                kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=snapshot
+            )
         outcome = prepare_volume(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
         assert (outcome.outcome, outcome.snapshot, outcome.reason) == (
             "restored",
@@ -351,11 +353,9 @@ class TestPlan:
 
 
 class TestLocalErrors:
-    def test_an_unwritable_volume_is_exit_10_not_a_crash(self, tmp_path):
-        """A read-only mount stands in for permission trouble: os errors are local I/O."""
+    def test_a_volume_that_is_not_a_folder_is_exit_10_not_a_crash(self, tmp_path):
         volume = tmp_path / "volume"
-        volume.mkdir()
-        (volume / ".caretaker").write_text("a file where a folder belongs")
+        volume.write_text("a file where the data folder belongs")
         outcome = run(volume, FakeRepository(GOOD))
         assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 10, "local-io")
-        assert str(volume / ".caretaker") in outcome.error
+        assert str(volume) in outcome.error
