@@ -100,9 +100,13 @@ def open_regular(path: str | Path, flags: int, *, dir_fd: int | None = None) -> 
 class Folder:
     """An open folder; `path` is where it was found, for messages only (never opened)."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path | str) -> None:
         self.fd = fd
-        self.path = path
+        self._where = str(path)  # a string: a Path per level of a deep tree costs O(depth) each
+
+    @property
+    def path(self) -> Path:
+        return Path(self._where)
 
     @classmethod
     def at(cls, path: Path, *, create: bool = False) -> Folder:
@@ -149,10 +153,15 @@ class Folder:
     def names(self) -> list[str]:
         return sorted(os.listdir(self.fd))
 
+    def identity(self, name: str) -> tuple[int, int] | None:
+        """(device, inode) of entry `name` itself; None if nothing is there."""
+        info = self.lstat(name)
+        return (info.st_dev, info.st_ino) if info else None
+
     def same(self, name: str, other: Folder) -> bool:
         """Whether `name` here is the folder `other` has open."""
-        here, there = self.lstat(name), os.fstat(other.fd)
-        return here is not None and (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+        there = os.fstat(other.fd)
+        return self.identity(name) == (there.st_dev, there.st_ino)
 
     def anchor(self, name: str) -> Path:
         """A path to `name` in this folder that no rename or symlink above it redirects
@@ -165,7 +174,7 @@ class Folder:
         """Open the real folder `name`. Raise FileNotFoundError if nothing is there,
         UnsafeVolumeError if something else is (a symlink is never followed)."""
         try:
-            return Folder(os.open(name, DIR_FLAGS, dir_fd=self.fd), self.path / name)
+            return Folder(os.open(name, DIR_FLAGS, dir_fd=self.fd), f"{self._where}/{name}")
         except OSError as error:
             if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise

@@ -142,6 +142,7 @@ class Staging:
         self.discard = self.root / DISCARD
         self.journal_path = self.root / JOURNAL
         self._held: Folder | None = None  # the staging folder this run downloads into
+        self._tree: tuple[int, int] | None = None  # and its tree (device, inode)
 
     def relative(self, folder: Path) -> str:
         return folder.relative_to(self.state).as_posix()
@@ -189,7 +190,7 @@ class Staging:
         """Delete the staging folder and all in it (links removed, never followed). The
         folder this run downloaded into is emptied through its descriptor first, wherever
         it has been moved meanwhile."""
-        held, self._held = self._held, None
+        held, self._held, self._tree = self._held, None, None
         if held is not None:
             with held:
                 held.empty()
@@ -211,11 +212,24 @@ class Staging:
         staging = self.volume.folder(STAGING)
         try:
             staging.make(TREE).close()
+            self._tree = staging.identity(TREE)
         except BaseException:
             staging.close()
             raise
         self._held = staging
         return staging.anchor(TREE)
+
+    def _check_held(self) -> None:
+        """Raise UnsafeVolumeError if the staging folder or tree this run downloaded into
+        is no longer at its name: moving in would take whatever is there now."""
+        state = self.volume.existing_state()
+        if self._held is None or state is None:
+            return
+        if not state.same(STAGING, self._held) or self._held.identity(TREE) != self._tree:
+            raise UnsafeVolumeError(
+                f"{self.tree} was moved or replaced while caretaker restored into it (not by "
+                "caretaker: the app, or whoever else can write the volume, did); nothing was moved in"
+            )
 
     def commit(
         self,
@@ -227,6 +241,7 @@ class Staging:
         snapshot: SnapshotInfo | None = None,
     ) -> Journal:
         """Decide a move: write the journal durably and return it (apply it next)."""
+        self._check_held()
         journal = Journal(
             kind=kind,
             source=journal_folder(self.relative(source)),
@@ -249,6 +264,7 @@ class Staging:
 
     def apply(self, journal: Journal) -> None:
         """Replay a journal to its end; safe to call again after a kill at any point."""
+        self._check_held()
         with contextlib.ExitStack() as held:
             aside = held.enter_context(self.volume.folder(journal.aside))
             source = self.volume.existing(journal.source)

@@ -88,7 +88,7 @@ class TestEntries:
 
     def test_a_file_instead_of_a_folder_is_a_local_error(self, tmp_path):
         (tmp_path / "file").write_text("x")
-        with pytest.raises(LocalIOError, match="cannot open .*file: Not a directory"):
+        with pytest.raises(LocalIOError, match=r"cannot open .*file: Not a directory"):
             entries(tmp_path / "file")
 
 
@@ -164,7 +164,7 @@ class TestRecover:
     def test_unreadable_journal_is_an_error_not_a_guess(self, tmp_path, staging):
         staging.root.mkdir(parents=True)
         staging.journal_path.write_text("{not json")
-        with pytest.raises(LocalIOError, match="unreadable restore journal"):
+        with pytest.raises(UnsafeVolumeError, match="unreadable restore journal"):
             staging.recover()
         assert staging.journal_path.exists()
 
@@ -177,7 +177,7 @@ class TestRecover:
             kind="restore", source="staging/tree", aside="staging/discard", set_aside=(), move_in=()
         )
         staging.journal_path.write_text(json.dumps({**good.to_json(), **bad}))
-        with pytest.raises(LocalIOError):
+        with pytest.raises(UnsafeVolumeError):
             staging.pending()
 
     def test_journal_round_trips_its_snapshot(self, tmp_path, staging):
