@@ -226,7 +226,8 @@ class InitRun:
 
         try:
             return self.retrier.call(attempt, what=f"restore snapshot {snapshot.id}")
-        except BaseException:
+        except BaseException as error:
+            self.staging.name_in(error)
             with contextlib.suppress(OSError):
                 self.staging.clean()
             raise

@@ -22,7 +22,7 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 from restore.clock import format_time, parse_time
-from restore.errors import UnsafeVolumeError
+from restore.errors import LocalIOError
 from restore.initcontainer.statedir import RESULT_FILE, RESULT_TEMP, Volume
 from restore.model import STATE_DIR
 from restore.safefs import open_regular
@@ -114,7 +114,7 @@ def read_result(data_path: Path) -> Outcome | None:
             data = state.read(RESULT_FILE, limit=RESULT_LIMIT) if state else None
     except FileNotFoundError:
         return None
-    except UnsafeVolumeError as error:
+    except LocalIOError as error:  # not a folder, or an unsafe entry (UnsafeVolumeError)
         raise ValueError(str(error)) from error
     if data is None:
         return None

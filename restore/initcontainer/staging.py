@@ -219,6 +219,13 @@ class Staging:
         self._held = staging
         return staging.anchor(TREE)
 
+    def name_in(self, error: BaseException) -> None:
+        """Put the staging path a user knows into `error`'s message, in place of the
+        descriptor path the download was given (`prepare`)."""
+        if self._held is not None:
+            anchor, known = str(self._held.anchor(TREE)), str(self.tree)
+            error.args = tuple(a.replace(anchor, known) if isinstance(a, str) else a for a in error.args)
+
     def _check_held(self) -> None:
         """Raise UnsafeVolumeError if the staging folder or tree this run downloaded into
         is no longer at its name: moving in would take whatever is there now."""

@@ -18,6 +18,7 @@ from restore.errors import (
     ConfigError,
     EmptiedRepositoryError,
     IntegrityError,
+    LocalIOError,
     NoSnapshotError,
     TransientBackendError,
 )
@@ -306,6 +307,20 @@ class TestDiskSpace:
         assert (outcome.exit_code, outcome.reason) == (10, "local-io")
         assert "needs about 8.0 KiB, 4.0 KiB free" in outcome.error
         assert files(tmp_path) == {}
+
+
+    def test_errors_name_the_staging_folder_not_the_descriptor_path(self, tmp_path):
+        """The download is given a path through caretaker's descriptor (/proc/<pid>/fd/<n>);
+        a message about it names the folder a user can look at."""
+
+        class Full(FakeRepository):
+            def restore(self, snapshot_id, dest, progress=None):
+                assert str(dest).startswith("/proc/")
+                raise LocalIOError(f"cannot write into {dest}: No space left on device")
+
+        outcome = run(tmp_path, Full(GOOD))
+        assert outcome.exit_code == 10
+        assert outcome.error == f"cannot write into {tmp_path}/.caretaker/staging/tree: No space left on device"
 
 
 class TestResume:
