@@ -21,6 +21,7 @@ EXIT_CORRUPT = 7
 EXIT_CHECK_FAILED = 8
 EXIT_REFUSED = 9
 EXIT_LOCAL_IO = 10
+EXIT_UNSAFE_VOLUME = 11
 EXIT_SIGNAL_BASE = 128
 EXIT_CANCELLED = EXIT_SIGNAL_BASE + 2  # SIGINT, as a shell reports it
 
@@ -131,6 +132,15 @@ class LocalIOError(CaretakerError):
 
     exit_code = EXIT_LOCAL_IO
     reason = "local-io"
+
+
+class UnsafeVolumeError(LocalIOError):
+    """caretaker's state on the volume holds something it did not put there (a symlink, a
+    FIFO, a file where a folder belongs, a journal naming foreign folders): left alone, and
+    the run stops rather than follow it."""
+
+    exit_code = EXIT_UNSAFE_VOLUME
+    reason = "unsafe-volume"
 
 
 class CancelledError(CaretakerError):

@@ -131,7 +131,7 @@ class RestoreResultExport:
 
     def refresh(self) -> None:
         try:
-            info = result_path(self._data_path).stat()
+            info = result_path(self._data_path).lstat()  # read_result refuses a link; no need to follow
             stamp: tuple[int, int] | None = (info.st_mtime_ns, info.st_size)
         except OSError:
             stamp = None

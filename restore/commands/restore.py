@@ -17,7 +17,7 @@ import structlog
 from restore.clock import parse_time
 from restore.commands import Command, Context, open_from_args
 from restore.commands.options import add_repository_options, duration_arg, empty_start_arg
-from restore.errors import ConfigError, exit_code_of
+from restore.errors import ConfigError, UnsafeVolumeError, exit_code_of
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
 from restore.initcontainer.cancel import SignalGuard
@@ -212,13 +212,22 @@ def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -
         write_result(args.path.absolute(), outcome)
     except OSError as error:
         log.warning("restore.result_unwritable", path=str(args.path), error=error.strerror)
+    except UnsafeVolumeError as error:
+        log.warning("restore.result_unwritable", path=str(args.path), error=str(error))
+    termination_log = args.termination_log.absolute()
+    if termination_log.is_relative_to(args.path.absolute()):
+        # The app can write the volume, and with it every folder on that path.
+        log.warning(
+            "restore.termination_log_unwritable",
+            path=str(termination_log),
+            error="inside --path, which the app can write: give a path outside the volume",
+        )
+        return outcome.exit_code
     try:
         explicit = args.termination_log != Path(DEFAULT_TERMINATION_LOG)
-        write_termination_log(args.termination_log, outcome, create=explicit)
+        write_termination_log(termination_log, outcome, create=explicit)
     except OSError as error:
-        log.warning(
-            "restore.termination_log_unwritable", path=str(args.termination_log), error=error.strerror
-        )
+        log.warning("restore.termination_log_unwritable", path=str(termination_log), error=error.strerror)
     return outcome.exit_code
 
 
@@ -235,7 +244,9 @@ COMMAND = Command(
         "<path>/.caretaker/restore-result.json and to --termination-log.\n\n"
         "Exit codes: 0 ready (restored, skipped, first-boot); 1 unexpected; 2 usage; 3 no\n"
         "snapshot; 4 repository unreachable; 5 access denied; 7 no good snapshot; 8 check\n"
-        "failed on restored data too; 10 local disk/permission; 128+N stopped by signal N."
+        "failed on restored data too; 10 local disk/permission; 11 .caretaker holds what\n"
+        "caretaker did not put there (a symlink, FIFO, foreign journal: left alone);\n"
+        "128+N stopped by signal N."
     ),
     configure=configure,
     run=run,

@@ -46,7 +46,8 @@ from restore.initcontainer.healthcheck import run_check
 from restore.initcontainer.outcome import Outcome, OutcomeKind
 from restore.initcontainer.progress import LogProgress
 from restore.initcontainer.retry import Retrier
-from restore.initcontainer.staging import Journal, Staging, entries, quarantine_dir
+from restore.initcontainer.staging import Journal, Staging, entries
+from restore.initcontainer.statedir import Volume
 from restore.model import human_size
 
 if TYPE_CHECKING:
@@ -74,11 +75,12 @@ class Effects:
 class InitRun:
     """One run: owns the staging area, the retry deadline and the list of skipped snapshots."""
 
+    staging: Staging  # on the volume opened by `run`
+
     def __init__(self, settings: RestoreSettings, effects: Effects) -> None:
         self.settings = settings
         self.effects = effects
         self.log = effects.log
-        self.staging = Staging(settings.path)
         self.retrier = retrier(settings, effects)
         self.started = effects.monotonic()
         self.skipped: list[str] = []
@@ -91,7 +93,9 @@ class InitRun:
     def run(self) -> Outcome:
         """Restore if needed; return the outcome (a `failed` one for any error)."""
         try:
-            return self._run()
+            with Volume.open(self.settings.path, create=True) as volume:
+                self.staging = Staging(volume)
+                return self._run()
         except CaretakerError as error:
             return self.failed(error)
         except OSError as error:  # the volume itself: permission denied, disk full, read-only
@@ -102,6 +106,7 @@ class InitRun:
             return self.failed(error)
 
     def _run(self) -> Outcome:
+        self.staging.volume.check()  # before anything is read or written: see statedir
         with self.effects.shielded():
             resumed = self.staging.recover()
         finished = self.resumed(resumed) if resumed is not None else None
@@ -144,7 +149,7 @@ class InitRun:
         first puts the original data back, so a failed run leaves the volume as it was.
         """
         now = self.effects.clock()
-        original = quarantine_dir(self.settings.path, now) if entries(self.settings.path) else None
+        original = self.staging.quarantine_dir(now) if entries(self.settings.path) else None
         attempts = _Attempts()
         try:
             for snapshot in candidates:
@@ -221,7 +226,8 @@ class InitRun:
 
         try:
             return self.retrier.call(attempt, what=f"restore snapshot {snapshot.id}")
-        except BaseException:
+        except BaseException as error:
+            self.staging.name_in(error)
             with contextlib.suppress(OSError):
                 self.staging.clean()
             raise

@@ -3,25 +3,37 @@ termination log. The sidecar reads the result file and exports it as metrics.
 
 The result file is `<path>/.caretaker/restore-result.json`, one JSON object (see
 `Outcome.to_json`); it is replaced atomically, so a reader sees the old or the new one.
+The app can write the volume: the file is written and read through descriptors of
+caretaker's state folder, never through a symlink, and read only if it is a regular file
+(`restore.initcontainer.statedir`).
+
 The termination log (`/dev/termination-log` by default) gets a one-line JSON summary,
 which Kubernetes shows as the container's last state message in `kubectl describe pod`.
+It is outside the volume (the kubelet mounts a file there), so its path is trusted up to
+its last name; that name must be a regular file (`O_NOFOLLOW`, checked before it is
+opened): a symlink, FIFO or device there is not written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import TYPE_CHECKING, Any, Literal
 
 from restore.clock import format_time, parse_time
+from restore.errors import LocalIOError
+from restore.initcontainer.statedir import RESULT_FILE, RESULT_TEMP, Volume
 from restore.model import STATE_DIR
+from restore.safefs import open_regular
 
 if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
 OutcomeKind = Literal["restored", "skipped", "first-boot", "failed", "planned"]
-RESULT_FILE = "restore-result.json"
+# Far above any outcome; bounds what a planted file can make the sidecar read.
+RESULT_LIMIT = 1 << 20
 # Kubernetes keeps at most this many bytes of a termination message.
 TERMINATION_LOG_LIMIT = 4096
 _SUMMARY_KEYS = (
@@ -78,28 +90,37 @@ def result_path(data_path: Path) -> Path:
 
 
 def write_result(data_path: Path, outcome: Outcome) -> Path:
-    """Atomically replace the result file on the volume; return its path."""
-    target = result_path(data_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_suffix(".tmp")
-    temp.write_text(json.dumps(outcome.to_json(), indent=2) + "\n", encoding="utf-8")
-    temp.replace(target)
-    return target
+    """Atomically and durably replace the result file on the volume; return its path.
+
+    Raise UnsafeVolumeError if `.caretaker` or the file's names hold something caretaker
+    did not put there (nothing is written then), OSError if the volume cannot be written.
+    """
+    text = json.dumps(outcome.to_json(), indent=2) + "\n"
+    with Volume.open(data_path, create=True) as volume:
+        volume.state().replace(RESULT_FILE, text.encode(), temp=RESULT_TEMP)
+    return result_path(data_path)
 
 
 def read_result(data_path: Path) -> Outcome | None:
     """Return the last restore outcome recorded on the volume, or None if there is none.
 
-    Raise ValueError if the file exists but is not a valid result.
+    Raise ValueError if the file exists but is not a valid result (or is not a regular
+    file in a real `.caretaker` folder: it is then not read), OSError if it cannot be read.
     """
     target = result_path(data_path)
     try:
-        text = target.read_text(encoding="utf-8")
+        with Volume.open(data_path, create=False) as volume:
+            state = volume.existing_state()
+            data = state.read(RESULT_FILE, limit=RESULT_LIMIT) if state else None
     except FileNotFoundError:
         return None
+    except LocalIOError as error:  # not a folder, or an unsafe entry (UnsafeVolumeError)
+        raise ValueError(str(error)) from error
+    if data is None:
+        return None
     try:
-        return Outcome.from_json(json.loads(text))
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        return Outcome.from_json(json.loads(data))
+    except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"malformed restore result file {target}: {error}") from error
 
 
@@ -128,9 +149,17 @@ def write_termination_log(path: Path, outcome: Outcome, *, create: bool = True) 
     Nothing is written when the folder does not exist, nor, with `create=False`, when the
     file does not: the kubelet creates `/dev/termination-log` in every container, so the
     default path exists exactly where it is read, and a run on a workstation as root must
-    not leave a file in the host's /dev. Raise OSError if the file cannot be written.
+    not leave a file in the host's /dev. Raise OSError if the file cannot be written, and
+    NotAFileError (an OSError) if its name holds a symlink, FIFO, device or folder.
     """
-    if not path.parent.is_dir() or (not create and not path.exists()):
+    if not path.parent.is_dir():
         return False
-    path.write_text(termination_message(outcome), encoding="utf-8")
+    try:
+        fd = open_regular(path, os.O_WRONLY | os.O_TRUNC)
+    except FileNotFoundError:
+        if not create:
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(termination_message(outcome))
     return True

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from restore.clock import format_time
 from restore.initcontainer.action import Effects, initialization, opened, retrier, snapshot_id
 from restore.initcontainer.decision import RestoreSettings, choose, decide, empty_start, needed_bytes
-from restore.initcontainer.staging import Staging, entries
+from restore.initcontainer.staging import Journal, Staging, entries
+from restore.initcontainer.statedir import Volume
 
 if TYPE_CHECKING:
     from restore.model import SnapshotInfo
@@ -20,7 +21,7 @@ def plan(settings: RestoreSettings, effects: Effects) -> dict[str, Any]:
     would fail before writing (no snapshot, repository unreachable or denied).
     """
     base = {"outcome": "planned", "path": str(settings.path)}
-    journal = Staging(settings.path).pending()
+    journal = pending(settings)
     if journal is not None:
         reason = "an interrupted restore would be finished first"
         return {**base, "action": "resume", "reason": reason, "snapshot": snapshot_id(journal)}
@@ -36,6 +37,18 @@ def plan(settings: RestoreSettings, effects: Effects) -> dict[str, Any]:
             return {**base, "action": "first-boot", "reason": reason}
     base |= {"action": decision.action, "reason": decision.reason, "repository": where}
     return base | _sizes(candidates, settings, effects)
+
+
+def pending(settings: RestoreSettings) -> Journal | None:
+    """The interrupted move a run would finish first. Raise UnsafeVolumeError where the
+    run would stop at its first look at the volume."""
+    try:
+        volume = Volume.open(settings.path, create=False)
+    except FileNotFoundError:
+        return None
+    with volume:
+        volume.check()
+        return Staging(volume).pending()
 
 
 def _sizes(candidates: list[SnapshotInfo], settings: RestoreSettings, effects: Effects) -> dict[str, Any]:

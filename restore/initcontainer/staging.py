@@ -15,6 +15,13 @@ The target is usually a mount point, so it cannot be swapped with a rename. Inst
 Every step of 3 is idempotent, so replaying the journal after a kill at any point ends in
 the same state (`Staging.recover`). A staging folder without a journal is an interrupted
 download: it is deleted. `lost+found` and `.caretaker` are never moved in or out.
+
+The app shares the volume, so every step goes through descriptors of caretaker's own
+folders and never follows a symlink (`restore.initcontainer.statedir`, `restore.safefs`):
+entries are moved with `renameat` (a symlink moves as itself), staging is deleted without
+following links, and a journal is replayed only if it names caretaker's own folders
+(`staging/tree`, `staging/discard`, `quarantine/<time>`) and plain entry names; any other
+journal stops the run (exit 11) and is left for a human to look at.
 """
 
 from __future__ import annotations
@@ -22,77 +29,52 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import shutil
-import stat
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from restore.clock import format_time
-from restore.diskflush import fsync_dir, sync_filesystem
-from restore.errors import LocalIOError
-from restore.model import STATE_DIR, SnapshotInfo
+from restore.errors import LocalIOError, UnsafeVolumeError
+from restore.initcontainer.statedir import (
+    DISCARD,
+    IGNORED,
+    JOURNAL,
+    JOURNAL_TEMP,
+    QUARANTINE,
+    STAGING,
+    TREE,
+    Volume,
+    journal_folder,
+)
+from restore.model import SnapshotInfo
+from restore.safefs import Folder, wrong_kind
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-IGNORED = frozenset({"lost+found", STATE_DIR})
 JOURNAL_VERSION = 1
+# A journal lists the target's top-level names; this bounds what a planted one can make us read.
+JOURNAL_LIMIT = 64 << 20
 JournalKind = Literal["restore", "rollback"]
 
 
 def entries(folder: Path) -> list[str]:
     """Return the top-level names of `folder` that count as data (sorted; [] if it is missing).
 
-    Raise LocalIOError if the folder cannot be listed or is not a folder.
+    Raise LocalIOError if the folder cannot be opened or listed.
     """
     try:
-        return sorted(child.name for child in folder.iterdir() if child.name not in IGNORED)
+        volume = Volume.open(folder, create=False)
     except FileNotFoundError:
         return []
-    except OSError as error:
-        raise LocalIOError(f"cannot list {folder}: {error.strerror}") from error
-
-
-def _chmod_and_retry(function: Any, path: str, _: object) -> None:
-    # Snapshots may hold read-only folders (mode 0555); as non-root we must open them up
-    # before their contents can be deleted.
-    failed = Path(path)
-    with contextlib.suppress(OSError):
-        failed.parent.chmod(stat.S_IRWXU)
-        if failed.is_dir() and not failed.is_symlink():
-            failed.chmod(stat.S_IRWXU)
-    function(path)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a folder we own (staging); a missing folder is fine."""
-    if not os.path.lexists(path):
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=_chmod_and_retry)
-    else:
-        shutil.rmtree(path, onerror=_chmod_and_retry)  # deprecated from 3.12 on
-
-
-def quarantine_dir(target: Path, now: datetime) -> Path:
-    """Return a new, unused quarantine folder name for `now` (not created yet)."""
-    base = target / STATE_DIR / "quarantine"
-    stamp = format_time(now.replace(microsecond=0)).replace("-", "").replace(":", "")
-    candidate = base / stamp
-    counter = 1
-    while os.path.lexists(candidate):
-        counter += 1
-        candidate = base / f"{stamp}-{counter}"
-    return candidate
+    with volume:
+        return volume.entries()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Journal:
     """A decided move: set `set_aside` names from the target into `aside`, then move
-    `move_in` names from `source` into the target. Folders are relative to `.caretaker/`."""
+    `move_in` names from `source` into the target. Folders are relative to `.caretaker/`
+    and only ever caretaker's own (`statedir.journal_folder`); names are single entries."""
 
     kind: JournalKind
     source: str
@@ -115,63 +97,84 @@ class Journal:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Journal:
         """Raise ValueError if this is not a journal this version can replay."""
-        if data.get("version") != JOURNAL_VERSION or data.get("kind") not in (
-            "restore",
-            "rollback",
-        ):
+        if data.get("version") != JOURNAL_VERSION or data.get("kind") not in ("restore", "rollback"):
             raise ValueError(f"unknown journal version/kind: {data.get('version')}/{data.get('kind')}")
+        source, aside = journal_folder(data["source"]), journal_folder(data["aside"])
+        if source == aside:
+            raise ValueError(f"journal moves {source!r} into itself")
         snapshot = data.get("snapshot")
         return cls(
             kind=data["kind"],
-            source=_relative(data["source"]),
-            aside=_relative(data["aside"]),
-            set_aside=tuple(_name(n) for n in data["set_aside"]),
-            move_in=tuple(_name(n) for n in data["move_in"]),
+            source=source,
+            aside=aside,
+            set_aside=_names(data["set_aside"]),
+            move_in=_names(data["move_in"]),
             snapshot=SnapshotInfo.from_json(snapshot) if snapshot else None,
         )
 
 
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or "/" in value or value in {"", ".", ".."} or value in IGNORED:
-        raise ValueError(f"bad entry name in journal: {value!r}")
-    return value
-
-
-def _relative(value: Any) -> str:
-    if not isinstance(value, str) or value.startswith("/") or ".." in value.split("/"):
-        raise ValueError(f"bad folder in journal: {value!r}")
-    return value
+def _names(values: Any) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"journal names must be a list, not {values!r}")
+    for value in values:
+        if (
+            not isinstance(value, str)
+            or "/" in value
+            or "\0" in value
+            or value in {"", ".", ".."}
+            or value in IGNORED
+        ):
+            raise ValueError(f"bad entry name in journal: {value!r}")
+    return tuple(values)
 
 
 class Staging:
-    """The staging area of one target folder (see the module docstring)."""
+    """The staging area of one volume (see the module docstring). The Path attributes are
+    where things are, for messages and the outcome; every operation goes through the
+    volume's descriptors."""
 
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.state = target / STATE_DIR
-        self.root = self.state / "staging"
-        self.tree = self.root / "tree"
-        self.discard = self.root / "discard"
-        self.journal_path = self.root / "journal.json"
+    def __init__(self, volume: Volume) -> None:
+        self.volume = volume
+        self.target = volume.path
+        self.state = volume.state_path
+        self.root = self.state / STAGING
+        self.tree = self.root / TREE
+        self.discard = self.root / DISCARD
+        self.journal_path = self.root / JOURNAL
+        self._held: Folder | None = None  # the staging folder this run downloads into
+        self._tree: tuple[int, int] | None = None  # and its tree (device, inode)
 
     def relative(self, folder: Path) -> str:
         return folder.relative_to(self.state).as_posix()
 
+    def quarantine_dir(self, now: datetime) -> Path:
+        """Return a new, unused quarantine folder for `now` (created when first used)."""
+        return self.state / self.volume.new_quarantine(now)
+
     def pending(self) -> Journal | None:
         """Return the journal of an interrupted move, if any.
 
-        Raise LocalIOError if a journal exists but cannot be read: never guess.
+        Raise UnsafeVolumeError if a journal exists but is not one caretaker can replay
+        (unreadable, or naming anything but its own folders): never guess.
         """
-        try:
-            text = self.journal_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        staging = self.volume.existing(STAGING)
+        if staging is None:
             return None
-        except OSError as error:
-            raise LocalIOError(f"cannot read {self.journal_path}: {error.strerror}") from error
+        with staging:
+            try:
+                text = staging.read(JOURNAL, limit=JOURNAL_LIMIT)
+            except OSError as error:
+                raise LocalIOError(f"cannot read {self.journal_path}: {error.strerror}") from error
+            except ValueError as error:
+                raise UnsafeVolumeError(f"{error}: not a journal caretaker wrote; left as it is") from error
+        if text is None:
+            return None
         try:
             return Journal.from_json(json.loads(text))
         except (ValueError, KeyError, TypeError) as error:
-            raise LocalIOError(f"unreadable restore journal {self.journal_path}: {error}") from error
+            raise UnsafeVolumeError(
+                f"unreadable restore journal {self.journal_path}: {error}; left as it is"
+            ) from error
 
     def recover(self) -> Journal | None:
         """Finish an interrupted move (returning its journal), or delete a leftover staging
@@ -184,13 +187,56 @@ class Staging:
         return None
 
     def clean(self) -> None:
-        remove_tree(self.root)
+        """Delete the staging folder and all in it (links removed, never followed). The
+        folder this run downloaded into is emptied through its descriptor first, wherever
+        it has been moved meanwhile."""
+        held, self._held, self._tree = self._held, None, None
+        if held is not None:
+            with held:
+                held.empty()
+        state = self.volume.existing_state()
+        if state is None:
+            return
+        if state.kind(STAGING) not in (None, "folder"):
+            raise wrong_kind(self.root, state.describe(STAGING), "folder")
+        state.remove_tree(STAGING)
 
     def prepare(self) -> Path:
-        """Return an empty staging tree for the next download, after deleting any leftover."""
+        """Return an empty staging tree for the next download, after deleting any leftover.
+
+        The path reaches the tree through this run's descriptor of the staging folder
+        (`Folder.anchor`): a `.caretaker` or `staging` swapped for a symlink does not
+        redirect it. Raise UnsafeVolumeError if `tree` is not a real folder when opened.
+        """
         self.clean()
-        self.tree.mkdir(parents=True)
-        return self.tree
+        staging = self.volume.folder(STAGING)
+        try:
+            staging.make(TREE).close()
+            self._tree = staging.identity(TREE)
+        except BaseException:
+            staging.close()
+            raise
+        self._held = staging
+        return staging.anchor(TREE)
+
+    def name_in(self, error: BaseException) -> None:
+        """Put the staging path a user knows into `error`'s message, in place of the
+        descriptor path the download was given (`prepare`)."""
+        if self._held is not None:
+            anchor, known = str(self._held.anchor(TREE)), str(self.tree)
+            error.args = tuple(a.replace(anchor, known) if isinstance(a, str) else a for a in error.args)
+
+    def _check_held(self) -> None:
+        """Raise UnsafeVolumeError if the staging folder or tree this run downloaded into
+        is no longer at its name: moving in would take whatever is there now."""
+        state = self.volume.existing_state()
+        if self._held is None or state is None:
+            return
+        if not state.same(STAGING, self._held) or self._held.identity(TREE) != self._tree:
+            raise UnsafeVolumeError(
+                f"{self.tree} was moved or replaced while caretaker restored into it (not by "
+                "caretaker: the app, or whoever else can write the volume, did); nothing was moved in"
+            )
 
     def commit(
         self,
@@ -202,52 +248,69 @@ class Staging:
         snapshot: SnapshotInfo | None = None,
     ) -> Journal:
         """Decide a move: write the journal durably and return it (apply it next)."""
+        self._check_held()
         journal = Journal(
             kind=kind,
-            source=self.relative(source),
-            aside=self.relative(aside),
+            source=journal_folder(self.relative(source)),
+            aside=journal_folder(self.relative(aside)),
             set_aside=tuple(set_aside),
-            move_in=tuple(entries(source)),
+            move_in=tuple(self._listing(self.relative(source))),
             snapshot=snapshot,
         )
-        self.root.mkdir(parents=True, exist_ok=True)
-        sync_filesystem(self.root)
-        temp = self.journal_path.with_suffix(".tmp")
-        with temp.open("w", encoding="utf-8") as handle:
-            json.dump(journal.to_json(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.replace(self.journal_path)
-        fsync_dir(self.root)
+        with self.volume.folder(STAGING) as staging:
+            staging.sync_filesystem()
+            staging.replace(JOURNAL, json.dumps(journal.to_json()).encode(), temp=JOURNAL_TEMP)
         return journal
+
+    def _listing(self, relative: str) -> list[str]:
+        folder = self.volume.existing(relative)
+        if folder is None:
+            return []
+        with folder:
+            return [name for name in folder.names() if name not in IGNORED]
 
     def apply(self, journal: Journal) -> None:
         """Replay a journal to its end; safe to call again after a kill at any point."""
-        source = self.state / journal.source
-        aside = self.state / journal.aside
+        self._check_held()
+        with contextlib.ExitStack() as held:
+            aside = held.enter_context(self.volume.folder(journal.aside))
+            source = self.volume.existing(journal.source)
+            if source is not None:
+                held.enter_context(source)
+            self._move(journal, source, aside)
+        staging = self.volume.existing(STAGING)
+        if staging is not None:
+            with staging:
+                staging.unlink(JOURNAL)
+                staging.fsync()
+        self.clean()
+        if journal.kind == "rollback" and journal.source.startswith(f"{QUARANTINE}/"):
+            with contextlib.suppress(OSError):
+                self._remove_quarantine(journal.source)  # emptied: the data came back from it
+
+    def _move(self, journal: Journal, source: Folder | None, aside: Folder) -> None:
+        root = self.volume.root
         moving = set(journal.move_in)
-        aside.mkdir(parents=True, exist_ok=True)
         for name in journal.set_aside:
-            here = self.target / name
             # A name that is also moved in and already gone from the source is the new
             # entry: it was set aside before, and must stay.
-            if name in moving and not os.path.lexists(source / name):
+            if name in moving and (source is None or source.lstat(name) is None):
                 continue
-            if os.path.lexists(here) and not os.path.lexists(aside / name):
-                here.rename(aside / name)
+            if root.lstat(name) is not None and aside.lstat(name) is None:
+                root.rename(name, aside)
         for name in journal.move_in:
-            if not os.path.lexists(source / name):
+            if source is None or source.lstat(name) is None:
                 continue
-            if os.path.lexists(self.target / name):
+            if root.lstat(name) is not None:
                 raise LocalIOError(
                     f"refusing to overwrite {self.target / name}: it appeared during the restore"
                 )
-            (source / name).rename(self.target / name)
-        fsync_dir(self.target)
-        fsync_dir(aside)
-        self.journal_path.unlink()
-        fsync_dir(self.root)
-        self.clean()
-        if journal.kind == "rollback":
-            with contextlib.suppress(OSError):
-                source.rmdir()  # the emptied quarantine folder the data came back from
+            source.rename(name, root)
+        root.fsync()
+        aside.fsync()
+
+    def _remove_quarantine(self, relative: str) -> None:
+        quarantine = self.volume.existing(QUARANTINE)
+        if quarantine is not None:
+            with quarantine:
+                quarantine.rmdir(relative.partition("/")[2])

@@ -60,7 +60,10 @@ def parse(target: Path, code: int, stdout: str) -> Run:
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"')]
     log = target.parent / "termination-log"
     termination = json.loads(log.read_text()) if log.exists() else None
-    outcome = read_result(target) if target.is_dir() else None
+    try:
+        outcome = read_result(target) if target.is_dir() else None
+    except ValueError:  # not a result caretaker wrote (a planted file, a symlinked .caretaker)
+        outcome = None
     return Run(code, outcome, termination, events, stdout)
 
 

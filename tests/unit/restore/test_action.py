@@ -18,6 +18,7 @@ from restore.errors import (
     ConfigError,
     EmptiedRepositoryError,
     IntegrityError,
+    LocalIOError,
     NoSnapshotError,
     TransientBackendError,
 )
@@ -25,6 +26,7 @@ from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.decision import RestoreSettings
 from restore.initcontainer.plan import plan
 from restore.initcontainer.staging import Staging
+from restore.initcontainer.statedir import Volume
 from restore.model import RestoreStats, SnapshotInfo
 from tests.support.cli import FakeTime
 
@@ -307,15 +309,30 @@ class TestDiskSpace:
         assert files(tmp_path) == {}
 
 
+    def test_errors_name_the_staging_folder_not_the_descriptor_path(self, tmp_path):
+        """The download is given a path through caretaker's descriptor (/proc/<pid>/fd/<n>);
+        a message about it names the folder a user can look at."""
+
+        class Full(FakeRepository):
+            def restore(self, snapshot_id, dest, progress=None):
+                assert str(dest).startswith("/proc/")
+                raise LocalIOError(f"cannot write into {dest}: No space left on device")
+
+        outcome = run(tmp_path, Full(GOOD))
+        assert outcome.exit_code == 10
+        assert outcome.error == f"cannot write into {tmp_path}/.caretaker/staging/tree: No space left on device"
+
+
 class TestResume:
     def test_an_interrupted_move_is_finished_and_reported(self, tmp_path):
         repo = FakeRepository(GOOD)
         snapshot = repo.snapshots()[0]
-        staging = Staging(tmp_path)
-        repo.restore("s1", staging.prepare())
-        staging.commit(
-            kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=snapshot
-        )
+        with Volume.open(tmp_path, create=True) as volume:
+            staging = Staging(volume)
+            repo.restore("s1", staging.prepare())
+            staging.commit(
+                kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=snapshot
+            )
         outcome = prepare_volume(RestoreSettings(path=tmp_path), effects(None))  # type: ignore[arg-type]
         assert (outcome.outcome, outcome.snapshot, outcome.reason) == (
             "restored",
@@ -351,11 +368,9 @@ class TestPlan:
 
 
 class TestLocalErrors:
-    def test_an_unwritable_volume_is_exit_10_not_a_crash(self, tmp_path):
-        """A read-only mount stands in for permission trouble: os errors are local I/O."""
+    def test_a_volume_that_is_not_a_folder_is_exit_10_not_a_crash(self, tmp_path):
         volume = tmp_path / "volume"
-        volume.mkdir()
-        (volume / ".caretaker").write_text("a file where a folder belongs")
+        volume.write_text("a file where the data folder belongs")
         outcome = run(volume, FakeRepository(GOOD))
         assert (outcome.outcome, outcome.exit_code, outcome.reason) == ("failed", 10, "local-io")
-        assert str(volume / ".caretaker") in outcome.error
+        assert str(volume) in outcome.error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -9,9 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from restore.errors import LocalIOError
-from restore.initcontainer.staging import Journal, Staging, entries, quarantine_dir, remove_tree
+from restore.errors import LocalIOError, UnsafeVolumeError
+from restore.initcontainer.staging import Journal, Staging, entries
+from restore.initcontainer.statedir import Volume
 from restore.model import SnapshotInfo
+from restore.safefs import Folder
 
 SNAP = SnapshotInfo(id="s1", time=datetime(2026, 1, 1, tzinfo=UTC), files=2, dirs=1, bytes=10)
 NOW = datetime(2026, 1, 15, 12, 0, 5, 123456, tzinfo=UTC)
@@ -36,6 +39,19 @@ def write(root: pathlib.Path, files: dict[str, str]) -> None:
         path.write_text(content)
 
 
+@contextlib.contextmanager
+def opened(root: pathlib.Path):
+    """The staging area of a volume, as one run holds it (its descriptors closed after)."""
+    with Volume.open(root, create=True) as volume:
+        yield Staging(volume)
+
+
+@pytest.fixture
+def staging(tmp_path):
+    with opened(tmp_path) as staging:
+        yield staging
+
+
 class KilledError(Exception):
     """Stands for SIGKILL: the process stops between two steps."""
 
@@ -45,16 +61,16 @@ def kill_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
     done = {"n": 0}
 
     def dying(real):
-        def step(self, *args):
+        def step(*args, **kwargs):
             if done["n"] >= steps:
                 raise KilledError
             done["n"] += 1
-            return real(self, *args)
+            return real(*args, **kwargs)
 
         return step
 
-    monkeypatch.setattr(pathlib.Path, "rename", dying(pathlib.Path.rename))
-    monkeypatch.setattr(pathlib.Path, "unlink", dying(pathlib.Path.unlink))
+    monkeypatch.setattr(os, "rename", dying(os.rename))
+    monkeypatch.setattr(os, "unlink", dying(os.unlink))
 
 
 class TestEntries:
@@ -72,16 +88,16 @@ class TestEntries:
 
     def test_a_file_instead_of_a_folder_is_a_local_error(self, tmp_path):
         (tmp_path / "file").write_text("x")
-        with pytest.raises(LocalIOError, match="cannot list"):
+        with pytest.raises(LocalIOError, match=r"cannot open .*file: Not a directory"):
             entries(tmp_path / "file")
 
 
 class TestQuarantineDir:
-    def test_names_are_utc_times_and_never_reused(self, tmp_path):
-        first = quarantine_dir(tmp_path, NOW)
+    def test_names_are_utc_times_and_never_reused(self, tmp_path, staging):
+        first = staging.quarantine_dir(NOW)
         assert first == tmp_path / ".caretaker" / "quarantine" / "20260115T120005Z"
         first.mkdir(parents=True)
-        second = quarantine_dir(tmp_path, NOW)
+        second = staging.quarantine_dir(NOW)
         assert second.name == "20260115T120005Z-2"
 
 
@@ -90,8 +106,7 @@ def stage(staging: Staging, files: dict[str, str]) -> None:
 
 
 class TestMoveIn:
-    def test_moves_staged_entries_and_cleans_up(self, tmp_path):
-        staging = Staging(tmp_path)
+    def test_moves_staged_entries_and_cleans_up(self, tmp_path, staging):
         stage(staging, {"a.txt": "new a", "dir/b.txt": "new b"})
         journal = staging.commit(
             kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=SNAP
@@ -101,12 +116,11 @@ class TestMoveIn:
         assert tree(tmp_path) == {"a.txt": "new a", "dir/b.txt": "new b"}
         assert not staging.root.exists()
 
-    def test_sets_existing_data_aside_never_deleting_it(self, tmp_path):
+    def test_sets_existing_data_aside_never_deleting_it(self, tmp_path, staging):
         write(tmp_path, {"a.txt": "old a", "old.txt": "old", "lost+found/x": "fsck"})
         os.symlink("a.txt", tmp_path / "link")
-        staging = Staging(tmp_path)
         stage(staging, {"a.txt": "new a"})
-        aside = quarantine_dir(tmp_path, NOW)
+        aside = staging.quarantine_dir(NOW)
         journal = staging.commit(
             kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path)
         )
@@ -119,17 +133,15 @@ class TestMoveIn:
             ".caretaker/quarantine/20260115T120005Z/link": "-> a.txt",
         }
 
-    def test_staged_state_folder_and_lost_and_found_are_not_moved_in(self, tmp_path):
+    def test_staged_state_folder_and_lost_and_found_are_not_moved_in(self, tmp_path, staging):
         """A snapshot holding `.caretaker` or `lost+found` must not clobber ours."""
-        staging = Staging(tmp_path)
         stage(staging, {"lost+found/x": "theirs", ".caretaker/evil": "x", "a": "a"})
         staging.apply(
             staging.commit(kind="restore", source=staging.tree, aside=staging.discard, set_aside=[])
         )
         assert tree(tmp_path) == {"a": "a"}
 
-    def test_refuses_to_overwrite_an_entry_that_appeared(self, tmp_path):
-        staging = Staging(tmp_path)
+    def test_refuses_to_overwrite_an_entry_that_appeared(self, tmp_path, staging):
         stage(staging, {"a": "new"})
         journal = staging.commit(kind="restore", source=staging.tree, aside=staging.discard, set_aside=[])
         (tmp_path / "a").write_text("appeared")
@@ -139,40 +151,36 @@ class TestMoveIn:
 
 
 class TestRecover:
-    def test_leftover_download_without_journal_is_deleted(self, tmp_path):
-        staging = Staging(tmp_path)
+    def test_leftover_download_without_journal_is_deleted(self, tmp_path, staging):
         stage(staging, {"half/written": "x"})
         (staging.tree / "half").chmod(0o555)
         assert staging.recover() is None
         assert not staging.root.exists()
         assert entries(tmp_path) == []
 
-    def test_nothing_to_do(self, tmp_path):
-        assert Staging(tmp_path).recover() is None
+    def test_nothing_to_do(self, staging):
+        assert staging.recover() is None
 
-    def test_unreadable_journal_is_an_error_not_a_guess(self, tmp_path):
-        staging = Staging(tmp_path)
+    def test_unreadable_journal_is_an_error_not_a_guess(self, tmp_path, staging):
         staging.root.mkdir(parents=True)
         staging.journal_path.write_text("{not json")
-        with pytest.raises(LocalIOError, match="unreadable restore journal"):
+        with pytest.raises(UnsafeVolumeError, match="unreadable restore journal"):
             staging.recover()
         assert staging.journal_path.exists()
 
     @pytest.mark.parametrize(
         "bad", [{"set_aside": ["../x"]}, {"move_in": [".caretaker"]}, {"aside": "/etc"}, {"version": 9}]
     )
-    def test_hostile_journal_is_refused(self, tmp_path, bad):
-        staging = Staging(tmp_path)
+    def test_hostile_journal_is_refused(self, tmp_path, staging, bad):
         staging.root.mkdir(parents=True)
         good = Journal(
             kind="restore", source="staging/tree", aside="staging/discard", set_aside=(), move_in=()
         )
         staging.journal_path.write_text(json.dumps({**good.to_json(), **bad}))
-        with pytest.raises(LocalIOError):
+        with pytest.raises(UnsafeVolumeError):
             staging.pending()
 
-    def test_journal_round_trips_its_snapshot(self, tmp_path):
-        staging = Staging(tmp_path)
+    def test_journal_round_trips_its_snapshot(self, tmp_path, staging):
         stage(staging, {"a": "a"})
         staging.commit(
             kind="restore", source=staging.tree, aside=staging.discard, set_aside=[], snapshot=SNAP
@@ -200,11 +208,10 @@ class TestKilledAtEveryStep:
     new run, ends in the same state."""
 
     @pytest.mark.parametrize("renames", range(7))
-    def test_move_in_resumes_to_the_same_end(self, tmp_path, monkeypatch, renames):
+    def test_move_in_resumes_to_the_same_end(self, tmp_path, staging, monkeypatch, renames):
         write(tmp_path, OLD)
-        staging = Staging(tmp_path)
         stage(staging, NEW)
-        aside = quarantine_dir(tmp_path, NOW)
+        aside = staging.quarantine_dir(NOW)
         journal = staging.commit(
             kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path), snapshot=SNAP
         )
@@ -212,17 +219,17 @@ class TestKilledAtEveryStep:
         with pytest.raises(KilledError):
             staging.apply(journal)
         monkeypatch.undo()
-        resumed = Staging(tmp_path).recover()
-        assert resumed == journal
+        with opened(tmp_path) as again:
+            assert again.recover() == journal
         assert tree(tmp_path) == {**NEW, **quarantined(OLD)}
-        assert Staging(tmp_path).recover() is None  # and a third run has nothing left to do
+        with opened(tmp_path) as third:
+            assert third.recover() is None  # and a third run has nothing left to do
 
     @pytest.mark.parametrize("renames", range(7))
-    def test_rollback_resumes_to_the_original_data(self, tmp_path, monkeypatch, renames):
+    def test_rollback_resumes_to_the_original_data(self, tmp_path, staging, monkeypatch, renames):
         write(tmp_path, OLD)
-        staging = Staging(tmp_path)
         stage(staging, NEW)
-        aside = quarantine_dir(tmp_path, NOW)
+        aside = staging.quarantine_dir(NOW)
         staging.apply(
             staging.commit(kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path))
         )
@@ -233,15 +240,18 @@ class TestKilledAtEveryStep:
         with pytest.raises(KilledError):
             staging.apply(journal)
         monkeypatch.undo()
-        Staging(tmp_path).recover()
+        with opened(tmp_path) as again:
+            again.recover()
         assert tree(tmp_path) == OLD
         assert not aside.exists()
         assert not staging.root.exists()
 
 
 def test_remove_tree_opens_read_only_folders(tmp_path):
-    write(tmp_path, {"ro/deep/file": "x"})
+    write(tmp_path, {"ro/deep/file": "x", "ro/closed/y": "y"})
     (tmp_path / "ro" / "deep").chmod(0o555)
+    (tmp_path / "ro" / "closed").chmod(0)
     (tmp_path / "ro").chmod(0o555)
-    remove_tree(tmp_path / "ro")
+    with Folder.at(tmp_path) as folder:
+        folder.remove_tree("ro")
     assert not (tmp_path / "ro").exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
@@ -114,5 +115,24 @@ def test_a_malformed_result_file_reads_as_none(tmp_path):
     (tmp_path / ".caretaker").mkdir()
     (tmp_path / ".caretaker" / "restore-result.json").write_text("{not json")
     export = RestoreResultExport(metrics, tmp_path)
+    export.refresh()
+    assert export.outcome is None
+
+
+def test_a_fifo_or_link_in_place_of_the_result_file_reads_as_none_at_once(tmp_path):
+    """The app can write the volume: a scrape must neither block on a FIFO nor read a file
+    outside it through a link."""
+    metrics = Metrics.create(CollectorRegistry(), JOBS, version="x")
+    outside = tmp_path / "outside.json"
+    write_result(tmp_path / "elsewhere", Outcome(outcome="restored", exit_code=0, finished_at=datetime.now(UTC)))
+    outside.write_bytes((tmp_path / "elsewhere" / ".caretaker" / "restore-result.json").read_bytes())
+    volume = tmp_path / "volume"
+    (volume / ".caretaker").mkdir(parents=True)
+    export = RestoreResultExport(metrics, volume)
+    os.symlink(outside, volume / ".caretaker" / "restore-result.json")
+    export.refresh()
+    assert export.outcome is None
+    (volume / ".caretaker" / "restore-result.json").unlink()
+    os.mkfifo(volume / ".caretaker" / "restore-result.json")
     export.refresh()
     assert export.outcome is None
