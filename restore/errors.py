@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from restore.redaction import redact_text
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -35,14 +37,17 @@ class CaretakerError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """One bad configuration value: which key, what was given, what is wrong."""
+    """One bad configuration value: which key, what was given, what is wrong.
+
+    Printed with any URL in the value redacted: a bad URL may carry credentials.
+    """
 
     key: str
     value: object
     message: str
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value!r}: {self.message}"
+        return redact_text(f"{self.key}={self.value!r}: {self.message}")
 
 
 class ConfigError(CaretakerError):

@@ -2,6 +2,13 @@
 
 Configured once, in `main()`, never at import time, so importing a module has no side
 effects and tests can capture logs with `structlog.testing.capture_logs()`.
+
+Secrets: the last step before rendering masks values under secret-looking keys and
+redacts every URL in every value (`restore.redaction`), tracebacks included. Libraries'
+own loggers (botocore, urllib3, GitPython) never log below INFO, not even with
+`--log-level debug`: their DEBUG records carry request headers (`Authorization`,
+`X-Amz-Security-Token`), signing strings and command lines, which no filter can be trusted
+to catch in every library version. caretaker's own debug events are unaffected.
 """
 
 from __future__ import annotations
@@ -12,17 +19,33 @@ from typing import IO, Any, Literal, TextIO, cast
 
 import structlog
 
+from restore.redaction import redact_text
+
 LogFormat = Literal["auto", "json", "console"]
 LEVELS = ("debug", "info", "warning", "error")
 
 # Keys whose values must never reach a log line, whatever a caller binds.
-_SECRET_KEYS = frozenset({"password", "secret", "token", "aws_secret_access_key", "authorization"})
+_SECRET_KEYS = frozenset(
+    {"password", "secret", "token", "aws_secret_access_key", "aws_session_token", "authorization"}
+)
+# The most a library logs, whatever the level asked for (see the module docstring).
+LIBRARY_FLOOR = logging.INFO
 
 
 def _redact(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
-    for key in event.keys() & _SECRET_KEYS:
-        event[key] = "***"
+    for key, value in event.items():
+        event[key] = "***" if key in _SECRET_KEYS else _redacted(value)
     return event
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    return value
 
 
 def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | None = None) -> None:
@@ -38,11 +61,12 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | No
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
     ]
+    # Redaction comes after the traceback is rendered: exception texts carry URLs too.
+    last: list[structlog.typing.Processor] = [structlog.processors.format_exc_info, _redact, renderer]
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, *last],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(cast("TextIO", out)),
         cache_logger_on_first_use=False,
@@ -50,11 +74,14 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | No
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
         )
     )
+    # Library chatter (botocore retries, git commands) only when debugging, and never their
+    # DEBUG records, even from a logger given a level of its own.
+    library_level = LIBRARY_FLOOR if numeric <= logging.DEBUG else logging.WARNING
+    handler.setLevel(library_level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    # Library chatter (botocore retries, git commands) only when debugging.
-    root.setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+    root.setLevel(library_level)

@@ -16,6 +16,7 @@ from datetime import timedelta
 import structlog
 
 from restore.clock import Clock
+from restore.redaction import redact_text
 from restore.repository import Repository
 from sidecar.runner import RepositoryOpener
 from sidecar.status import StatusBoard
@@ -86,8 +87,9 @@ class Readiness:
             snapshots = self._repo.snapshots()
         except Exception as error:
             self._drop()
-            structlog.get_logger().warning("readyz.repository_unreachable", error=str(error))
-            return f"repository unreachable: {error}"
+            reason = redact_text(str(error))
+            structlog.get_logger().warning("readyz.repository_unreachable", error=reason)
+            return f"repository unreachable: {reason}"
         self._board.snapshots(snapshots)
         if snapshots:
             self._had_snapshots = len(snapshots)

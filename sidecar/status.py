@@ -12,7 +12,7 @@ from typing import Any
 
 from restore.clock import Clock, format_time
 from restore.model import BackupStats, SnapshotInfo
-from restore.redaction import redact_url
+from restore.redaction import redact_text, redact_url
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.settings.model import JobConfig, SidecarConfig
 
@@ -85,7 +85,8 @@ class StatusBoard:
         with self._lock:
             state = self._jobs[name]
             state.running, state.finished_at, state.result = False, now, result
-            state.error, state.attempts, state.duration_seconds = error, attempts, round(seconds, 3)
+            state.error = redact_text(error) if error else None
+            state.attempts, state.duration_seconds = attempts, round(seconds, 3)
             if result == "success":
                 state.last_success_at = now
             else:

@@ -13,6 +13,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from restore.clock import Clock, utc_now
 from restore.errors import ConfigError, Problem
+from restore.redaction import has_userinfo, redact_url
 from restore.repository import Repository
 
 
@@ -69,17 +70,44 @@ def scheme_problem(url: str) -> str | None:
     return f"unsupported repository URL scheme {scheme!r}; use one of {known}"
 
 
+# Where each kind of repository takes its secrets instead of the URL (mounted Secret files).
+_GIT_HTTP_FILES = "CARETAKER_GIT_TOKEN_FILE or CARETAKER_GIT_PASSWORD_FILE (and CARETAKER_GIT_USERNAME)"
+_SECRET_FILES = {
+    "s3": "AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE (or the AWS_* variables, or IRSA)",
+    "git+https": _GIT_HTTP_FILES,
+    "git+http": _GIT_HTTP_FILES,
+    "git+ssh": "CARETAKER_GIT_SSH_KEY_FILE (a deploy key)",
+}
+
+
+def credentials_problem(url: str) -> str | None:
+    """Why `url` must not be used as written (it carries credentials), or None.
+
+    URLs are printed (logs, /status, process lists, git's config): credentials belong in
+    the mounted-Secret files each backend reads. An SSH URL may name its account (`git@`).
+    """
+    parts = urlsplit(url)
+    if not has_userinfo(url) or (parts.scheme == "git+ssh" and parts.password is None):
+        return None
+    instead = _SECRET_FILES.get(parts.scheme, "the backend's *_FILE variables")
+    return f"credentials do not belong in the URL; put them in {instead}"
+
+
 def open_repository(url: str, options: OpenOptions) -> Repository:
-    """Open the repository a URL names. Raise ConfigError for an unknown scheme or bad URL."""
-    problem = scheme_problem(url)
+    """Open the repository a URL names.
+
+    Raise ConfigError for an unknown scheme, credentials in the URL or a bad URL.
+    """
+    problem = scheme_problem(url) or credentials_problem(url)
     if problem is not None:
-        raise ConfigError.single("repository", url, problem)
+        raise ConfigError.single("repository", redact_url(url), problem)
     parts = urlsplit(url)
     factory = _FACTORIES[parts.scheme]
     try:
         return factory(parts, options)
     except ConfigError as error:
         # Name the URL as the user wrote it (urllib normalises `file:x` to `file:///x`).
+        shown = redact_url(url)
         raise ConfigError(
-            [Problem(p.key, url, p.message) if p.key == "repository" else p for p in error.problems]
+            [Problem(p.key, shown, p.message) if p.key == "repository" else p for p in error.problems]
         ) from error

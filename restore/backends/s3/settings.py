@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict, cast
 from restore.backends.envreader import EnvReader, parse_bool
 from restore.clock import parse_duration
 from restore.errors import ConfigError
+from restore.redaction import has_userinfo, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -42,6 +43,10 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_CONDITIONAL_WRITES: ConditionalWrites = "auto"
+_NO_URL_CREDENTIALS = (
+    "no credentials in URLs: use AWS_ACCESS_KEY_ID_FILE and AWS_SECRET_ACCESS_KEY_FILE "
+    "(mounted Secret files), the AWS_* variables or IRSA"
+)
 
 
 class WriteArguments(TypedDict, total=False):
@@ -138,6 +143,8 @@ class S3Settings:
             )
         if settings.endpoint and not settings.endpoint.startswith(("http://", "https://")):
             reader.problem("CARETAKER_S3_ENDPOINT", settings.endpoint, "must start with http:// or https://")
+        if settings.endpoint and has_userinfo(settings.endpoint):
+            reader.problem("CARETAKER_S3_ENDPOINT", redact_url(settings.endpoint), _NO_URL_CREDENTIALS)
         if reader.problems:
             raise ConfigError(reader.problems)
         return settings
@@ -161,9 +168,10 @@ class _Reader(EnvReader):
         """Bucket and prefix of `s3://bucket/prefix`; never echoes credentials put in the URL."""
         # Not url.hostname: it lowercases, and S3 would reject "MyBucket" only much later.
         bucket = url.netloc.rpartition("@")[2]
-        shown = f"s3://{bucket}{url.path}"
-        if "@" in url.netloc:
-            self.problem("repository", shown, "no credentials in the URL; use AWS_* variables")
+        shown = redact_url(f"s3://{bucket}{url.path}")
+        if has_userinfo(url.geturl()):
+            self.problem("repository", redact_url(url.geturl()), _NO_URL_CREDENTIALS)
+            return bucket, url.path.strip("/")
         if ":" in bucket or url.query or url.fragment:
             self.problem("repository", shown, "an s3:// URL has no port, query or fragment")
         if not 3 <= len(bucket) <= 63 or not set(bucket) <= _BUCKET_CHARS:

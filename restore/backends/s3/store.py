@@ -40,6 +40,7 @@ from restore.backends.s3.errors import (
 )
 from restore.backends.s3.settings import S3Settings
 from restore.errors import ConfigError, ObjectNotFoundError
+from restore.redaction import redact_url
 from restore.snapshots.store import StoredObject
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class S3Store:
         self.settings = settings
         self._client = client
         self._root = f"{settings.prefix}/" if settings.prefix else ""
-        self._where = Where(settings.url, settings.endpoint or "AWS S3", settings.bucket)
+        self._where = Where(settings.url, redact_url(settings.endpoint or "AWS S3"), settings.bucket)
         self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._parts = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="s3-part")
         self._probe_lock = threading.Lock()

@@ -57,7 +57,13 @@ class TestUrl:
         with pytest.raises(ConfigError) as caught:
             settings("git+https://user:hunter2@example.com/repo.git")
         assert "hunter2" not in str(caught.value)
-        assert "user:***@example.com" in str(caught.value)
+        assert "git+https://***@example.com/repo.git" in str(caught.value)
+
+    def test_user_name_in_https_url_is_refused_as_a_likely_token(self):
+        found = problems("git+https://ghp_token123@example.com/repo.git")
+        assert "CARETAKER_GIT_USERNAME" in found["repository"]
+        assert "ghp_token123" not in found["repository"]
+        assert settings("git+ssh://git@example.com/repo.git").display == "git+ssh://git@example.com/repo.git"
 
     @pytest.mark.parametrize(
         ("url", "key"),

@@ -37,11 +37,17 @@ class TestLocation:
     def test_bad_bucket_names(self, url: str) -> None:
         assert "bucket must be" in problems(url)["repository"]
 
-    def test_credentials_in_the_url_are_refused_and_not_repeated(self) -> None:
+    @pytest.mark.parametrize("secret", [SECRET, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"])
+    def test_credentials_in_the_url_are_refused_and_not_repeated(self, secret: str) -> None:
         with pytest.raises(ConfigError) as caught:
-            settings(f"s3://key:{SECRET}@my-bucket/app")
-        assert SECRET not in str(caught.value)
-        assert "no credentials in the URL" in str(caught.value)
+            settings(f"s3://key:{secret}@my-bucket/app")
+        assert secret not in str(caught.value)
+        assert "/K7MD" not in str(caught.value)
+        assert "no credentials in URLs: use AWS_ACCESS_KEY_ID_FILE" in str(caught.value)
+
+    def test_credentials_in_the_endpoint_are_refused_and_not_repeated(self) -> None:
+        found = problems("s3://my-bucket/app", CARETAKER_S3_ENDPOINT=f"http://key:{SECRET}@minio:9000")
+        assert "AWS_SECRET_ACCESS_KEY_FILE" in found["CARETAKER_S3_ENDPOINT"]
 
     def test_query_and_port_are_refused(self) -> None:
         assert "no port, query or fragment" in problems("s3://my-bucket/app?region=x")["repository"]

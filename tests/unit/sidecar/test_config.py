@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from restore.errors import ConfigError
-from restore.redaction import redact_url
 from restore.retention import RetentionPolicy
 from sidecar.settings.load import load
 from sidecar.settings.model import (
@@ -289,14 +288,48 @@ def test_parse_listen_refuses(text):
 
 
 @pytest.mark.parametrize(
-    ("url", "shown"),
+    ("url", "names"),
     [
-        ("s3://bucket/prefix", "s3://bucket/prefix"),
-        ("git+ssh://git@host/org/repo.git", "git+ssh://git@host/org/repo.git"),
-        ("git+https://user:s3cret@host/r.git", "git+https://user:***@host/r.git"),
-        ("git+https://ghp_token@host/r.git", "git+https://***@host/r.git"),
-        ("http://u:p@127.0.0.1:8080/x", "http://u:***@127.0.0.1:8080/x"),
+        ("s3://AKID:wJalr/K7MDENG@bucket/app", "AWS_SECRET_ACCESS_KEY_FILE"),
+        ("git+https://deploy:hunter2@git.example/backups.git", "CARETAKER_GIT_TOKEN_FILE"),
+        ("git+https://ghp_hunter2@git.example/backups.git", "CARETAKER_GIT_TOKEN_FILE"),
+        ("git+ssh://git:hunter2@git.example/backups.git", "CARETAKER_GIT_SSH_KEY_FILE"),
     ],
 )
-def test_redact_url_hides_passwords_and_tokens(url, shown):
-    assert redact_url(url) == shown
+def test_a_repository_url_with_credentials_is_refused_naming_the_file_variables(tmp_path, url, names):
+    path = write(tmp_path, f'repository: "{url}"\njobs: [{{name: b, kind: backup, schedule: "@daily"}}]\n')
+    with pytest.raises(ConfigError) as caught:
+        load(Flags(config=path))
+    assert names in str(caught.value)
+    for secret in ("hunter2", "K7MDENG", "wJalr"):
+        assert secret not in str(caught.value)
+
+
+def test_an_ssh_account_name_is_not_a_credential(tmp_path):
+    path = write(
+        tmp_path,
+        'repository: "git+ssh://git@git.example/b.git"\njobs: [{name: b, kind: backup, schedule: "@daily"}]\n',
+    )
+    assert load(Flags(config=path)).repository == "git+ssh://git@git.example/b.git"
+
+
+def test_user_information_in_an_http_call_url_is_refused_and_not_repeated(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        repository: file:///backups
+        jobs:
+          - name: b
+            kind: backup
+            schedule: "@daily"
+            before: [{http: {url: "http://admin:hunter2@127.0.0.1:8080/flush?token=tok42"}}]
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(Flags(config=path))
+    (problem,) = caught.value.problems
+    assert problem.key == "jobs.b.before[0].http.url"
+    assert "user information" in problem.message
+    assert "hunter2" not in str(caught.value)
+    assert "tok42" not in str(caught.value)
+    assert "http://***@127.0.0.1:8080/flush?token=***" in str(caught.value)
