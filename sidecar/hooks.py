@@ -67,8 +67,15 @@ def _run(hook: Hook, phase: str, index: int, ctx: HookContext, extra: dict[str, 
     try:
         if isinstance(hook, CommandSpec):
             log.info("hook.start", command=list(hook.argv))
-            environ = {**ctx.environ, "CARETAKER_JOB": ctx.job, "CARETAKER_JOB_PHASE": phase, **extra}
-            jobs.command(spec=hook, cwd=ctx.cwd, environ=environ, cancel=ctx.cancel, groups=ctx.groups)
+            variables = {"CARETAKER_JOB": ctx.job, "CARETAKER_JOB_PHASE": phase, **extra}
+            jobs.command(
+                spec=hook,
+                cwd=ctx.cwd,
+                environ=ctx.environ,
+                variables=variables,
+                cancel=ctx.cancel,
+                groups=ctx.groups,
+            )
         else:
             log.info("hook.start", method=hook.method, url=redact_url(hook.url))
             jobs.http(spec=hook)

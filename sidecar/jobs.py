@@ -29,6 +29,7 @@ from restore import __version__
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
 from restore.redaction import redact_url
+from sidecar.children import BoundedOutput, child_environment
 from sidecar.settings.model import CommandSpec, HttpSpec
 
 if TYPE_CHECKING:
@@ -166,20 +167,24 @@ def command(
     environ: Mapping[str, str],
     cancel: Cancel,
     groups: ProcessGroups,
+    variables: Mapping[str, str] | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
 ) -> None:
-    """Run `spec.argv` in a process group of its own, logging its output line by line.
+    """Run `spec.argv` in a process group of its own, logging its output (bounded).
 
-    Whatever happens, the whole group (the command and anything it started) is gone when
-    this returns. Raise CommandFailedError if it cannot start, exits non-zero or times out,
-    JobAbortedError if cancelled.
+    The child gets `environ` (the sidecar's) without caretaker's credentials, plus
+    `variables` and `spec.env` (see `sidecar.children`). Whatever happens, the whole group
+    (the command and anything it started) is gone when this returns. Raise
+    CommandFailedError if it cannot start, exits non-zero or times out, JobAbortedError if
+    cancelled.
     """
     workdir = cwd / spec.workdir if spec.workdir else cwd
+    env = child_environment(environ, inherit=spec.inherit_env, extra=variables)
     try:
         process = subprocess.Popen(
             spec.argv,
             cwd=workdir,
-            env={**environ, **spec.env},
+            env={**env, **spec.env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -267,14 +272,14 @@ def _signal_group(pgid: int, signum: int) -> bool:
 
 
 def _pump(stream: IO[bytes], name: str) -> threading.Thread:
-    """Log a child's output line by line, in a thread that keeps the run's bound context."""
+    """Log a child's output (bounded), in a thread that keeps the run's bound context."""
 
     def run() -> None:
-        log = structlog.get_logger()
+        output = BoundedOutput(structlog.get_logger(), name)
         with stream:
             for raw in iter(lambda: stream.readline(_MAX_LINE), b""):
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                log.info("command.output", stream=name, line=line)
+                output.add(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        output.finish()
 
     context = contextvars.copy_context()
     thread = threading.Thread(target=context.run, args=(run,), name=f"pump-{name}", daemon=True)
@@ -282,27 +287,45 @@ def _pump(stream: IO[bytes], name: str) -> threading.Thread:
     return thread
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the answer (see `HttpSpec.follow_redirects`), not a new request."""
+
+    def redirect_request(self, *_: object) -> None:
+        return None
+
+
 def http(*, spec: HttpSpec) -> int:
     """Send one request (no proxy: these calls are for the app next door). Return the status.
 
-    Raise HttpCallError if the request fails or the status is not `spec.expect_status`.
+    Redirects are followed only with `spec.follow_redirects`. Raise HttpCallError if the
+    request fails or the status is not `spec.expect_status` (naming a redirect's target).
     """
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if not spec.follow_redirects:
+        handlers.append(_NoRedirects())
+    opener = urllib.request.build_opener(*handlers)
     body = b"" if spec.method in {"POST", "PUT", "PATCH"} else None
     request = urllib.request.Request(  # noqa: S310 - the URL's scheme was checked to be http(s)
         spec.url, data=body, method=spec.method, headers={"User-Agent": f"caretaker/{__version__}"}
     )
     where = f"{spec.method} {redact_url(spec.url)}"
+    location = None
     try:
         with opener.open(request, timeout=spec.timeout.total_seconds()) as response:
             response.read(_MAX_BODY)
             status = int(response.status)
     except urllib.error.HTTPError as error:
         status = error.code
+        location = error.headers.get("Location") if 300 <= status < 400 else None
         error.close()
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise HttpCallError(f"{where} failed: {reason}") from error
     if status != spec.expect_status:
-        raise HttpCallError(f"{where} answered {status}, expected {spec.expect_status}")
+        redirect = (
+            f" (a redirect to {redact_url(location)}, not followed without follow_redirects: true)"
+            if location
+            else ""
+        )
+        raise HttpCallError(f"{where} answered {status}{redirect}, expected {spec.expect_status}")
     return status

@@ -212,9 +212,13 @@ class Runner:
     def _execute(self, job: JobConfig, cancel: jobs.Cancel) -> None:
         action = job.action
         if isinstance(action, CommandSpec):
-            environ = {**self.environ, "CARETAKER_JOB": job.name}
             jobs.command(
-                spec=action, cwd=self.config.path, environ=environ, cancel=cancel, groups=self.groups
+                spec=action,
+                cwd=self.config.path,
+                environ=self.environ,
+                variables={"CARETAKER_JOB": job.name},
+                cancel=cancel,
+                groups=self.groups,
             )
         elif isinstance(action, HttpSpec):
             status = jobs.http(spec=action)

@@ -30,10 +30,15 @@ DEFAULT_GRACE = timedelta(seconds=25)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CommandSpec:
-    """A process to run: argv (no shell), extra environment, working directory, time limit."""
+    """A process to run: argv (no shell), extra environment, working directory, time limit.
+
+    `inherit_env` names caretaker's own variables (`AWS_*`, `CARETAKER_*`) the process may
+    see; it gets none of them otherwise (see `sidecar.children`).
+    """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    inherit_env: tuple[str, ...] = ()
     workdir: Path | None = None  # None: the data folder
     timeout: timedelta = timedelta(hours=1)
 
@@ -46,6 +51,9 @@ class HttpSpec:
     method: str = "GET"
     expect_status: int = 200
     timeout: timedelta = timedelta(seconds=10)
+    # A redirect is an answer like any other unless asked to follow it: a POST followed
+    # as a GET (what HTTP clients do on 302) did not do what the hook was meant to do.
+    follow_redirects: bool = False
 
 
 Hook = CommandSpec | HttpSpec

@@ -35,6 +35,7 @@ from sidecar.settings.model import (
 from sidecar.settings.schedule import Schedule, check_timezone, parse_schedule
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 HOOK_TIMEOUT = timedelta(minutes=5)
 
@@ -234,6 +235,7 @@ def command_spec(fields: Fields, default_timeout: timedelta) -> CommandSpec | No
     spec = CommandSpec(
         argv=argv,
         env=fields.string_map("env"),
+        inherit_env=_env_names(fields, "inherit_env"),
         workdir=Path(workdir) if workdir else None,
         timeout=fields.duration("timeout", default_timeout),
     )
@@ -255,7 +257,17 @@ def http_spec(fields: Fields) -> HttpSpec | None:
     if status > 599:
         fields.problem("expect_status", status, "must be an HTTP status from 100 to 599")
     timeout = fields.duration("timeout", timedelta(seconds=10))
-    return HttpSpec(url=url, method=method, expect_status=status, timeout=timeout) if url else None
+    follow = fields.boolean("follow_redirects", default=False)
+    if url is None:
+        return None
+    return HttpSpec(url=url, method=method, expect_status=status, timeout=timeout, follow_redirects=follow)
+
+
+def _env_names(fields: Fields, name: str) -> tuple[str, ...]:
+    names = fields.strings(name)
+    for bad in (n for n in names if not _ENV_NAME.fullmatch(n)):
+        fields.problem(name, bad, "must list environment variable names (letters, digits, '_')")
+    return names
 
 
 def _hooks(fields: Fields, name: str) -> tuple[Hook, ...]:

@@ -48,12 +48,14 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 class App:
-    """A stand-in for the application next door: records requests, answers `status`."""
+    """A stand-in for the application next door: records requests, answers `status` (or a
+    302 to `redirects[path]`)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.status = 200
         self.delay = 0.0
+        self.redirects: dict[str, str] = {}
         app = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,8 +63,11 @@ class App:
                 app.requests.append((self.command, self.path))
                 if app.delay:
                     threading.Event().wait(app.delay)
+                location = app.redirects.get(self.path)
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.send_response(app.status)
+                    self.send_response(302 if location else app.status)
+                    if location:
+                        self.send_header("Location", location)
                     self.send_header("Content-Length", "2")
                     self.end_headers()
                     self.wfile.write(b"ok")

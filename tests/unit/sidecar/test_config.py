@@ -333,3 +333,27 @@ def test_user_information_in_an_http_call_url_is_refused_and_not_repeated(tmp_pa
     assert "hunter2" not in str(caught.value)
     assert "tok42" not in str(caught.value)
     assert "http://***@127.0.0.1:8080/flush?token=***" in str(caught.value)
+
+
+def test_inherit_env_and_follow_redirects_are_read_and_checked(tmp_path):
+    text = """
+        repository: file:///backups
+        jobs:
+          - name: dump
+            kind: command
+            schedule: "@daily"
+            command: [aws, s3, ls]
+            inherit_env: [AWS_REGION, AWS_ACCESS_KEY_ID]
+            after: [{http: {url: "http://127.0.0.1/x", method: POST, follow_redirects: true}}]
+        """
+    config = load(Flags(config=write(tmp_path, text)))
+    action = config.job("dump").action
+    assert isinstance(action, CommandSpec)
+    assert action.inherit_env == ("AWS_REGION", "AWS_ACCESS_KEY_ID")
+    assert config.job("dump").after == (
+        HttpSpec(url="http://127.0.0.1/x", method="POST", follow_redirects=True),
+    )
+    bad = text.replace("AWS_ACCESS_KEY_ID]", "AWS-KEY]").replace("follow_redirects: true", "follow_redirects: 1")
+    problems = problems_of(Flags(config=write(tmp_path, bad)))
+    assert "environment variable names" in problems["jobs.dump.inherit_env"]
+    assert "true or false" in problems["jobs.dump.after[0].http.follow_redirects"]
