@@ -25,8 +25,9 @@ from urllib.parse import SplitResult, urlsplit
 MASK = "***"
 # Schemes whose user name is an account, shown as is (git@github.com).
 _ACCOUNT_SCHEMES = frozenset({"ssh", "git+ssh", "sftp"})
-# A URL inside free text: a scheme, `://`, then everything up to white space or a quote.
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+# A URL inside free text: a scheme, `://`, then everything up to white space, a quote or a
+# backslash (so a URL inside serialised JSON, `\"http://...\"`, stays inside its string).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`\\]+")
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:

@@ -1,84 +1,186 @@
-"""The HTTP endpoints (/metrics, /healthz, /readyz, /status) on a small threaded server.
+"""The HTTP endpoints (/metrics, /healthz, /readyz, /status) on a small asyncio server.
 
-The standard library's server is enough for a few scrapes and probes a minute and adds
-nothing to the image; each route is a function returning (status, content type, body).
+The port listens on every interface (Prometheus must reach it), so anyone in the cluster can
+connect, and no client may hold what the backups need (threads, file descriptors):
+- one event-loop thread serves every connection, however many are open;
+- a connection has `read_timeout` seconds for its whole request head (a client sending one
+  byte at a time is cut off like an idle one), which may be at most `MAX_HEAD_BYTES`;
+- at most `max_connections` are open at once (by default a quarter of the process's file
+  limit, at most `MAX_CONNECTIONS`). One more arriving closes the connection that has waited
+  longest for its request head, so idle connections cannot pile up and a fresh probe gets
+  through; if all of them are being answered, the new one is closed instead;
+- routes run in a pool of `ROUTE_WORKERS` threads, so a slow one (a /readyz listing of the
+  repository) never stalls the loop, and answers are written within `WRITE_TIMEOUT_SECONDS`;
+- one request per connection (`Connection: close`), GET and HEAD only.
+Every body passes through `redact_text` on the way out: a last net under the routes' own
+redaction. Each route is a function returning (status, content type, body).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import http
+import resource
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
+from restore.redaction import redact_text
 from sidecar.settings.model import Listen
 
 Response = tuple[int, str, bytes]
 Route = Callable[[], Response]
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+READ_TIMEOUT_SECONDS = 10.0
+WRITE_TIMEOUT_SECONDS = 10.0
+MAX_HEAD_BYTES = 8192
+MAX_CONNECTIONS = 64
+ROUTE_WORKERS = 4
+_END_OF_HEAD = b"\r\n\r\n"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def _handler(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "caretaker"
-
-        def do_GET(self) -> None:
-            self._respond(include_body=True)
-
-        def do_HEAD(self) -> None:
-            self._respond(include_body=False)
-
-        def _respond(self, *, include_body: bool) -> None:
-            route = routes.get(self.path.split("?", 1)[0])
-            try:
-                status, content_type, body = route() if route else (404, TEXT, b"not found\n")
-            except Exception:
-                structlog.get_logger().exception("http.route_failed", path=self.path)
-                status, content_type, body = 500, TEXT, b"internal error\n"
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if include_body:
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            structlog.get_logger().debug("http.request", message=format % args)
-
-    return Handler
+def default_connection_limit() -> int:
+    """A quarter of the soft file limit (the rest is the backups'), 4 to MAX_CONNECTIONS."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(4, min(MAX_CONNECTIONS, soft // 4))
 
 
 class HttpServer:
-    def __init__(self, listen: Listen, routes: Mapping[str, Route]) -> None:
+    def __init__(
+        self,
+        listen: Listen,
+        routes: Mapping[str, Route],
+        *,
+        max_connections: int | None = None,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+    ) -> None:
         """Bind now (so a taken port fails start-up, not a background thread).
 
         Raise OSError if the address cannot be bound.
         """
-        server_class = _Server6 if ":" in listen.host else _Server
-        self._server = server_class((listen.host, listen.port), _handler(routes))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        self._socket = socket.create_server((listen.host, listen.port), family=family, backlog=128)
+        self._routes = routes
+        self._limit = max_connections or default_connection_limit()
+        self._read_timeout = read_timeout
+        self._loop = asyncio.new_event_loop()
+        self._pool = ThreadPoolExecutor(ROUTE_WORKERS, thread_name_prefix="http-route")
+        self._open: set[asyncio.StreamWriter] = set()
+        # Connections still waiting for their request head, oldest first (dicts keep order).
+        self._waiting: dict[asyncio.StreamWriter, None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()  # bound to the loop on first use, in its thread
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def max_connections(self) -> int:
+        return self._limit
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(WRITE_TIMEOUT_SECONDS)
+        elif self._thread.ident is None:  # never started
+            self._loop.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._socket.close()
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._serve())
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        server = await asyncio.start_server(self._connection, sock=self._socket, limit=MAX_HEAD_BYTES)
+        async with server:
+            await self._stopping.wait()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._open.add(writer)
+        self._waiting[writer] = None
+        self._make_room(writer)
+        try:
+            head = await self._read_head(reader)
+            self._waiting.pop(writer, None)
+            if head is not None:
+                await self._answer(head, writer)
+        finally:
+            self._waiting.pop(writer, None)
+            self._open.discard(writer)
+            writer.transport.abort()  # what was not closed in time, or not answered
+
+    def _make_room(self, newest: asyncio.StreamWriter) -> None:
+        """Over the limit: close the longest-waiting connection (the newest if none waits)."""
+        if len(self._open) <= self._limit:
+            return
+        # `newest` waits too, last: it is the victim only when no other connection waits.
+        victim = next(iter(self._waiting), newest)
+        self._waiting.pop(victim, None)
+        self._open.discard(victim)
+        victim.transport.abort()
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The request head, or None if it did not come whole and in time."""
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                return await reader.readuntil(_END_OF_HEAD)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            return None
+
+    async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> None:
+        method, _, rest = head.partition(b" ")
+        path = rest.partition(b" ")[0].decode("latin-1").split("?", 1)[0]
+        if method not in {b"GET", b"HEAD"}:
+            response: Response = (405, TEXT, b"method not allowed\n")
+        else:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(self._pool, self._route, path)
+        status, content_type, body = response
+        verb = method.decode("latin-1")
+        structlog.get_logger().debug("http.request", method=verb, path=path, status=status)
+        writer.write(_encode(status, content_type, body, include_body=verb != "HEAD"))
+        writer.close()  # after the buffered answer is sent
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                await writer.wait_closed()
+
+    def _route(self, path: str) -> Response:
+        route = self._routes.get(path)
+        if route is None:
+            return 404, TEXT, b"not found\n"
+        try:
+            return route()
+        except Exception:
+            structlog.get_logger().exception("http.route_failed", path=path)
+            return 500, TEXT, b"internal error\n"
+
+
+def _encode(status: int, content_type: str, body: bytes, *, include_body: bool) -> bytes:
+    body = redact_text(body.decode("utf-8", errors="replace")).encode()
+    head = (
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+        f"Server: caretaker\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + (body if include_body else b"")

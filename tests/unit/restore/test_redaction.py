@@ -114,3 +114,9 @@ class TestLogs:
     def test_caretaker_debug_events_still_pass(self, stream):
         structlog.get_logger().debug("http.request", message="GET /metrics")
         assert self.lines(stream)[0]["event"] == "http.request"
+
+
+def test_redact_text_keeps_serialised_json_valid():
+    document = {"error": 'cannot reach "http://h/x?token=abc&b=1": refused', "u": "http://a:b@h/"}
+    redacted = json.loads(redact_text(json.dumps(document)))
+    assert redacted == {"error": 'cannot reach "http://h/x?token=***&b=***": refused', "u": "http://***@h/"}
