@@ -8,6 +8,7 @@ differently has a code of its own.
 from __future__ import annotations
 
 import dataclasses
+import errno
 from typing import ClassVar
 
 from restore.redaction import redact_text
@@ -26,6 +27,8 @@ EXIT_LOCAL_IO = 10
 EXIT_UNSAFE_VOLUME = 11
 EXIT_SIGNAL_BASE = 128
 EXIT_CANCELLED = EXIT_SIGNAL_BASE + 2  # SIGINT, as a shell reports it
+# Out of file descriptors: the process's limit (`ulimit -n`) or the system's.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 class CaretakerError(Exception):
@@ -146,6 +149,34 @@ class UnsafeVolumeError(LocalIOError):
 
     exit_code = EXIT_UNSAFE_VOLUME
     reason = "unsafe-volume"
+
+
+class ResourceLimitError(LocalIOError):
+    """The process ran out of open files: a local limit, not the storage's answer (which
+    "access denied" or "unreachable" would wrongly suggest); it may pass once fewer are open."""
+
+
+def exhausted_resource(error: BaseException) -> OSError | None:
+    """The EMFILE/ENFILE error in `error` or its chain of causes (libraries wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in RESOURCE_ERRNOS:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def resource_limit(error: BaseException, where: str) -> ResourceLimitError | None:
+    """A ResourceLimitError naming `where`, if `error` is (or wraps) an fd exhaustion."""
+    cause = exhausted_resource(error)
+    if cause is None:
+        return None
+    return ResourceLimitError(
+        f"{where}: {cause.strerror or 'too many open files'} "
+        "(the process's open-file limit, ulimit -n, is used up)"
+    )
 
 
 class CancelledError(CaretakerError):

@@ -19,7 +19,13 @@ import structlog
 
 from restore.clock import Clock
 from restore.commands import host_name
-from restore.errors import CaretakerError, LeaseHeldError, RefusedError, TransientBackendError
+from restore.errors import (
+    CaretakerError,
+    LeaseHeldError,
+    RefusedError,
+    ResourceLimitError,
+    TransientBackendError,
+)
 from restore.model import BackupOptions
 from restore.repository import Repository
 from sidecar import hooks, jobs
@@ -35,7 +41,13 @@ from sidecar.settings.model import (
 from sidecar.status import StatusBoard
 
 RepositoryOpener = Callable[[], Repository]
-RETRYABLE = (TransientBackendError, LeaseHeldError, jobs.CommandFailedError, jobs.HttpCallError)
+RETRYABLE = (
+    TransientBackendError,
+    LeaseHeldError,
+    ResourceLimitError,
+    jobs.CommandFailedError,
+    jobs.HttpCallError,
+)
 MAX_BACKOFF = timedelta(minutes=10)
 _LOCK_POLL_SECONDS = 0.5
 
@@ -48,7 +60,8 @@ def result_of(error: BaseException | None) -> str:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Storage hiccups, a held lease and failed commands/HTTP calls (also in hooks) may pass."""
+    """Storage hiccups, a held lease, too many open files and failed commands/HTTP calls (also
+    in hooks) may pass."""
     cause = error.cause if isinstance(error, hooks.HookFailedError) else error
     return isinstance(cause, RETRYABLE)
 

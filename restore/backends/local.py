@@ -19,10 +19,12 @@ from urllib.parse import SplitResult, unquote
 
 from restore.diskflush import fsync_dir
 from restore.errors import (
+    CaretakerError,
     ConfigError,
     ObjectNotFoundError,
     PermanentBackendError,
     TransientBackendError,
+    resource_limit,
 )
 from restore.snapshots.store import StoredObject
 
@@ -63,9 +65,15 @@ class LocalStore:
         except FileNotFoundError as error:
             raise ObjectNotFoundError(key) from error
         except OSError as error:
-            if error.errno in {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN}:
-                raise TransientBackendError(f"{self.describe()}: {key}: {error.strerror}") from error
-            raise PermanentBackendError(f"{self.describe()}: {key}: {error.strerror}") from error
+            raise self._translate(error, key) from error
+
+    def _translate(self, error: OSError, what: str) -> CaretakerError:
+        where = f"{self.describe()}: {what}"
+        if (exhausted := resource_limit(error, where)) is not None:
+            return exhausted
+        if error.errno in {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN}:
+            return TransientBackendError(f"{where}: {error.strerror}")
+        return PermanentBackendError(f"{where}: {error.strerror}")
 
     def get(self, key: str) -> bytes:
         with self._errors(key):
@@ -158,9 +166,7 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as error:
-            raise PermanentBackendError(
-                f"{self.describe()}: cannot list {directory}: {error.strerror}"
-            ) from error
+            raise self._translate(error, f"cannot list {directory}") from error
         for entry in entries:
             if not entry.name.startswith(name_prefix) or _TEMP_MARK in entry.name or entry.name == ".lock":
                 continue

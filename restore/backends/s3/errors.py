@@ -19,6 +19,7 @@ from restore.errors import (
     ObjectNotFoundError,
     PermanentBackendError,
     TransientBackendError,
+    resource_limit,
 )
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ def translate(  # noqa: PLR0911 - one rung per kind of error, read top to bottom
     TLS failures → PermanentBackendError; refused connections, timeouts, 5xx, throttling →
     TransientBackendError.
     """
+    if (exhausted := resource_limit(error, f"S3 {operation} {where.at(key)}")) is not None:
+        return exhausted
     if isinstance(error, botocore.exceptions.ClientError):
         return _client_error(error, where, operation, key)
     if isinstance(error, botocore.exceptions.SSLError):
