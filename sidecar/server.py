@@ -6,9 +6,11 @@ connect, and no client may hold what the backups need (threads, file descriptors
 - a connection has `read_timeout` seconds for its whole request head (a client sending one
   byte at a time is cut off like an idle one), which may be at most `MAX_HEAD_BYTES`;
 - at most `max_connections` are open at once (by default a quarter of the process's file
-  limit, at most `MAX_CONNECTIONS`). One more arriving closes the connection that has waited
-  longest for its request head, so idle connections cannot pile up and a fresh probe gets
-  through; if all of them are being answered, the new one is closed instead;
+  limit, at most `MAX_CONNECTIONS`). Connections are accepted one at a time, and one more
+  arriving closes the connection that has waited longest for its request head first, so
+  idle connections cannot pile up and a fresh probe gets through; if all of them are being
+  answered, the new one is closed instead. Clients not yet accepted wait in the kernel's
+  backlog, holding no descriptor of ours;
 - routes run in a pool of `ROUTE_WORKERS` threads, so a slow one (a /readyz listing of the
   repository) never stalls the loop, and answers are written within `WRITE_TIMEOUT_SECONDS`;
 - one request per connection (`Connection: close`), GET and HEAD only.
@@ -26,6 +28,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import structlog
 
@@ -41,6 +44,7 @@ WRITE_TIMEOUT_SECONDS = 10.0
 MAX_HEAD_BYTES = 8192
 MAX_CONNECTIONS = 64
 ROUTE_WORKERS = 4
+ACCEPT_PAUSE_SECONDS = 0.5
 _END_OF_HEAD = b"\r\n\r\n"
 
 
@@ -66,16 +70,17 @@ class HttpServer:
         Raise OSError if the address cannot be bound.
         """
         family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-        self._socket = socket.create_server((listen.host, listen.port), family=family, backlog=128)
+        # A deep backlog: clients waiting to be accepted hold no descriptor of ours.
+        self._socket = socket.create_server((listen.host, listen.port), family=family, backlog=1024)
         self._routes = routes
         self._limit = max_connections or default_connection_limit()
         self._read_timeout = read_timeout
         self._loop = asyncio.new_event_loop()
         self._pool = ThreadPoolExecutor(ROUTE_WORKERS, thread_name_prefix="http-route")
-        self._open: set[asyncio.StreamWriter] = set()
-        # Connections still waiting for their request head, oldest first (dicts keep order).
-        self._waiting: dict[asyncio.StreamWriter, None] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Connections by their task: all open ones, and those still waiting for their request
+        # head, oldest first (dicts keep insertion order).
+        self._open: set[asyncio.Task[None]] = set()
+        self._waiting: dict[asyncio.Task[None], None] = {}
         self._stopping = asyncio.Event()  # bound to the loop on first use, in its thread
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 
@@ -104,41 +109,61 @@ class HttpServer:
         self._loop.close()
 
     async def _serve(self) -> None:
-        server = await asyncio.start_server(self._connection, sock=self._socket, limit=MAX_HEAD_BYTES)
-        async with server:
-            await self._stopping.wait()
-        tasks = list(self._tasks)
+        self._socket.setblocking(False)
+        self._loop.add_reader(self._socket, self._accept)
+        await self._stopping.wait()
+        self._loop.remove_reader(self._socket)
+        tasks = list(self._open)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._open.add(writer)
-        self._waiting[writer] = None
-        self._make_room(writer)
+    def _accept(self) -> None:
+        """Take one connection, making room first: one per wake-up, so a burst of clients
+        cannot open more descriptors than the limit allows before anything is closed."""
         try:
+            conn, _ = self._socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:  # out of descriptors after all: pause rather than spin
+            structlog.get_logger().warning("http.accept_failed", error=error.strerror or str(error))
+            self._loop.remove_reader(self._socket)
+            self._loop.call_later(ACCEPT_PAUSE_SECONDS, self._loop.add_reader, self._socket, self._accept)
+            return
+        if not self._make_room():
+            conn.close()
+            return
+        task = self._loop.create_task(self._connection(conn))
+        self._open.add(task)
+        self._waiting[task] = None
+
+    def _make_room(self) -> bool:
+        """Below the limit, or close the longest-waiting connection; False if none waits."""
+        if len(self._open) < self._limit:
+            return True
+        if not self._waiting:
+            return False
+        victim = next(iter(self._waiting))
+        del self._waiting[victim]
+        self._open.discard(victim)
+        victim.cancel()  # its `finally` closes the socket
+        return True
+
+    async def _connection(self, conn: socket.socket) -> None:
+        task = cast("asyncio.Task[None]", asyncio.current_task())  # we run in our task
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD_BYTES)
             head = await self._read_head(reader)
-            self._waiting.pop(writer, None)
+            self._waiting.pop(task, None)
             if head is not None:
                 await self._answer(head, writer)
         finally:
-            self._waiting.pop(writer, None)
-            self._open.discard(writer)
-            writer.transport.abort()  # what was not closed in time, or not answered
-
-    def _make_room(self, newest: asyncio.StreamWriter) -> None:
-        """Over the limit: close the longest-waiting connection (the newest if none waits)."""
-        if len(self._open) <= self._limit:
-            return
-        # `newest` waits too, last: it is the victim only when no other connection waits.
-        victim = next(iter(self._waiting), newest)
-        self._waiting.pop(victim, None)
-        self._open.discard(victim)
-        victim.transport.abort()
+            self._waiting.pop(task, None)
+            self._open.discard(task)
+            if writer is not None:
+                writer.transport.abort()  # what was not closed in time, or not answered
+            conn.close()
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         """The request head, or None if it did not come whole and in time."""

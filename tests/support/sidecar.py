@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -111,8 +112,11 @@ class Sidecar:
         args: Sequence[str],
         env: Mapping[str, str] | None = None,
         config: str | None = None,
+        nofile: int | None = None,
     ) -> None:
+        """`nofile`: the process's open-file limit (`ulimit -n`), if it should be lowered."""
         self.workdir = workdir
+        self.nofile = nofile
         self.port = free_ports(1)[0]
         self.log_path = workdir / "sidecar.log"
         self.args = [*args, "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"]
@@ -133,6 +137,7 @@ class Sidecar:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.workdir,
+                preexec_fn=self._limit if self.nofile else None,  # noqa: PLW1509 - no threads here
             )
         if wait_healthy:
             wait_until(
@@ -141,6 +146,15 @@ class Sidecar:
                 "the sidecar to serve /healthz",
             )
         return self
+
+    def _limit(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def threads(self) -> int:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
 
     def alive_or_fail(self) -> bool:
         assert self.process is not None
