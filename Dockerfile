@@ -4,6 +4,9 @@
 # caretaker and its dependencies on the host first, so this build needs no index access.
 
 # --- builder: a virtualenv with caretaker and its dependencies, from pre-built wheels ---
+# The dependencies are exactly those of requirements.lock (scripts/lock), each wheel checked
+# against its sha256 there; caretaker itself comes without dependencies of its own choosing,
+# and `pip check` proves the locked versions satisfy its declared ranges.
 FROM python:3.11-slim-bookworm AS builder
 # binutils only to strip the debug symbols of compiled wheels (zstandard: 23 MB -> 2 MB).
 # hadolint ignore=DL3008
@@ -13,12 +16,16 @@ RUN apt-get update \
 # Folder (in the build context) holding caretaker's wheel and every dependency's wheel.
 ARG WHEELS=.cache/image/wheels
 COPY ${WHEELS}/ /wheels/
+COPY requirements.lock /wheels/requirements.lock
 # pip and setuptools are only needed to install: removed, so the final venv is just caretaker.
 # Byte-code is compiled once here with hashes that ignore mtimes: the root filesystem is
 # read-only at run time, and start-up (init containers!) should not recompile botocore.
 RUN python -m venv /opt/caretaker \
     && /opt/caretaker/bin/pip install --no-index --no-cache-dir --no-compile \
-        --find-links=/wheels /wheels/caretaker-*.whl \
+        --require-hashes --only-binary=:all: --find-links=/wheels -r /wheels/requirements.lock \
+    && /opt/caretaker/bin/pip install --no-index --no-cache-dir --no-compile --no-deps \
+        /wheels/caretaker-*.whl \
+    && /opt/caretaker/bin/pip check \
     && /opt/caretaker/bin/pip uninstall --yes --no-cache-dir pip setuptools \
     && find /opt/caretaker -name '*.so' -exec strip --strip-unneeded {} + \
     && /opt/caretaker/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \

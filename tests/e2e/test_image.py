@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.e2e.podman import Podman, project_version, run_locked_down
+from tests.e2e.test_dockerfile import locked
 from tests.support.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.e2e
@@ -80,6 +82,18 @@ def test_tools_present_and_no_build_leftovers(podman: Podman, caretaker_image: s
     assert "tini version" in out
     assert "65532" in out.splitlines()
     assert "LEFTOVER" not in out
+
+
+def test_the_image_holds_exactly_the_locked_versions(podman: Podman, caretaker_image: str) -> None:
+    script = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    )
+    done = run_locked_down(podman, caretaker_image, "-c", script, entrypoint="/opt/caretaker/bin/python")
+    installed = {canonicalize_name(name): version for name, version in json.loads(done.stdout).items()}
+    expected = {name: version for name, (version, _) in locked().items()}
+    assert installed.pop("caretaker") == project_version()
+    assert installed == expected
 
 
 def test_image_size_within_budget(podman: Podman, caretaker_image: str) -> None:

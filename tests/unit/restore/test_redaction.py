@@ -81,8 +81,11 @@ class TestLogs:
     def test_every_value_is_redacted_nested_and_in_tracebacks(self, stream):
         log = structlog.get_logger()
         log.info("x.failed", error="GET http://a:b@h/ failed", urls=["http://h/?token=t1"], token="t2")
-        try:
+        def fail() -> None:
             raise RuntimeError("cannot reach https://h/hook?token=t3")
+
+        try:
+            fail()
         except RuntimeError:
             log.exception("x.crashed")
         text = stream.getvalue()
