@@ -1,11 +1,9 @@
 """What a command (a `command` job or hook) gets from the sidecar, and what it gives back.
 
-Environment: the sidecar's own, without caretaker's credentials. The sidecar holds the
-repository's keys (`AWS_*`, often from an `envFrom` Secret) and its own settings
-(`CARETAKER_*`, some of them secrets or paths to secret files); a maintenance command has no
-need for them, so every `AWS_*` and `CARETAKER_*` variable is left out unless the command
-lists it in `inherit_env`. caretaker then adds its own variables for the child
-(`CARETAKER_JOB`, ...) and the command's `env`.
+Environment: the sidecar's own without caretaker's credentials (`restore.childenv`): every
+`AWS_*` and `CARETAKER_*` variable is left out unless the command lists it in `inherit_env`.
+caretaker then adds its own variables for the child (`CARETAKER_JOB`, ...) and the command's
+`env`.
 
 Output: logged line by line as `command.output`, but bounded: the first `HEAD_LINES` lines
 of each stream as they come, then only a count of what was left out, then the last
@@ -16,21 +14,10 @@ shipper's bill), and the end, where errors are, is always there.
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Variables that belong to caretaker: credentials and its own settings.
-OWN_PREFIXES = ("AWS_", "CARETAKER_")
 HEAD_LINES = 20
 TAIL_LINES = 20
-
-
-def child_environment(
-    environ: Mapping[str, str], *, inherit: Sequence[str] = (), extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """`environ` without caretaker's own variables (except those in `inherit`), plus `extra`."""
-    kept = {k: v for k, v in environ.items() if not k.startswith(OWN_PREFIXES) or k in inherit}
-    return {**kept, **(extra or {})}
 
 
 class BoundedOutput:

@@ -26,10 +26,11 @@ from typing import IO, TYPE_CHECKING
 import structlog
 
 from restore import __version__
+from restore.childenv import child_environment
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
 from restore.redaction import redact_url
-from sidecar.children import BoundedOutput, child_environment
+from sidecar.children import BoundedOutput
 from sidecar.settings.model import CommandSpec, HttpSpec
 
 if TYPE_CHECKING:

@@ -1,6 +1,7 @@
 """The user's health check (`--check-cmd`): is the data on the volume usable?
 
-Run without a shell (shlex-split argv) in the data folder; exit status 0 means healthy.
+Run without a shell (shlex-split argv) in the data folder, without caretaker's credentials
+in its environment (`restore.childenv`); exit status 0 means healthy.
 A command that cannot even be started (not installed in the image, not executable) is a
 configuration error, not unhealthy data: quarantining good data because of a typo in the
 check would be the worst possible reaction.
@@ -8,10 +9,12 @@ check would be the worst possible reaction.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from restore.childenv import child_environment
 from restore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ def run_check(argv: Sequence[str], cwd: Path, log: Any) -> bool:
         completed = subprocess.run(
             list(argv),
             cwd=cwd,
+            env=child_environment(os.environ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from restore.childenv import child_environment
 from sidecar import jobs
-from sidecar.children import HEAD_LINES, TAIL_LINES, child_environment
+from sidecar.children import HEAD_LINES, TAIL_LINES
 from sidecar.settings.model import CommandSpec, HttpSpec
 
 SIDECAR_ENV = {
