@@ -134,6 +134,8 @@ class HttpServer:
             conn.close()
             return
         task = self._loop.create_task(self._connection(conn))
+        # Closes the socket however the task ends, also when cancelled before it started.
+        task.add_done_callback(lambda _: conn.close())
         self._open.add(task)
         self._waiting[task] = None
 
@@ -163,7 +165,6 @@ class HttpServer:
             self._open.discard(task)
             if writer is not None:
                 writer.transport.abort()  # what was not closed in time, or not answered
-            conn.close()
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         """The request head, or None if it did not come whole and in time."""
