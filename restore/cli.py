@@ -9,21 +9,37 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 
 from restore import __version__, logs
 from restore.commands import Command, Context, backup, prune, restore, snapshots, verify
-from restore.commands.options import apply_environment, subcommand_parser
-from restore.errors import EXIT_CANCELLED, EXIT_USAGE, CaretakerError, ConfigError, exit_code_of
+from restore.commands.options import apply_environment, check_arguments, subcommand_parser
+from restore.deadline import Stop
+from restore.errors import (
+    EXIT_CANCELLED,
+    EXIT_USAGE,
+    CancelledError,
+    CaretakerError,
+    ConfigError,
+    exit_code_of,
+)
+from restore.initcontainer.cancel import SignalGuard
+from restore.values import one_of
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", default="info", choices=logs.LEVELS, help="log verbosity")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=one_of(*logs.LEVELS),
+        help=f"log verbosity: {', '.join(logs.LEVELS)}",
+    )
     parser.add_argument(
         "--log-format",
         default="auto",
-        choices=("auto", "json", "console"),
+        type=one_of("auto", "json", "console"),
         help="json lines, readable console, or auto (json unless stdout is a terminal)",
     )
 
@@ -61,35 +77,49 @@ def main(
     """Run one command; return its exit code (see the README's exit code table)."""
     env = os.environ if environ is None else environ
     parser = build_parser(base_commands() if commands is None else commands)
-    args_list = sys.argv[1:] if argv is None else list(argv)
-    chosen = next((subcommand_parser(parser, a) for a in args_list if not a.startswith("-")), None)
     try:
-        if chosen is not None:
-            apply_environment(chosen, env)
+        args = parse(parser, sys.argv[1:] if argv is None else list(argv), env)
     except ConfigError as error:
         logs.configure()
         structlog.get_logger().error("config.invalid", problems=[str(p) for p in error.problems])
         return EXIT_USAGE
-    args = parser.parse_args(args_list)
     command: Command = args.command
     # When stdout carries the result (--json, or a command's own output), the log moves to stderr.
     data_on_stdout = command.stdout_is_data or getattr(args, "json", False)
     logs.configure(args.log_level, args.log_format, sys.stderr if data_on_stdout else sys.stdout)
     log = structlog.get_logger().bind(command=args.command_name)
+    stop = Stop()
     try:
-        return command.run(args, Context(environ=env))
-    except ConfigError as error:
-        log.error("config.invalid", problems=[str(p) for p in error.problems])
-        return error.exit_code
-    except CaretakerError as error:
-        log.error(f"{args.command_name}.failed", error=str(error), reason=error.reason)
-        return exit_code_of(error)
+        with SignalGuard(stop) as guard:
+            return command.run(args, Context(environ=env, stop=stop, shielded=guard.shielded))
     except KeyboardInterrupt:
         log.warning(f"{args.command_name}.cancelled")
         return EXIT_CANCELLED
-    except Exception:
-        log.exception(f"{args.command_name}.crashed")
-        return exit_code_of(Exception())
+    except Exception as error:
+        return report_failure(error, args.command_name, log)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    """Parse the command line with each option's twin. Raise ConfigError naming every bad value."""
+    chosen = next((subcommand_parser(parser, a) for a in argv if not a.startswith("-")), None)
+    if chosen is not None:
+        apply_environment(chosen, environ)
+    args = parser.parse_args(argv)
+    check_arguments(args)
+    return args
+
+
+def report_failure(error: Exception, name: str, log: Any) -> int:
+    """Log why a command failed; return its exit code (1 and a traceback for a bug)."""
+    if isinstance(error, ConfigError):
+        log.error("config.invalid", problems=[str(p) for p in error.problems])
+    elif isinstance(error, CancelledError):
+        log.warning(f"{name}.cancelled", signal=error.signum)
+    elif isinstance(error, CaretakerError):
+        log.error(f"{name}.failed", error=str(error), reason=error.reason)
+    else:
+        log.error(f"{name}.crashed", exc_info=error)
+    return exit_code_of(error)
 
 
 def run() -> None:

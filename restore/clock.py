@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
 _ZERO_DURATIONS = frozenset({"0", "0s", "0m", "0h", "0d"})
+_NOT_A_DURATION = "not a duration (whole numbers with a unit s, m, h, d, w: 30s, 15m, 1h30m, 7d)"
 
 
 def utc_now() -> datetime:
@@ -42,9 +43,9 @@ def parse_duration(text: str) -> timedelta:
             total += int(number) * units[char]
             number = ""
         else:
-            raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
+            raise ValueError(_NOT_A_DURATION)
     if number or total <= 0:
-        raise ValueError(f"not a duration (use e.g. 30s, 15m, 2h, 7d): {text!r}")
+        raise ValueError(_NOT_A_DURATION)
     return timedelta(seconds=total)
 
 

@@ -16,7 +16,10 @@ from datetime import datetime, timedelta
 from restore.model import SnapshotInfo
 
 # The counted rules, as named in flags (`--keep-daily`) and in the config file (`keep: {daily: 7}`).
+# A count of 0 turns its rule off, exactly like leaving it out.
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+# Why a policy whose every rule is off is refused wherever it is given (flags, env, file).
+NO_RULE = "this prune would forget nothing; set a count of 1 or more, or keep-within"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

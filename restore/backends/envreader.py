@@ -14,18 +14,6 @@ from typing import TypeVar
 from restore.errors import Problem
 
 _T = TypeVar("_T")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def parse_bool(text: str) -> bool:
-    """Parse a boolean the way users write it in YAML and env files. Raise ValueError if not one."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"not a boolean (use true/false): {text!r}")
 
 
 class EnvReader:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import SplitResult, urlsplit
 
 from restore.clock import Clock, utc_now
+from restore.deadline import Deadline
 from restore.errors import ConfigError, Problem
 from restore.redaction import has_userinfo, redact_url
 from restore.repository import Repository
@@ -25,6 +26,8 @@ class OpenOptions:
     clock: Clock = utc_now
     # Who takes the writer lease: pod/host name and process id, shown to the other writer.
     owner: str = ""
+    # Bounds every storage call of the run, and stops them all on SIGTERM or a cancelled job.
+    deadline: Deadline = dataclasses.field(default_factory=Deadline)
 
 
 RepositoryFactory = Callable[[SplitResult, OpenOptions], Repository]
@@ -41,13 +44,14 @@ def _s3(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.backends.s3.store import S3Store  # noqa: PLC0415 - imports boto3
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
-    return Engine(S3Store.from_url(url, options.environ), clock=options.clock, owner=options.owner)
+    store = S3Store.from_url(url, options.environ, options.deadline)
+    return Engine(store, clock=options.clock, owner=options.owner)
 
 
 def _git(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.backends.git.repository import GitRepository  # noqa: PLC0415 - imports GitPython
 
-    return GitRepository.from_url(url, options.environ, clock=options.clock)
+    return GitRepository.from_url(url, options.environ, clock=options.clock, deadline=options.deadline)
 
 
 _FACTORIES: dict[str, RepositoryFactory] = {

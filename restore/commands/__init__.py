@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
 from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import Clock, utc_now
+from restore.deadline import Deadline, Stop
 from restore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,6 +29,10 @@ class Context:
     environ: Mapping[str, str]
     clock: Clock = utc_now
     stdout: IO[str] = dataclasses.field(default_factory=lambda: sys.stdout)
+    # Triggered by SIGTERM/SIGINT: every storage wait of the command ends at once.
+    stop: Stop = dataclasses.field(default_factory=Stop)
+    # A block that a signal must not interrupt (it waits until the block ends).
+    shielded: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
     def print_json(self, document: Any) -> None:
         self.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
@@ -52,11 +59,19 @@ class Command:
     stdout_is_data: bool = False
 
 
-def open_from_args(args: argparse.Namespace, ctx: Context) -> Repository:
-    """Open the repository named by --repository. Raise ConfigError if none was given."""
+def open_from_args(
+    args: argparse.Namespace, ctx: Context, deadline: Deadline | None = None
+) -> Repository:
+    """Open the repository named by --repository, its storage calls bounded by `deadline`
+    (default: none, but stopped by a signal). Raise ConfigError if none was given."""
     if not args.repository:
         raise ConfigError.single(
             "repository", None, "no repository given: set --repository or CARETAKER_REPOSITORY"
         )
-    options = OpenOptions(environ=ctx.environ, clock=ctx.clock, owner=ctx.owner())
+    options = OpenOptions(
+        environ=ctx.environ,
+        clock=ctx.clock,
+        owner=ctx.owner(),
+        deadline=deadline or Deadline(stop=ctx.stop),
+    )
     return open_repository(args.repository, options)

@@ -10,6 +10,7 @@ import structlog
 from restore.commands import Command, Context, host_name, open_from_args
 from restore.commands.options import add_repository_options
 from restore.model import BackupOptions
+from restore.values import bounded
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record an empty folder even when the previous snapshot had data",
     )
-    parser.add_argument("--compression-level", type=int, default=3, help="zstd level, 1 (fast) to 19 (small)")
+    parser.add_argument(
+        "--compression-level", type=bounded(1, 19), default=3, help="zstd level, 1 (fast) to 19 (small)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

@@ -1,25 +1,36 @@
-"""Options the commands share, and the `CARETAKER_*` environment twin of every flag (git-sync's habit).
+"""Options the commands share, the `CARETAKER_*` environment twin of every flag (git-sync's
+habit), and the one pass that checks them all.
 
 `--keep-last` reads `CARETAKER_KEEP_LAST` when the flag is absent; a flag on the command
-line wins. The twin is named in each option's `--help`. Bad environment values are
-reported together, naming the variable, like any other configuration error.
+line wins. `--help` names each option's default and its twin. Every option's `type` is a
+rule from `restore.values` (or a command's own); a value that breaks it, whether it came
+as a flag or as the twin, does not stop argparse at the first one: it becomes an `Invalid`
+mark, and `check_arguments` reports them all at once, each naming the flag or variable.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from datetime import timedelta
+import dataclasses
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from restore.backends.envreader import parse_bool
-from restore.clock import parse_duration
 from restore.errors import ConfigError, Problem
-from restore.initcontainer.decision import EmptyStart, parse_empty_start
+from restore.values import boolean
 
 ENV_PREFIX = "CARETAKER_"
 DEFAULT_PATH = Path("/data")
+_NOT_SHOWN: tuple[object, ...] = (None, False, [], (), "", argparse.SUPPRESS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Invalid:
+    """A value that broke its option's rule: kept until every option has been read."""
+
+    key: str
+    value: str
+    message: str
 
 
 def env_name(option: str) -> str:
@@ -27,33 +38,40 @@ def env_name(option: str) -> str:
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
 
 
-def duration_arg(text: str) -> timedelta:
-    """An argparse `type` for durations like `90s`, `5m`, `1h30m`."""
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
+def _deferred(rule: Callable[[Any], Any], key: str) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        try:
+            return rule(raw)
+        except (ValueError, TypeError) as error:
+            return Invalid(key, raw, str(error))
+
+    convert.rule = rule  # type: ignore[attr-defined]
+    return convert
 
 
-def empty_start_arg(text: str) -> EmptyStart:
-    """An argparse `type` for --allow-empty: never, new-repository, always (or a boolean)."""
-    try:
-        return parse_empty_start(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
+def _rule_of(action: argparse.Action) -> Callable[[Any], Any]:
+    convert = action.type if callable(action.type) else str
+    return getattr(convert, "rule", convert)
 
 
-def _convert(action: argparse.Action, raw: str) -> Any:
-    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):  # noqa: SLF001
-        flag = parse_bool(raw)
-        return flag if isinstance(action, argparse._StoreTrueAction) else not flag  # noqa: SLF001
-    convert: Any = action.type if callable(action.type) else str
+def _from_environment(action: argparse.Action, name: str, raw: str) -> Any:
+    """The twin's value, converted like the flag's would be (an Invalid mark if it breaks the rule)."""
+    if isinstance(action, argparse._StoreFalseAction):  # noqa: SLF001
+        flag = _deferred(boolean, name)(raw)
+        return flag if isinstance(flag, Invalid) else not flag
+    if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+        return _deferred(boolean, name)(raw)
+    convert = _deferred(_rule_of(action), name)
     if isinstance(action, argparse._AppendAction):  # noqa: SLF001
         return [convert(item.strip()) for item in raw.split(",") if item.strip()]
-    value = convert(raw)
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}")
-    return value
+    return convert(raw)
+
+
+def _describe(action: argparse.Action, name: str) -> str:
+    default = action.default
+    # argparse %-formats help texts: a default such as `10%` must not read as a placeholder.
+    shown = "" if default in _NOT_SHOWN else f"default: {str(default).replace('%', '%%')}; "
+    return f"{action.help or ''} [{shown}env: {name}]".strip()
 
 
 def subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
@@ -66,29 +84,33 @@ def subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.Ar
 
 
 def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Make every long option of `parser` default to its env twin, and name the twin in --help.
+    """Make every long option of `parser` default to its env twin, defer its rule's verdict
+    to `check_arguments`, and name its default and twin in --help.
 
     Applied to the one subcommand that runs: a variable meant for another command (the
     sidecar's CARETAKER_KEEP_LAST in an environment shared with the init container) is
-    none of this command's business. Raise ConfigError naming each variable whose value
-    does not parse.
+    none of this command's business.
     """
-    problems: list[Problem] = []
     for action in parser._actions:  # noqa: SLF001
         long = next((o for o in action.option_strings if o.startswith("--")), None)
         if long is None or long in {"--help", "--version"}:
             continue
         name = env_name(long)
         if action.help != argparse.SUPPRESS and name not in (action.help or ""):
-            action.help = f"{action.help or ''} [env: {name}]".strip()
-        if name not in environ:
-            continue
-        try:
-            action.default = _convert(action, environ[name])
-        except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
-            problems.append(Problem(name, environ[name], str(error)))
-            continue
-        action.required = False
+            action.help = _describe(action, name)
+        if callable(action.type) and not hasattr(action.type, "rule"):
+            action.type = _deferred(action.type, long)
+        if name in environ:
+            action.default = _from_environment(action, name, environ[name])
+            action.required = False
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise ConfigError naming every option whose value broke its rule."""
+    problems: list[Problem] = []
+    for value in vars(args).values():
+        items = value if isinstance(value, list) else [value]
+        problems.extend(Problem(i.key, i.value, i.message) for i in items if isinstance(i, Invalid))
     if problems:
         raise ConfigError(problems)
 

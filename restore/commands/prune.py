@@ -8,8 +8,10 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, open_from_args
-from restore.commands.options import add_repository_options, duration_arg
-from restore.retention import KEEP_RULES, RetentionPolicy
+from restore.commands.options import add_repository_options
+from restore.errors import ConfigError, Problem
+from restore.retention import KEEP_RULES, NO_RULE, RetentionPolicy
+from restore.values import count, duration
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,16 +19,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for rule in KEEP_RULES:
         parser.add_argument(
             f"--keep-{rule}",
-            type=int,
-            default=0,
+            type=count,
             metavar="N",
-            help=f"keep the newest snapshot of each of the last N {rule} periods"
+            help=f"keep the newest snapshot of each of the last N {rule} periods (0: rule off)"
             if rule != "last"
-            else "keep the N newest snapshots",
+            else "keep the N newest snapshots (0: rule off)",
         )
     parser.add_argument(
         "--keep-within",
-        type=duration_arg,
+        type=duration,
         default=None,
         metavar="DURATION",
         help="keep every snapshot younger than this (e.g. 7d, 36h)",
@@ -36,8 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
-    counts = {rule: getattr(args, f"keep_{rule}") for rule in KEEP_RULES}
-    return RetentionPolicy(**counts, within=args.keep_within)
+    """The retention policy of the --keep-* flags. Raise ConfigError if rules were given
+    but every one is 0: such a prune would forget nothing, which is never what was meant."""
+    given = {rule: getattr(args, f"keep_{rule}") for rule in KEEP_RULES}
+    counts = {rule: number for rule, number in given.items() if number is not None}
+    policy = RetentionPolicy(**counts, within=args.keep_within)
+    if counts and policy.keeps_everything:
+        message = f"0 turns the rule off, and no other rule is set: {NO_RULE}"
+        raise ConfigError([Problem(f"--keep-{rule}", number, message) for rule, number in counts.items()])
+    return policy
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -66,7 +74,8 @@ COMMAND = Command(
     description=(
         "Keep the snapshots any --keep-* rule selects (plus, always, the newest and the newest\n"
         "non-empty one), forget the rest, then delete stored data no remaining snapshot uses.\n"
-        "Without any --keep-* rule nothing is forgotten."
+        "A count of 0 turns its rule off. Without any --keep-* rule nothing is forgotten (only\n"
+        "data no snapshot uses is deleted); rules that are all 0 are refused (exit 2)."
     ),
     configure=configure,
     run=run,

@@ -10,40 +10,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from restore.clock import parse_time
 from restore.commands import Command, Context, open_from_args
-from restore.commands.options import add_repository_options, duration_arg, empty_start_arg
+from restore.commands.options import add_repository_options
 from restore.errors import ConfigError, UnsafeVolumeError, exit_code_of
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
-from restore.initcontainer.cancel import SignalGuard
-from restore.initcontainer.decision import RestoreSettings
+from restore.initcontainer.decision import RestoreSettings, parse_empty_start
 from restore.initcontainer.healthcheck import parse_command
 from restore.initcontainer.outcome import Outcome, write_result, write_termination_log
 from restore.initcontainer.plan import plan
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
+from restore.values import count, duration, moment
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-
-
-def _time(text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time with a zone: {text!r}") from error
-
-
-def _count(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
-    return int(text)
 
 
 OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -53,7 +35,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
     (
         "--before",
-        {"type": _time, "metavar": "RFC3339", "help": "restore the newest snapshot at or before this time"},
+        {"type": moment, "metavar": "RFC3339", "help": "restore the newest snapshot at or before this time"},
     ),
     (
         "--force",
@@ -75,7 +57,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
             "nargs": "?",
             "const": "always",
             "default": "never",
-            "type": empty_start_arg,
+            "type": parse_empty_start,
             "metavar": "WHEN",
             "help": (
                 "when the repository has no snapshot, start on the empty volume (exit 0, outcome "
@@ -87,7 +69,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--timeout",
         {
-            "type": duration_arg,
+            "type": duration,
             "default": "5m",
             "metavar": "DURATION",
             "help": "keep retrying unreachable storage this long",
@@ -96,7 +78,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--max-fallbacks",
         {
-            "type": _count,
+            "type": count,
             "default": 3,
             "metavar": "N",
             "help": "older snapshots to try when one is corrupt or fails the check",
@@ -125,7 +107,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--progress-interval",
         {
-            "type": duration_arg,
+            "type": duration,
             "default": "10s",
             "metavar": "DURATION",
             "help": "log a progress line this often while restoring",
@@ -165,17 +147,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if args.dry_run:
             raise
         return report(_config_failure(error, ctx), args, ctx, log)
-    with SignalGuard() as guard:
-        effects = Effects(
-            open_repository=lambda: open_from_args(args, ctx),
-            log=log,
-            clock=ctx.clock,
-            shielded=guard.shielded,
-        )
-        if args.dry_run:
-            return dry_run(settings, effects, args, ctx)
-        outcome = prepare_volume(settings, effects)
-    return report(outcome, args, ctx, log)
+    effects = Effects(
+        open_repository=lambda deadline: open_from_args(args, ctx, deadline),
+        log=log,
+        clock=ctx.clock,
+        stop=ctx.stop,
+        shielded=ctx.shielded,
+    )
+    if args.dry_run:
+        return dry_run(settings, effects, args, ctx)
+    return report(prepare_volume(settings, effects), args, ctx, log)
 
 
 def dry_run(settings: RestoreSettings, effects: Effects, args: argparse.Namespace, ctx: Context) -> int:

@@ -10,13 +10,7 @@ import structlog
 from restore.commands import Command, Context, open_from_args
 from restore.commands.options import add_repository_options
 from restore.errors import IntegrityError
-
-
-def _fraction(text: str) -> float:
-    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0%..100%): {text}")
-    return value
+from restore.values import fraction
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--read-data",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         metavar="FRACTION",
         help="also read and hash this share of the stored data: 1, 0.1 or 10%%",

@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from restore.clock import Clock, format_time, utc_now
+from restore.deadline import Deadline, Stop
 from restore.errors import (
     EXIT_OK,
     CancelledError,
@@ -62,18 +63,20 @@ if TYPE_CHECKING:
 class Effects:
     """Everything the action touches besides the target folder, injected for tests."""
 
-    open_repository: Callable[[], Repository]
+    # Opens the repository with its storage calls bounded by the run's deadline.
+    open_repository: Callable[[Deadline], Repository]
     log: Any
     clock: Clock = utc_now
     monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None  # None: the deadline's (ends on a signal)
+    stop: Stop = dataclasses.field(default_factory=Stop)
     shielded: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
     # (bytes free, block size) of the filesystem holding a path.
     disk_free: Callable[[Path], tuple[int, int]] = free_bytes
 
 
 class InitRun:
-    """One run: owns the staging area, the retry deadline and the list of skipped snapshots."""
+    """One run: owns the staging area, the deadline and the list of skipped snapshots."""
 
     staging: Staging  # on the volume opened by `run`
 
@@ -82,6 +85,7 @@ class InitRun:
         self.effects = effects
         self.log = effects.log
         self.retrier = retrier(settings, effects)
+        self.deadline = self.retrier.deadline
         self.started = effects.monotonic()
         self.skipped: list[str] = []
         self.quarantined: Path | None = None
@@ -318,17 +322,15 @@ def prepare_volume(settings: RestoreSettings, effects: Effects) -> Outcome:
 
 
 def retrier(settings: RestoreSettings, effects: Effects) -> Retrier:
-    return Retrier(
-        timeout_seconds=settings.timeout_seconds,
-        log=effects.log,
-        monotonic=effects.monotonic,
-        sleep=effects.sleep,
-    )
+    """Retries within the run's deadline: --timeout, the one limit of the whole run, every
+    storage attempt included (the repository is opened with it)."""
+    deadline = Deadline(settings.timeout_seconds, stop=effects.stop, monotonic=effects.monotonic)
+    return Retrier(deadline=deadline, log=effects.log, sleep=effects.sleep)
 
 
 @contextlib.contextmanager
 def opened(effects: Effects, retrier: Retrier) -> Iterator[Repository]:
-    repo = retrier.call(effects.open_repository, what="open repository")
+    repo = retrier.call(lambda: effects.open_repository(retrier.deadline), what="open repository")
     try:
         yield repo
     finally:

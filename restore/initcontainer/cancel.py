@@ -1,8 +1,10 @@
-"""SIGTERM and SIGINT during a restore: stop, clean up, exit 128+N.
+"""SIGTERM and SIGINT during a command: stop, clean up, exit 128+N.
 
 Kubernetes stops an init container with SIGTERM (and SIGKILL after the grace period). A
 signal becomes `CancelledError` in the main thread, so the normal error path removes the
-staging folder on its way out. Inside `shielded()` (replaying the journal: a handful of
+staging folder on its way out; it also triggers the run's `Stop`, so worker threads
+waiting on storage (a download pool, a hung request) give up at once instead of holding
+the exit until their socket timeouts. Inside `shielded()` (replaying the journal: a handful of
 renames) the signal waits until the block ends, so a graceful stop never interrupts the
 move into place; a SIGKILL there is finished by the next run from the journal.
 """
@@ -13,6 +15,7 @@ import contextlib
 import signal
 from typing import TYPE_CHECKING, Any, Self
 
+from restore.deadline import Stop
 from restore.errors import CancelledError
 
 if TYPE_CHECKING:
@@ -25,7 +28,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class SignalGuard:
     """A context manager that turns SIGTERM/SIGINT into CancelledError while active."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: Stop | None = None) -> None:
+        self.stop = stop or Stop()
         self.depth = 0
         self.pending: int | None = None
         # Every signal seen, even one whose exception was swallowed: a signal that lands in
@@ -50,6 +54,7 @@ class SignalGuard:
 
     def _handle(self, signum: int, _: FrameType | None) -> None:
         self.received = signum
+        self.stop.trigger(CancelledError(signum))
         if self.depth:
             self.pending = signum
             return

@@ -1,21 +1,24 @@
-"""Retrying an unreachable repository until a deadline.
+"""Retrying an unreachable repository until the run's deadline.
 
 An init container that gives up at the first connection error would start the app on an
 empty volume (or crash-loop needlessly) every time storage blips; one that retries forever
 hides an outage. So transient errors (`TransientBackendError`) are retried with exponential
-backoff until one deadline for the whole run (`--timeout`); anything else, including
-permanent backend errors, is raised at once. Time and sleep are injected for tests.
+backoff until the run's one deadline (`--timeout`, a `restore.deadline.Deadline` that also
+bounds every storage attempt inside the backends); anything else, including permanent
+backend errors, is raised at once. Sleep is injected for tests.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from restore.deadline import DeadlineExceededError
 from restore.errors import TransientBackendError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from restore.deadline import Deadline
 
 T = TypeVar("T")
 
@@ -24,27 +27,20 @@ MAX_DELAY_SECONDS = 30.0
 
 
 class Retrier:
-    """Runs operations, retrying transient failures until `timeout_seconds` after creation."""
+    """Runs operations, retrying transient failures until the deadline."""
 
     def __init__(
-        self,
-        *,
-        timeout_seconds: float,
-        log: Any,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        self, *, deadline: Deadline, log: Any, sleep: Callable[[float], None] | None = None
     ) -> None:
-        self.deadline = monotonic() + timeout_seconds
-        self.timeout_seconds = timeout_seconds
+        self.deadline = deadline
         self.log = log
-        self.monotonic = monotonic
-        self.sleep = sleep
+        self.sleep = sleep or deadline.sleep
 
     def call(self, operation: Callable[[], T], *, what: str) -> T:
         """Return `operation()`, retried while it raises TransientBackendError.
 
-        Raise TransientBackendError (saying how long we tried) once the deadline has passed;
-        any other error at once.
+        Raise TransientBackendError (saying how many times and how long we tried) once the
+        deadline has passed; any other error at once.
         """
         delay = FIRST_DELAY_SECONDS
         attempt = 1
@@ -52,12 +48,9 @@ class Retrier:
             try:
                 return operation()
             except TransientBackendError as error:
-                remaining = self.deadline - self.monotonic()
-                if remaining <= 0:
-                    raise TransientBackendError(
-                        f"{what}: still failing after {attempt} attempts over "
-                        f"{self.timeout_seconds:g}s: {error}"
-                    ) from error
+                remaining = self.deadline.remaining()
+                if remaining <= 0 or isinstance(error, DeadlineExceededError):
+                    raise self.gave_up(what, attempt, error) from error
                 wait = min(delay, remaining)
                 self.log.warning(
                     "restore.retrying",
@@ -70,3 +63,13 @@ class Retrier:
                 self.sleep(wait)
                 delay = min(delay * 2, MAX_DELAY_SECONDS)
                 attempt += 1
+
+    def gave_up(self, what: str, attempts: int, error: TransientBackendError) -> TransientBackendError:
+        """The error that ends the retries: what, how often, how long, and the last failure."""
+        if attempts == 1 and isinstance(error, DeadlineExceededError):
+            return error  # the backend's message names the operation, the attempts and the time
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        return TransientBackendError(
+            f"{what}: still failing after {tries} in {self.deadline.elapsed():.1f}s "
+            f"({self.deadline.describe()}): {error}"
+        )

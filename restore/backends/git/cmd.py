@@ -6,6 +6,12 @@ does), no terminal prompts, only the URL's own transport allowed, and no replace
 Failures become caretaker errors at this edge: network trouble is transient (exit 4),
 refused credentials, unknown repositories and bad host keys are permanent (exit 5), and
 objects that fail git's checks are corrupt or hostile data (exit 7).
+
+Every git process lives within the run's deadline: one still running when it passes (an
+ssh or https remote that accepts and never answers, a fetch that stalls) is killed, and
+so is one running when the run is stopped (SIGTERM, a cancelled job), whichever thread
+waits for it. HTTP transfers slower than 1 KiB/s for a minute also end on their own
+(git's low-speed limit), like an S3 read that times out.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import ctypes
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +30,7 @@ import git
 import structlog
 
 from restore.backends.git.settings import GitSettings
+from restore.deadline import Deadline, DeadlineExceededError
 from restore.errors import (
     CaretakerError,
     IntegrityError,
@@ -31,9 +39,11 @@ from restore.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
+from restore.redaction import redact_url
 
 _LOG = structlog.get_logger()
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_POLL_SECONDS = 0.2  # how often a wait for git looks at the deadline and the stop switch
 
 
 class MissingRefError(PermanentBackendError):
@@ -132,14 +142,21 @@ def _die_with_parent() -> None:
 
 
 class GitRunner:
-    """Runs git commands against one git dir with a fixed environment."""
+    """Runs git commands against one git dir with a fixed environment, within a deadline."""
 
     def __init__(
-        self, git_dir: Path, environ: Mapping[str, str], *, remote: str, work_tree: Path | None = None
+        self,
+        git_dir: Path,
+        environ: Mapping[str, str],
+        *,
+        remote: str,
+        work_tree: Path | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.git_dir = git_dir
         self.remote = remote
         self.work_tree = work_tree
+        self.deadline = deadline or Deadline()
         self._base = dict(environ)
         self._environ = {
             "GIT_DIR": str(git_dir),
@@ -153,6 +170,8 @@ class GitRunner:
             "GIT_CONFIG_COUNT": "1",
             "GIT_CONFIG_KEY_0": "safe.directory",
             "GIT_CONFIG_VALUE_0": "*",
+            "GIT_HTTP_LOW_SPEED_LIMIT": "1024",
+            "GIT_HTTP_LOW_SPEED_TIME": "60",
             **environ,
         }
         if work_tree is not None:
@@ -160,7 +179,9 @@ class GitRunner:
 
     def with_work_tree(self, work_tree: Path | None) -> GitRunner:
         """The same git dir, with `work_tree` as the folder files are read from or written to."""
-        return GitRunner(self.git_dir, self._base, remote=self.remote, work_tree=work_tree)
+        return GitRunner(
+            self.git_dir, self._base, remote=self.remote, work_tree=work_tree, deadline=self.deadline
+        )
 
     def run(
         self,
@@ -176,8 +197,9 @@ class GitRunner:
         CaretakerError (exit 1) otherwise: they are bugs or broken state, not user errors.
         """
         _LOG.debug("git.run", args=list(args), git_dir=str(self.git_dir))
+        what = f"git remote {redact_url(self.remote)}: {network}" if network else f"git {args[0]}"
         try:
-            return self._execute(["git", *args], stdin, {**self._environ, **(env or {})})
+            return self._execute(["git", *args], stdin, {**self._environ, **(env or {})}, what)
         except git.GitCommandError as error:
             if network is not None:
                 raise translate(error, remote=self.remote, action=network) from error
@@ -186,12 +208,13 @@ class GitRunner:
                 raise LocalIOError(f"git {args[0]} failed: {said}") from error
             raise CaretakerError(f"git {args[0]} failed in {self.git_dir}: {said}") from error
 
-    def _execute(self, command: list[str], stdin: bytes | None, env: dict[str, str]) -> bytes:
+    def _execute(self, command: list[str], stdin: bytes | None, env: dict[str, str], what: str) -> bytes:
         """Run one git process; raise GitCommandError if it fails.
 
-        If we are interrupted (SIGTERM becomes an exception in the main thread) the child
-        is killed before the exception travels on: a checkout must not keep writing into
-        a staging folder that the error path is about to remove.
+        If the deadline passes, the run is stopped, or we are interrupted (SIGTERM becomes
+        an exception in the main thread) the child is killed before the error travels on:
+        a checkout must not keep writing into a staging folder that the error path is
+        about to remove. Raise DeadlineExceededError (naming `what`) or the stop's error.
         """
         with contextlib.ExitStack() as stack:
             feed = None
@@ -206,7 +229,7 @@ class GitRunner:
             process = handle.proc
             assert process is not None  # noqa: S101 - as_process always starts one
             try:
-                out, err = process.communicate()
+                out, err = self._communicate(process, what)
             except BaseException:
                 process.kill()
                 process.wait()
@@ -214,6 +237,24 @@ class GitRunner:
         if process.returncode != 0:
             raise git.GitCommandError(command, process.returncode, err, out)
         return bytes(out)
+
+    def _communicate(self, process: subprocess.Popen[bytes], what: str) -> tuple[bytes, bytes]:
+        """Wait for the process in short steps, so the deadline and the stop are seen.
+
+        Raise the stop's error, or DeadlineExceededError saying how long git ran.
+        """
+        started = self.deadline.elapsed()
+        while True:
+            self.deadline.stop.check()
+            if self.deadline.expired:
+                took = self.deadline.elapsed() - started
+                raise DeadlineExceededError(
+                    f"{what}: no answer within {self.deadline.describe()} (1 attempt in {took:.1f}s)"
+                )
+            try:
+                return process.communicate(timeout=self.deadline.bound(_POLL_SECONDS))
+            except subprocess.TimeoutExpired:
+                continue
 
     def text(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
         """Run a local git command and return its stdout as text, stripped."""

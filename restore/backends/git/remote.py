@@ -26,6 +26,7 @@ from restore.backends.git.cmd import GitRunner, MissingRefError, prepare, privat
 from restore.backends.git.history import LOG_ARGS, Commit, parse_log, snapshot_of
 from restore.backends.git.settings import GitSettings
 from restore.backends.git.tree import TreeEntry, kinds, parse_ls_tree, tree_problems
+from restore.deadline import Deadline
 from restore.errors import IntegrityError, LeaseHeldError, LocalIOError, NoSnapshotError
 from restore.model import SnapshotInfo
 
@@ -33,8 +34,9 @@ from restore.model import SnapshotInfo
 class Remote:
     """One branch (and folder) of a git remote, seen through private git dirs."""
 
-    def __init__(self, settings: GitSettings) -> None:
+    def __init__(self, settings: GitSettings, deadline: Deadline) -> None:
         self.settings = settings
+        self.deadline = deadline
         self._auth = GitAuth(settings)
         self._auth_env: dict[str, str] | None = None
         # Our snapshots as the last history() listed them. `caretaker restore` lists, then
@@ -64,7 +66,9 @@ class Remote:
         if self._auth_env is None:
             self._auth_env = self._auth.environ()
         environ = {**self._auth_env, "GIT_ALLOW_PROTOCOL": self.settings.transport}
-        return GitRunner(git_dir, environ, remote=self.settings.display, work_tree=work_tree)
+        return GitRunner(
+            git_dir, environ, remote=self.settings.display, work_tree=work_tree, deadline=self.deadline
+        )
 
     def prepared(
         self, git_dir: Path, *, partial: str | None, compression: int = -1, work_tree: Path | None = None

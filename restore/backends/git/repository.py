@@ -33,6 +33,7 @@ from restore.backends.git.settings import GitSettings
 from restore.backends.git.stage import BackupWriter, Stager, diff
 from restore.backends.git.tree import count, walk
 from restore.clock import Clock, utc_now
+from restore.deadline import Deadline
 from restore.errors import IntegrityError, LocalIOError
 from restore.model import (
     BackupOptions,
@@ -54,17 +55,24 @@ _DELTA_LIMIT = 1000
 class GitRepository:
     """The Repository protocol over one branch (and folder) of a git remote."""
 
-    def __init__(self, settings: GitSettings, *, clock: Clock = utc_now) -> None:
-        self.remote = Remote(settings)
+    def __init__(
+        self, settings: GitSettings, *, clock: Clock = utc_now, deadline: Deadline | None = None
+    ) -> None:
+        self.remote = Remote(settings, deadline or Deadline())
         self._clock = clock
 
     @classmethod
     def from_url(
-        cls, url: SplitResult, environ: Mapping[str, str], *, clock: Clock = utc_now
+        cls,
+        url: SplitResult,
+        environ: Mapping[str, str],
+        *,
+        clock: Clock = utc_now,
+        deadline: Deadline | None = None,
     ) -> GitRepository:
         """Open a `git+ssh|https|http|file|git://` URL. Raise ConfigError naming bad settings."""
         # No owner: the writer "lease" is git's push, which names no one (see the module doc).
-        return cls(GitSettings.from_url(url, environ), clock=clock)
+        return cls(GitSettings.from_url(url, environ), clock=clock, deadline=deadline)
 
     @property
     def settings(self) -> GitSettings:

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl
 
-from restore.backends.envreader import EnvReader, parse_bool
+from restore.backends.envreader import EnvReader
 from restore.errors import ConfigError
 from restore.redaction import redact_url
+from restore.values import boolean as parse_bool
 
 DEFAULT_BRANCH = "main"
 DEFAULT_AUTHOR = "caretaker <caretaker@localhost>"

@@ -1,9 +1,8 @@
 """botocore errors → caretaker errors, at the edge of the S3 backend (borgstore's habit).
 
-botocore has already retried what its standard retry mode considers transient by the
-time an error reaches us, so everything here is final: transient errors exhaust the
-retry budget (exit 4, the caller may retry later), permanent ones say what to fix
-(exit 5). Messages name the bucket, key and endpoint, never a credential.
+The store retries what is translated to TransientBackendError (exit 4 once its attempts or
+the deadline are used up); permanent errors say what to fix (exit 5). Messages name the
+bucket, key and endpoint (redacted), never a credential.
 """
 
 from __future__ import annotations
@@ -98,6 +97,14 @@ def error_code(error: botocore.exceptions.ClientError) -> str:
 
 def http_status(error: botocore.exceptions.ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def brief(error: Exception) -> str:
+    """What a translated error was at the wire, in a word: `ReadTimeoutError`, `SlowDown`."""
+    cause = error.__cause__
+    if isinstance(cause, botocore.exceptions.ClientError):
+        return error_code(cause) or str(http_status(cause))
+    return type(cause or error).__name__
 
 
 def translate(  # noqa: PLR0911 - one rung per kind of error, read top to bottom

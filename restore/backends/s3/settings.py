@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
-from restore.backends.envreader import EnvReader, parse_bool
+from restore.backends.envreader import EnvReader
 from restore.clock import parse_duration
 from restore.errors import ConfigError
 from restore.redaction import has_userinfo, redact_url
+from restore.values import boolean as parse_bool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -4,10 +4,12 @@ The engine calls every method from several threads at once. One boto3 client is 
 (clients are thread-safe; sessions and resources are not), and a semaphore of
 CARETAKER_S3_CONCURRENCY slots bounds the requests in flight, multipart parts included.
 
-Retries: botocore's "standard" mode retries refused connections, timeouts, 5xx and
-throttling with exponential backoff and jitter, up to CARETAKER_S3_MAX_ATTEMPTS attempts;
-a body that breaks off while being read (which botocore does not retry) is re-fetched
-here with the same budget. What still fails is translated once, in `s3_errors`.
+Retries are ours, not botocore's (its retries are switched off), so that the run's
+deadline governs them: refused connections, timeouts, 5xx, throttling and a body that
+breaks off or stalls while being read are tried again with exponential backoff and jitter,
+up to CARETAKER_S3_MAX_ATTEMPTS attempts, each attempt bounded by what is left of the
+deadline (`Deadline.run`), and the error that ends them says how many attempts were made
+and how long they took. Errors are translated once, in `s3_errors`.
 
 Conditional writes (`create`, `replace`) use If-None-Match / If-Match. Stores without
 them are detected once per process and emulated by write-then-read-back (docs/s3.md).
@@ -15,9 +17,9 @@ them are detected once per process and emulated by write-then-read-back (docs/s3
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
@@ -30,16 +32,17 @@ import structlog
 from restore import __version__
 from restore.backends.s3 import multipart as s3_multipart
 from restore.backends.s3.errors import (
-    TRANSIENT_EXCEPTIONS,
     ConditionalWritesUnsupportedError,
     PreconditionFailedError,
     RangeNotSatisfiableError,
     Where,
+    brief,
     delete_failure,
     translate,
 )
 from restore.backends.s3.settings import S3Settings
-from restore.errors import ConfigError, ObjectNotFoundError
+from restore.deadline import Deadline, DeadlineExceededError
+from restore.errors import ConfigError, ObjectNotFoundError, TransientBackendError
 from restore.redaction import redact_url
 from restore.snapshots.store import StoredObject
 
@@ -56,6 +59,8 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+_MIN_SOCKET_TIMEOUT = 0.5  # a shorter one would fail healthy requests on a busy machine
+_SLOT_POLL_SECONDS = 0.5
 
 
 class _Condition(TypedDict, total=False):
@@ -63,21 +68,41 @@ class _Condition(TypedDict, total=False):
     IfMatch: str
 
 
-class _BodyInterruptedError(Exception):
-    """The response headers arrived but the body broke off: worth fetching again."""
+class _Tries:
+    """The attempts of one request so far, for the message that ends them."""
 
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+    def __init__(self, operation: str, where: str, deadline: Deadline) -> None:
+        self.operation = operation
+        self.where = where
+        self.count = 0
+        self.last = ""  # what the last failed attempt ran into, briefly
+        self._deadline = deadline
+        self._started = deadline.elapsed()
+
+    def gave_up(self, error: TransientBackendError | None) -> TransientBackendError:
+        """The final error: its cause (or the deadline), the attempts made and how long they took."""
+        tries = "1 attempt" if self.count == 1 else f"{self.count} attempts"
+        took = f"{tries} in {self._deadline.elapsed() - self._started:.1f}s"
+        if error is not None:
+            return TransientBackendError(f"{error} ({took})")
+        last = f"; the last ran into {self.last}" if self.last else ""
+        return DeadlineExceededError(
+            f"S3 unreachable: {self.operation} {self.where}: no answer within "
+            f"{self._deadline.describe()} ({took}{last})"
+        )
 
 
-def make_client(settings: S3Settings) -> S3Client:
-    """A boto3 S3 client for the settings. Raise ConfigError for an unknown AWS_PROFILE."""
+def make_client(settings: S3Settings, deadline: Deadline) -> S3Client:
+    """A boto3 S3 client for the settings. Raise ConfigError for an unknown AWS_PROFILE.
+
+    Socket timeouts never exceed the deadline, so a request given up on by `Deadline.run`
+    ends by itself soon after.
+    """
     config = botocore.config.Config(
         region_name=settings.region,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-        retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
+        connect_timeout=_socket_timeout(settings.connect_timeout, deadline),
+        read_timeout=_socket_timeout(settings.read_timeout, deadline),
+        retries={"total_max_attempts": 1},  # ours: see the module docstring
         max_pool_connections=settings.concurrency,
         tcp_keepalive=True,
         s3={"addressing_style": settings.addressing_style},
@@ -99,12 +124,17 @@ def make_client(settings: S3Settings) -> S3Client:
     )
 
 
+def _socket_timeout(configured: float, deadline: Deadline) -> float:
+    return max(min(configured, deadline.seconds or configured), _MIN_SOCKET_TIMEOUT)
+
+
 class S3Store:
     """Objects under `s3://bucket/prefix/`; see the module docstring for threads and retries."""
 
-    def __init__(self, settings: S3Settings, client: S3Client) -> None:
+    def __init__(self, settings: S3Settings, client: S3Client, deadline: Deadline | None = None) -> None:
         self.settings = settings
         self._client = client
+        self._deadline = deadline or Deadline()
         self._root = f"{settings.prefix}/" if settings.prefix else ""
         self._where = Where(settings.url, redact_url(settings.endpoint or "AWS S3"), settings.bucket)
         self._slots = threading.BoundedSemaphore(settings.concurrency)
@@ -114,27 +144,60 @@ class S3Store:
         self._log = structlog.get_logger().bind(repository=settings.url)
 
     @classmethod
-    def from_url(cls, url: SplitResult, environ: Mapping[str, str]) -> S3Store:
+    def from_url(
+        cls, url: SplitResult, environ: Mapping[str, str], deadline: Deadline | None = None
+    ) -> S3Store:
         """Open `s3://bucket/prefix` with settings from `environ`. Raise ConfigError if bad.
 
         Nothing is sent yet: a missing bucket or bad credentials surface on first use.
         """
         settings = S3Settings.from_url(url, environ)
-        return cls(settings, make_client(settings))
+        deadline = deadline or Deadline()
+        return cls(settings, make_client(settings, deadline), deadline)
 
     def describe(self) -> str:
         return self.settings.url
 
     def _call(self, operation: str, key: str | None, request: Callable[[], _T]) -> _T:
-        """Run one request in a slot; raise its botocore error translated (see s3_errors)."""
-        with self._slots:
+        """Run one request, retried while it fails transiently (see the module docstring).
+
+        Raise the translated error (see s3_errors) of the last attempt, or
+        DeadlineExceededError naming the attempts when the deadline ends them.
+        """
+        tries = _Tries(operation, self._where.at(key), self._deadline)
+        while True:
             try:
-                return request()
+                return self._attempt(operation, key, request, tries)
+            except DeadlineExceededError as error:
+                raise tries.gave_up(None) from error
+            except TransientBackendError as error:
+                if tries.count >= self.settings.max_attempts:
+                    raise tries.gave_up(error) from error
+                tries.last = brief(error)
+            self._deadline.sleep(random.uniform(0, min(2.0**tries.count, 20.0)) / 4)  # noqa: S311 - jitter
+
+    def _attempt(self, operation: str, key: str | None, request: Callable[[], _T], tries: _Tries) -> _T:
+        """One attempt in a request slot, bounded by the deadline; botocore errors translated."""
+        what = f"S3 {operation} {tries.where}"
+        with self._slot(what):
+            self._deadline.check(what)
+            tries.count += 1
+            try:
+                return self._deadline.run(request, what=what)
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
                 translated = translate(error, self._where, operation, key)
                 if translated is error:
                     raise
                 raise translated from error
+
+    @contextlib.contextmanager
+    def _slot(self, what: str) -> Iterator[None]:
+        while not self._slots.acquire(timeout=self._deadline.bound(_SLOT_POLL_SECONDS)):
+            self._deadline.check(what)
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def get(self, key: str) -> bytes:
         return self._read(key, None)
@@ -150,27 +213,15 @@ class S3Store:
             return b""  # like a file read past its end
 
     def _read(self, key: str, byte_range: str | None) -> bytes:
-        """GET an object (or a range), fetching again if the body breaks off midway."""
+        """GET an object (or a range); a body that breaks off or stalls is fetched again."""
         request: GetObjectRequestTypeDef = {"Bucket": self.settings.bucket, "Key": self._root + key}
         if byte_range is not None:
             request["Range"] = byte_range
 
         def fetch() -> bytes:
-            body = self._client.get_object(**request)["Body"]
-            try:
-                return body.read()
-            except TRANSIENT_EXCEPTIONS as error:
-                raise _BodyInterruptedError(error) from error
+            return self._client.get_object(**request)["Body"].read()
 
-        attempt = 1
-        while True:
-            try:
-                return self._call("GetObject", key, fetch)
-            except _BodyInterruptedError as interrupted:
-                if attempt >= self.settings.max_attempts:
-                    raise translate(interrupted.error, self._where, "GetObject", key) from interrupted.error
-            time.sleep(random.uniform(0, min(2.0**attempt, 20.0)) / 4)  # noqa: S311 - jitter, not crypto
-            attempt += 1
+        return self._call("GetObject", key, fetch)
 
     def put(self, key: str, data: bytes | bytearray) -> None:
         if len(data) >= self.settings.multipart_threshold:

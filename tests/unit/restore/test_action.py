@@ -101,7 +101,7 @@ class FakeRepository:
 def effects(repo: FakeRepository, time: FakeTime | None = None, **kw) -> Effects:
     time = time or FakeTime()
     return Effects(
-        open_repository=lambda: repo,
+        open_repository=lambda _deadline: repo,
         log=structlog.get_logger(),
         clock=lambda: datetime(2026, 1, 15, 12, 0, tzinfo=UTC),
         monotonic=time.monotonic,

@@ -14,6 +14,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from restore.deadline import Deadline
 from restore.errors import CancelledError, ConfigError, PermanentBackendError, TransientBackendError
 from restore.initcontainer.cancel import SignalGuard
 from restore.initcontainer.healthcheck import parse_command, run_check
@@ -37,9 +38,8 @@ def flaky(failures: int, error: Exception):
 
 class TestRetrier:
     def retrier(self, time: FakeTime, timeout: float) -> Retrier:
-        return Retrier(
-            timeout_seconds=timeout, log=structlog.get_logger(), monotonic=time.monotonic, sleep=time.sleep
-        )
+        deadline = Deadline(timeout, monotonic=time.monotonic)
+        return Retrier(deadline=deadline, log=structlog.get_logger(), sleep=time.sleep)
 
     def test_backs_off_exponentially_until_it_works(self):
         time = FakeTime()
@@ -59,7 +59,9 @@ class TestRetrier:
     def test_gives_up_at_the_deadline_saying_how_long_it_tried(self):
         time = FakeTime()
         operation, calls = flaky(100, TransientBackendError("connection refused"))
-        with pytest.raises(TransientBackendError, match=r"after 5 attempts over 10s: connection refused"):
+        with pytest.raises(
+            TransientBackendError, match=r"after 5 attempts in 10.0s \(the 10s deadline\): connection refused"
+        ):
             self.retrier(time, 10).call(operation, what="open repository")
         assert time.sleeps == [1, 2, 4, 3]  # the last wait is cut to the deadline
         assert calls["n"] == 5

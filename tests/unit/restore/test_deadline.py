@@ -1,0 +1,117 @@
+"""The run's deadline and stop switch: bounded calls, waits that end at the deadline or at
+a stop, whichever thread waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from restore.deadline import Deadline, DeadlineExceededError, Stop
+from restore.errors import CancelledError, PermanentBackendError
+from restore.initcontainer.cancel import SignalGuard
+from tests.support.cli import FakeTime
+
+
+class TestDeadline:
+    def test_remaining_and_bound_shrink_with_time(self):
+        clock = FakeTime()
+        deadline = Deadline(10, monotonic=clock.monotonic)
+        clock.now += 4
+        assert deadline.remaining() == 6
+        assert deadline.bound(60) == 6
+        assert deadline.bound(2) == 2
+        clock.now += 7
+        assert deadline.remaining() == 0
+        assert deadline.expired
+
+    def test_without_a_limit_nothing_expires(self):
+        deadline = Deadline()
+        assert deadline.remaining() == float("inf")
+        assert deadline.bound(5) == 5
+        assert deadline.describe() == "no deadline"
+
+    def test_restart_counts_again_from_now(self):
+        clock = FakeTime()
+        deadline = Deadline(5, monotonic=clock.monotonic)
+        clock.now += 9
+        deadline.restart()
+        assert deadline.remaining() == 5
+
+    def test_check_names_the_operation(self):
+        clock = FakeTime()
+        deadline = Deadline(5, monotonic=clock.monotonic)
+        clock.now += 5
+        with pytest.raises(DeadlineExceededError, match="list snapshots: the 5s deadline passed"):
+            deadline.check("list snapshots")
+
+
+class TestRun:
+    def test_returns_the_result_and_raises_the_operations_error(self):
+        deadline = Deadline(5)
+        assert deadline.run(lambda: 42, what="x") == 42
+
+        def fails() -> None:
+            raise PermanentBackendError("denied")
+
+        with pytest.raises(PermanentBackendError, match="denied"):
+            deadline.run(fails, what="x")
+
+    def test_a_hung_operation_is_given_up_at_the_deadline(self):
+        release = threading.Event()
+        deadline = Deadline(0.5)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match="GET k"):
+            deadline.run(lambda: release.wait(30), what="GET k")
+        assert time.monotonic() - started < 1.5
+        release.set()
+
+    def test_a_stop_ends_the_wait_in_another_thread(self):
+        release = threading.Event()
+        stop = Stop()
+        deadline = Deadline(None, stop=stop)
+        errors: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                deadline.run(lambda: release.wait(30), what="GET k")
+            except BaseException as error:
+                errors.append(error)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.2)
+        stop.trigger(CancelledError(signal.SIGTERM))
+        waiter.join(2)
+        assert not waiter.is_alive()
+        assert isinstance(errors[0], CancelledError)
+        release.set()
+
+    def test_sleep_ends_early_on_a_stop(self):
+        stop = Stop()
+        deadline = Deadline(None, stop=stop)
+        threading.Timer(0.2, stop.trigger, args=(CancelledError(signal.SIGINT),)).start()
+        started = time.monotonic()
+        with pytest.raises(CancelledError):
+            deadline.sleep(30)
+        assert time.monotonic() - started < 2
+
+    def test_sleep_ends_at_the_deadline(self):
+        deadline = Deadline(0.3)
+        started = time.monotonic()
+        deadline.sleep(30)
+        assert time.monotonic() - started < 1.5
+
+
+def test_a_signal_triggers_the_guards_stop():
+    stop = Stop()
+    with pytest.raises(CancelledError), SignalGuard(stop):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert stop.triggered
+    with pytest.raises(CancelledError) as caught:
+        stop.check()
+    assert caught.value.signum == signal.SIGTERM
