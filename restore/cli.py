@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast, get_args
 
 import structlog
 
@@ -19,13 +19,13 @@ from restore.commands.options import apply_environment, check_arguments, subcomm
 from restore.deadline import Stop
 from restore.errors import (
     EXIT_CANCELLED,
-    EXIT_USAGE,
     CancelledError,
     CaretakerError,
     ConfigError,
     exit_code_of,
 )
 from restore.initcontainer.cancel import SignalGuard
+from restore.pipes import QuietPipe
 from restore.values import one_of
 
 
@@ -39,7 +39,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format",
         default="auto",
-        type=one_of("auto", "json", "console"),
+        type=one_of(*get_args(logs.LogFormat)),
         help="json lines, readable console, or auto (json unless stdout is a terminal)",
     )
 
@@ -77,21 +77,22 @@ def main(
     """Run one command; return its exit code (see the README's exit code table)."""
     env = os.environ if environ is None else environ
     parser = build_parser(base_commands() if commands is None else commands)
-    try:
-        args = parse(parser, sys.argv[1:] if argv is None else list(argv), env)
-    except ConfigError as error:
-        logs.configure()
-        structlog.get_logger().error("config.invalid", problems=[str(p) for p in error.problems])
-        return EXIT_USAGE
+    args = parse(parser, sys.argv[1:] if argv is None else list(argv), env)
     command: Command = args.command
+    stdout, stderr = QuietPipe(sys.stdout), QuietPipe(sys.stderr)
     # When stdout carries the result (--json, or a command's own output), the log moves to stderr.
-    data_on_stdout = command.stdout_is_data or getattr(args, "json", False)
-    logs.configure(args.log_level, args.log_format, sys.stderr if data_on_stdout else sys.stdout)
+    data_on_stdout = command.stdout_is_data or getattr(args, "json", False) is True
+    logs.configure(
+        args.log_level if isinstance(args.log_level, str) else "info",
+        cast("logs.LogFormat", args.log_format if isinstance(args.log_format, str) else "auto"),
+        (stderr if data_on_stdout else stdout).as_text(),
+    )
     log = structlog.get_logger().bind(command=args.command_name)
     stop = Stop()
     try:
         with SignalGuard(stop) as guard:
-            return command.run(args, Context(environ=env, stop=stop, shielded=guard.shielded))
+            ctx = Context(environ=env, stdout=stdout.as_text(), stop=stop, shielded=guard.shielded)
+            return _checked_run(command, args, ctx)
     except KeyboardInterrupt:
         log.warning(f"{args.command_name}.cancelled")
         return EXIT_CANCELLED
@@ -100,13 +101,23 @@ def main(
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str], environ: Mapping[str, str]) -> argparse.Namespace:
-    """Parse the command line with each option's twin. Raise ConfigError naming every bad value."""
+    """Parse the command line with each option's twin; values that break their rule stay
+    marked for `check_arguments`. Usage errors (an unknown flag) exit 2 through argparse."""
     chosen = next((subcommand_parser(parser, a) for a in argv if not a.startswith("-")), None)
     if chosen is not None:
         apply_environment(chosen, environ)
-    args = parser.parse_args(argv)
-    check_arguments(args)
-    return args
+    return parser.parse_args(argv)
+
+
+def _checked_run(command: Command, args: argparse.Namespace, ctx: Context) -> int:
+    """Run the command once every option passed its rule; else report all bad ones (exit 2)."""
+    try:
+        check_arguments(args)
+    except ConfigError as error:
+        if command.config_failed is None:
+            raise
+        return command.config_failed(args, ctx, error)
+    return command.run(args, ctx)
 
 
 def report_failure(error: Exception, name: str, log: Any) -> int:

@@ -12,6 +12,7 @@ returns it typed, or raises ValueError saying what is wrong; the caller turns th
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -111,6 +112,17 @@ def one_of(*choices: str) -> Rule[str]:
         return str(value)
 
     return rule
+
+
+def command_line(value: object) -> tuple[str, ...]:
+    """A command line split the way a shell would, without running one (`--check-cmd`)."""
+    try:
+        argv = tuple(shlex.split(str(value)))
+    except ValueError as error:
+        raise ValueError(f"cannot split into arguments: {error}") from None
+    if not argv:
+        raise ValueError("empty command")
+    return argv
 
 
 def text(value: object) -> str:

@@ -22,7 +22,7 @@ NEXT_RUNS = 3
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from sidecar.settings.load import load  # noqa: PLC0415
 
-    config = load(flags_from_args(args))
+    config = load(flags_from_args(args), ctx.environ)
     if args.check_config:
         ctx.stdout.write(describe(config, ctx))
         ctx.stdout.flush()

@@ -97,6 +97,54 @@ def credentials_problem(url: str) -> str | None:
     return f"credentials do not belong in the URL; put them in {instead}"
 
 
+def _local_settings(url: SplitResult, _: Mapping[str, str]) -> object:
+    from restore.backends.local import LocalStore  # noqa: PLC0415
+
+    return LocalStore.from_url(url)
+
+
+def _s3_settings(url: SplitResult, environ: Mapping[str, str]) -> object:
+    from restore.backends.s3.settings import S3Settings  # noqa: PLC0415 - no boto3 in it
+
+    return S3Settings.from_url(url, environ)
+
+
+def _git_settings(url: SplitResult, environ: Mapping[str, str]) -> object:
+    from restore.backends.git.settings import GitSettings  # noqa: PLC0415 - no GitPython in it
+
+    return GitSettings.from_url(url, environ)
+
+
+# What each backend reads from the URL and the environment, judged without opening anything.
+_SETTINGS: dict[str, Callable[[SplitResult, Mapping[str, str]], object]] = {
+    "file": _local_settings,
+    "s3": _s3_settings,
+    **dict.fromkeys((s for s in _FACTORIES if s.startswith("git+")), _git_settings),
+}
+
+
+def repository_problems(url: str, environ: Mapping[str, str]) -> list[Problem]:
+    """Every problem with a repository URL and its backend's settings in `environ` (scheme,
+    bucket name rules, path, credentials files, tuning), found without opening anything:
+    the checks `open_repository` makes, for a configuration check before anything runs."""
+    problem = scheme_problem(url) or credentials_problem(url)
+    if problem is not None:
+        return [Problem("repository", redact_url(url), problem)]
+    try:
+        _SETTINGS[urlsplit(url).scheme](urlsplit(url), environ)
+    except ConfigError as error:
+        return _as_written(url, error).problems
+    return []
+
+
+def _as_written(url: str, error: ConfigError) -> ConfigError:
+    # Name the URL as the user wrote it (urllib normalises `file:x` to `file:///x`), without
+    # the password a refused URL may hold.
+    shown = redact_url(url)
+    problems = [Problem(p.key, shown, p.message) if p.key == "repository" else p for p in error.problems]
+    return ConfigError(problems)
+
+
 def open_repository(url: str, options: OpenOptions) -> Repository:
     """Open the repository a URL names.
 
@@ -110,8 +158,4 @@ def open_repository(url: str, options: OpenOptions) -> Repository:
     try:
         return factory(parts, options)
     except ConfigError as error:
-        # Name the URL as the user wrote it (urllib normalises `file:x` to `file:///x`).
-        shown = redact_url(url)
-        raise ConfigError(
-            [Problem(p.key, shown, p.message) if p.key == "repository" else p for p in error.problems]
-        ) from error
+        raise _as_written(url, error) from error

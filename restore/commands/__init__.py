@@ -57,6 +57,9 @@ class Command:
     run: Callable[[argparse.Namespace, Context], int]
     # Whether stdout carries the command's result (e.g. manifests) even without --json.
     stdout_is_data: bool = False
+    # Reports options that broke their rules itself (the init container writes an outcome);
+    # None: the CLI logs them and exits 2.
+    config_failed: Callable[[argparse.Namespace, Context, ConfigError], int] | None = None
 
 
 def open_from_args(

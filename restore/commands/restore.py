@@ -9,21 +9,22 @@ populated volume stays cheap.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from restore.backends.registry import repository_problems
 from restore.commands import Command, Context, open_from_args
 from restore.commands.options import add_repository_options
 from restore.errors import ConfigError, UnsafeVolumeError, exit_code_of
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
 from restore.initcontainer.decision import RestoreSettings, parse_empty_start
-from restore.initcontainer.healthcheck import parse_command
 from restore.initcontainer.outcome import Outcome, write_result, write_termination_log
 from restore.initcontainer.plan import plan
-from restore.values import count, duration, moment
+from restore.values import command_line, count, duration, moment
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
@@ -47,6 +48,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--check-cmd",
         {
+            "type": command_line,
             "metavar": "CMD",
             "help": "health check run in --path (no shell); on failure the data is quarantined and restored",
         },
@@ -122,31 +124,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **options)
 
 
-def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
-    """Raise ConfigError naming each bad flag."""
-    return RestoreSettings(
-        path=args.path.absolute(),
-        snapshot=args.snapshot,
-        before=args.before,
-        force=args.force,
-        check_cmd=parse_command(args.check_cmd) if args.check_cmd else (),
-        allow_empty=args.allow_empty,
-        timeout_seconds=args.timeout.total_seconds(),
-        max_fallbacks=args.max_fallbacks,
-        progress_interval_seconds=args.progress_interval.total_seconds(),
-    )
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> RestoreSettings:
+    """Raise ConfigError naming each bad flag, and each problem with the repository's URL
+    and settings (checked even when the volume has data and the repository is not opened)."""
+    problems = repository_problems(args.repository, environ) if args.repository else []
+    try:
+        settings = RestoreSettings(
+            path=args.path.absolute(),
+            snapshot=args.snapshot,
+            before=args.before,
+            force=args.force,
+            check_cmd=args.check_cmd or (),
+            allow_empty=args.allow_empty,
+            timeout_seconds=args.timeout.total_seconds(),
+            max_fallbacks=args.max_fallbacks,
+            progress_interval_seconds=args.progress_interval.total_seconds(),
+        )
+    except ConfigError as error:
+        raise ConfigError([*error.problems, *problems]) from error
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def config_failed(args: argparse.Namespace, ctx: Context, error: ConfigError) -> int:
+    """Bad options: a `failed` outcome (exit 2) in the log, result file and termination log."""
+    if args.dry_run:
+        raise error
+    log = structlog.get_logger().bind(command="restore")
+    return report(_config_failure(error, ctx), args, ctx, log)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-
     keep_freed_memory(ctx.environ)
     log = structlog.get_logger().bind(command="restore")
     try:
-        settings = settings_from_args(args)
+        settings = settings_from_args(args, ctx.environ)
     except ConfigError as error:
-        if args.dry_run:
-            raise
-        return report(_config_failure(error, ctx), args, ctx, log)
+        return config_failed(args, ctx, error)
     effects = Effects(
         open_repository=lambda deadline: open_from_args(args, ctx, deadline),
         log=log,
@@ -231,4 +246,5 @@ COMMAND = Command(
     ),
     configure=configure,
     run=run,
+    config_failed=config_failed,
 )

@@ -24,20 +24,6 @@ if TYPE_CHECKING:
 OUTPUT_TAIL = 600
 
 
-def parse_command(text: str) -> tuple[str, ...]:
-    """Split a command line the way a shell would, without running one.
-
-    Raise ConfigError if it is empty or badly quoted.
-    """
-    try:
-        argv = tuple(shlex.split(text))
-    except ValueError as error:
-        raise ConfigError.single("check-cmd", text, f"cannot split into arguments: {error}") from error
-    if not argv:
-        raise ConfigError.single("check-cmd", text, "empty command")
-    return argv
-
-
 def run_check(argv: Sequence[str], cwd: Path, log: Any) -> bool:
     """Run the check in `cwd`; return True if it exited 0.
 

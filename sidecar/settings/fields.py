@@ -2,17 +2,20 @@
 
 A config file with three mistakes should be fixed in one round trip: every read records a
 `Problem` naming the full key (`jobs.backup.timeout`) and the bad value, returns a safe
-fallback, and the loader raises one ConfigError at the end.
+fallback, and the loader raises one ConfigError at the end. Values are judged by the rules
+of `restore.values`, the same ones that judge flags and their environment twins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from restore.clock import duration_or_zero, parse_duration
+from restore import values
 from restore.errors import Problem
+
+T = TypeVar("T")
 
 
 class Fields:
@@ -56,51 +59,39 @@ class Fields:
             return default
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def read(self, name: str, rule: values.Rule[T]) -> T | None:
+        """The value judged by `rule`; None when absent, or (a problem) when it breaks the rule."""
         value = self.raw(name)
         if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problem(name, value, f"must be a whole number >= {minimum}")
-            return default
-        return value
+            return None
+        try:
+            return rule(value)
+        except ValueError as error:
+            self.problem(name, value, str(error))
+            return None
+
+    def integer(self, name: str, default: int) -> int:
+        """A whole number >= 0 (a count, retries)."""
+        found = self.read(name, values.count)
+        return default if found is None else found
 
     def fraction(self, name: str, default: float) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            self.problem(name, value, "must be a number from 0 to 1")
-            return default
-        return float(value)
+        found = self.read(name, values.fraction)
+        return default if found is None else found
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.optional_boolean(name)
         return default if value is None else value
 
     def optional_boolean(self, name: str) -> bool | None:
-        value = self.raw(name)
-        if value is not None and not isinstance(value, bool):
-            self.problem(name, value, "must be true or false")
-            return None
-        return value
+        return self.read(name, values.boolean)
 
     def duration(self, name: str, default: timedelta, *, allow_zero: bool = False) -> timedelta:
         parsed = self.optional_duration(name, allow_zero=allow_zero)
         return default if parsed is None else parsed
 
     def optional_duration(self, name: str, *, allow_zero: bool = False) -> timedelta | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.problem(name, value, "must be a duration with a unit, e.g. 30s, 15m, 2h, 7d")
-            return None
-        try:
-            return duration_or_zero(value) if allow_zero else parse_duration(value)
-        except ValueError as error:
-            self.problem(name, value, str(error))
-            return None
+        return self.read(name, values.zero_or_duration if allow_zero else values.duration)
 
     def strings(self, name: str, *, required: bool = False) -> tuple[str, ...]:
         value = self.raw(name)

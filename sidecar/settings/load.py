@@ -8,14 +8,17 @@ together with `--config`: two sources of jobs would leave the user guessing whic
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from restore.clock import duration_or_zero, parse_duration
+from restore import values
+from restore.backends.registry import repository_problems
 from restore.commands.options import DEFAULT_PATH
 from restore.errors import ConfigError, Problem
-from restore.retention import RetentionPolicy
+from restore.retention import NO_RULE, RetentionPolicy
 from sidecar.settings.model import (
     DEFAULT_GRACE,
     DEFAULT_LISTEN,
@@ -26,7 +29,6 @@ from sidecar.settings.model import (
     PruneAction,
     SidecarConfig,
     VerifyAction,
-    check_repository_url,
     parse_listen,
 )
 from sidecar.settings.options import Flags, flag_key
@@ -36,8 +38,12 @@ from sidecar.settings.yamlfile import FileSettings, read_config_file
 T = TypeVar("T")
 
 
-def load(flags: Flags) -> SidecarConfig:
-    """Build the effective configuration. Raise ConfigError listing every problem found."""
+def load(flags: Flags, environ: Mapping[str, str] | None = None) -> SidecarConfig:
+    """Build the effective configuration. Raise ConfigError listing every problem found.
+
+    `environ` is checked with the repository: the backend's own variables (credentials
+    files, S3 tuning, git settings) are judged now, not at the first job.
+    """
     problems: list[Problem] = []
     if flags.config is not None:
         file = read_config_file(flags.config, problems)
@@ -47,7 +53,7 @@ def load(flags: Flags) -> SidecarConfig:
         file = FileSettings()
         jobs, source = env_jobs(flags, problems), "environment"
     config = SidecarConfig(
-        repository=_repository(flags, file, problems),
+        repository=_repository(flags, file, environ or {}, problems),
         path=(flags.path or Path(file.path or DEFAULT_PATH)).absolute(),
         listen=_listen(flags, file, problems),
         jobs=jobs,
@@ -73,26 +79,24 @@ def _first(flag: T | None, file: T | None, default: T) -> T:
     return default if file is None else file
 
 
-def _duration(
-    option: str, text: str | None, problems: list[Problem], *, allow_zero: bool = False
-) -> timedelta | None:
+def _flag(option: str, text: str | None, rule: values.Rule[T], problems: list[Problem]) -> T | None:
+    """A flag's (or its twin's) value judged by `rule`; None when absent or (a problem) bad."""
     if text is None:
         return None
     try:
-        return duration_or_zero(text) if allow_zero else parse_duration(text)
+        return rule(text)
     except ValueError as error:
         problems.append(Problem(flag_key(option), text, str(error)))
         return None
 
 
-def _count(option: str, text: str, problems: list[Problem]) -> int:
-    if text.strip().isdigit():
-        return int(text)
-    problems.append(Problem(flag_key(option), text, "must be a whole number >= 0"))
-    return 0
+def _duration(
+    option: str, text: str | None, problems: list[Problem], *, allow_zero: bool = False
+) -> timedelta | None:
+    return _flag(option, text, values.zero_or_duration if allow_zero else values.duration, problems)
 
 
-def _repository(flags: Flags, file: FileSettings, problems: list[Problem]) -> str:
+def _repository(flags: Flags, file: FileSettings, environ: Mapping[str, str], problems: list[Problem]) -> str:
     url = flags.repository or file.repository
     key = flag_key("repository") if flags.repository else "repository"
     if not url:
@@ -104,10 +108,10 @@ def _repository(flags: Flags, file: FileSettings, problems: list[Problem]) -> st
             )
         )
         return ""
-    try:
-        check_repository_url(url)
-    except ValueError as error:
-        problems.append(Problem(key, url, str(error)))
+    problems.extend(
+        dataclasses.replace(p, key=key) if p.key == "repository" else p
+        for p in repository_problems(url, environ)
+    )
     return url
 
 
@@ -149,9 +153,12 @@ def env_jobs(flags: Flags, problems: list[Problem]) -> tuple[JobConfig, ...]:
                 "backup schedule, e.g. '@hourly', '*/15 * * * *' or '@every 30m'",
             )
         )
-    counts = {rule: _count(f"keep-{rule}", text, problems) for rule, text in flags.keep.items()}
+    counts = {rule: _flag(f"keep-{rule}", text, values.count, problems) for rule, text in flags.keep.items()}
     within = _duration("keep-within", flags.keep_within, problems)
-    policy = RetentionPolicy(**counts, within=within)
+    policy = RetentionPolicy(**{rule: n for rule, n in counts.items() if n is not None}, within=within)
+    if counts and None not in counts.values() and policy.keeps_everything:
+        message = f"0 turns the rule off, and no other rule is set: {NO_RULE}"
+        problems.extend(Problem(flag_key(f"keep-{rule}"), flags.keep[rule], message) for rule in counts)
     jobs: list[JobConfig] = []
     prune_schedule = _env_schedule("prune-schedule", flags.prune_schedule, problems)
     if not policy.keeps_everything:

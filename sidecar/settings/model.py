@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from restore.backends.registry import credentials_problem, scheme_problem
 from restore.redaction import has_userinfo
 from restore.retention import RetentionPolicy
 from sidecar.settings.schedule import Schedule
@@ -137,16 +136,6 @@ def parse_listen(text: str) -> Listen:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("must be host:port or :port with a port from 0 to 65535")
     return Listen(host.removeprefix("[").removesuffix("]"), int(port))
-
-
-def check_repository_url(url: str) -> None:
-    """Raise ValueError if `url` cannot name a repository (scheme, location)."""
-    problem = scheme_problem(url) or credentials_problem(url)
-    if problem is not None:
-        raise ValueError(problem)
-    parts = urlsplit(url)
-    if not (parts.netloc or parts.path.strip("/")):
-        raise ValueError("the URL names no bucket, directory or remote")
 
 
 def check_http_url(url: str) -> None:

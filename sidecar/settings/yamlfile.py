@@ -7,6 +7,7 @@ unpruned. Each problem names its full key, e.g. `jobs.nightly.before[0].http.url
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import re
 from datetime import timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from restore import values
 from restore.errors import Problem
 from restore.retention import KEEP_RULES, RetentionPolicy
 from sidecar.settings.fields import Fields
@@ -111,7 +113,11 @@ def _jobs(top: Fields, defaults: Defaults, problems: list[Problem]) -> tuple[Job
 
 
 def check_job_graph(jobs: list[JobConfig], names: list[str], problems: list[Problem]) -> None:
-    """Names unique; `then` names existing jobs one level deep; every job runs somehow."""
+    """Names unique; `then` names existing jobs one level deep; every job runs somehow.
+
+    A `then` that names no job (`prun`) is reported as such, with the name it resembles;
+    that job's missing schedule is then only a consequence and is not reported besides.
+    """
     duplicates = sorted({n for n in names if names.count(n) > 1})
     problems.extend(Problem(f"jobs.{n}.name", n, "duplicate job name") for n in duplicates)
     by_name = {job.name: job for job in jobs}
@@ -119,19 +125,19 @@ def check_job_graph(jobs: list[JobConfig], names: list[str], problems: list[Prob
     for job in jobs:
         for target in job.then:
             if target not in names:
-                problems.append(Problem(f"jobs.{job.name}.then", target, "no job has this name"))
+                guess = difflib.get_close_matches(target, names, n=1)
+                chained.update(guess)
+                hint = f" (did you mean {guess[0]}?)" if guess else ""
+                problems.append(Problem(f"jobs.{job.name}.then", target, f"no job named {target}{hint}"))
             elif target in by_name and (by_name[target].then or target == job.name):
                 problems.append(
                     Problem(f"jobs.{job.name}.then", target, "a chained job cannot chain further")
                 )
-        if job.schedule is None and job.name not in chained:
-            problems.append(
-                Problem(
-                    f"jobs.{job.name}.schedule",
-                    None,
-                    "is required (or name this job in another job's `then`)",
-                )
-            )
+    problems.extend(
+        Problem(f"jobs.{job.name}.schedule", None, "is required (or name this job in another job's `then`)")
+        for job in jobs
+        if job.schedule is None and job.name not in chained
+    )
 
 
 def _job(index: int, raw: Any, defaults: Defaults, problems: list[Problem]) -> JobConfig | None:
@@ -141,10 +147,7 @@ def _job(index: int, raw: Any, defaults: Defaults, problems: list[Problem]) -> J
     name = fields.string("name", required=True) or ""
     if name and not _NAME.fullmatch(name):
         fields.problem("name", name, "use lowercase letters, digits and '-' (at most 63)")
-    kind_text = fields.string("kind", required=True)
-    kind: JobKind | None = next((k for k in JOB_KINDS if k == kind_text), None)
-    if kind_text is not None and kind is None:
-        fields.problem("kind", kind_text, f"must be one of {', '.join(JOB_KINDS)}")
+    kind, judged_as = _kind(fields)
     job = functools.partial(
         JobConfig,
         name=name,
@@ -157,13 +160,26 @@ def _job(index: int, raw: Any, defaults: Defaults, problems: list[Problem]) -> J
         after=_hooks(fields, "after"),
         then=fields.strings("then"),
     )
-    if kind is None:
+    if judged_as is None:
         return None  # without a kind, its other keys cannot be judged
-    action, timeout = _action(kind, fields)
+    action, timeout = _action(judged_as, fields)
     fields.finish()
-    if len(problems) > before or action is None:
+    if len(problems) > before or action is None or kind is None:
         return None
     return job(kind=kind, action=action, timeout=timeout)
+
+
+def _kind(fields: Fields) -> tuple[JobKind | None, JobKind | None]:
+    """The job's kind, and the kind its other keys are judged as: for a misspelt kind
+    (`verfy`) the one it resembles, so that its keys' problems come in the same round."""
+    text = fields.string("kind", required=True)
+    kind = next((k for k in JOB_KINDS if k == text), None)
+    if text is None or kind is not None:
+        return kind, kind
+    guess = next(iter(difflib.get_close_matches(text, JOB_KINDS, n=1)), None)
+    hint = f" (did you mean {guess}?)" if guess else ""
+    fields.problem("kind", text, f"must be one of {', '.join(JOB_KINDS)}{hint}")
+    return None, next((k for k in JOB_KINDS if k == guess), None)
 
 
 def job_name_hint(raw: Any) -> str | None:
@@ -173,25 +189,28 @@ def job_name_hint(raw: Any) -> str | None:
 
 
 def _schedule(fields: Fields, defaults: Defaults) -> Schedule | None:
+    """The job's schedule; a bad time zone and a bad expression are both reported."""
     timezone = fields.string("timezone", defaults.timezone) or defaults.timezone
+    if not _check_timezone(fields, "timezone", timezone):
+        timezone = Defaults().timezone  # so that the expression is still judged
     jitter = fields.duration("jitter", defaults.jitter, allow_zero=True)
     text = fields.string("schedule")
     if text is None:
-        _check_timezone(fields, "timezone", timezone)
         return None
     try:
         return parse_schedule(text, timezone=timezone, jitter=jitter)
     except ValueError as error:
-        key = "timezone" if "time zone" in str(error) and fields.has("timezone") else "schedule"
-        fields.problem(key, fields.raw(key), str(error))
+        fields.problem("schedule", text, str(error))
         return None
 
 
-def _check_timezone(fields: Fields, name: str, timezone: str) -> None:
+def _check_timezone(fields: Fields, name: str, timezone: str) -> bool:
     try:
         check_timezone(timezone)
     except ValueError as error:
         fields.problem(name, timezone, str(error))
+        return False
+    return True
 
 
 def _action(kind: JobKind, fields: Fields) -> tuple[Action | None, timedelta | None]:
@@ -253,9 +272,7 @@ def http_spec(fields: Fields) -> HttpSpec | None:
     method = (fields.string("method", "GET") or "GET").upper()
     if method not in _METHODS:
         fields.problem("method", method, f"must be one of {', '.join(_METHODS)}")
-    status = fields.integer("expect_status", 200, minimum=100)
-    if status > 599:
-        fields.problem("expect_status", status, "must be an HTTP status from 100 to 599")
+    status = fields.read("expect_status", values.bounded(100, 599)) or 200
     timeout = fields.duration("timeout", timedelta(seconds=10))
     follow = fields.boolean("follow_redirects", default=False)
     if url is None:

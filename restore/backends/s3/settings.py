@@ -9,6 +9,7 @@ web identity (IRSA), container and instance roles — is left to boto3's standar
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
 from restore.backends.envreader import EnvReader
@@ -38,6 +39,7 @@ STORAGE_CLASSES = (
     "EXPRESS_ONEZONE",
 )
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 # Defaults of the CARETAKER_S3_* tunables, used both as field defaults and when unset.
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_ATTEMPTS = 5
@@ -175,16 +177,25 @@ class _Reader(EnvReader):
             return bucket, url.path.strip("/")
         if ":" in bucket or url.query or url.fragment:
             self.problem("repository", shown, "an s3:// URL has no port, query or fragment")
-        if not 3 <= len(bucket) <= 63 or not set(bucket) <= _BUCKET_CHARS:
-            self.problem(
-                "repository",
-                shown,
-                "bucket must be 3-63 characters of a-z, 0-9, '.' and '-': s3://bucket/prefix",
-            )
+        if (why := bucket_problem(bucket)) is not None:
+            self.problem("repository", shown, why)
         prefix = url.path.strip("/")
         if "//" in prefix:
             self.problem("repository", shown, "prefix has an empty path segment")
         return bucket, prefix
+
+
+def bucket_problem(bucket: str) -> str | None:
+    """Why S3 would refuse `bucket` as a bucket name (its naming rules), or None."""
+    if not bucket:
+        return "the URL names no bucket: write s3://bucket/prefix"
+    if not 3 <= len(bucket) <= 63 or not set(bucket) <= _BUCKET_CHARS:
+        return "a bucket name is 3-63 characters of a-z, 0-9, '.' and '-'"
+    if not (bucket[0] + bucket[-1]).isalnum() or ".." in bucket or ".-" in bucket or "-." in bucket:
+        return "a bucket name starts and ends with a letter or digit, with no '..', '.-' or '-.'"
+    if _IP_ADDRESS.fullmatch(bucket) or bucket.startswith("xn--") or bucket.endswith("-s3alias"):
+        return "a bucket name is not an IP address and has no xn-- prefix or -s3alias suffix"
+    return None
 
 
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:

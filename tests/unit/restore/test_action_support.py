@@ -17,10 +17,11 @@ from structlog.testing import capture_logs
 from restore.deadline import Deadline
 from restore.errors import CancelledError, ConfigError, PermanentBackendError, TransientBackendError
 from restore.initcontainer.cancel import SignalGuard
-from restore.initcontainer.healthcheck import parse_command, run_check
+from restore.initcontainer.healthcheck import run_check
 from restore.initcontainer.outcome import Outcome, termination_message, write_termination_log
 from restore.initcontainer.progress import LogProgress
 from restore.initcontainer.retry import Retrier
+from restore.values import command_line
 from tests.support.cli import FakeTime
 
 
@@ -116,7 +117,7 @@ class TestProgress:
 
 class TestHealthCheck:
     def test_parse_splits_like_a_shell_without_one(self):
-        assert parse_command("sqlite3 /data/app.db 'PRAGMA quick_check'") == (
+        assert command_line("sqlite3 /data/app.db 'PRAGMA quick_check'") == (
             "sqlite3",
             "/data/app.db",
             "PRAGMA quick_check",
@@ -124,8 +125,8 @@ class TestHealthCheck:
 
     @pytest.mark.parametrize("text", ["", "   ", "unterminated 'quote"])
     def test_parse_refuses_nonsense(self, text):
-        with pytest.raises(ConfigError, match="check-cmd"):
-            parse_command(text)
+        with pytest.raises(ValueError, match=r"empty command|cannot split"):
+            command_line(text)
 
     def test_runs_in_the_data_folder(self, tmp_path):
         (tmp_path / "app.db").write_text("ok")

@@ -108,9 +108,14 @@ class TestRun:
 
 def test_a_signal_triggers_the_guards_stop():
     stop = Stop()
-    with pytest.raises(CancelledError), SignalGuard(stop):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
+
+    def interrupted() -> None:
+        with SignalGuard(stop):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+
+    with pytest.raises(CancelledError):
+        interrupted()
     assert stop.triggered
     with pytest.raises(CancelledError) as caught:
         stop.check()

@@ -33,9 +33,22 @@ class TestLocation:
         found = settings("s3://my-bucket")
         assert (found.prefix, found.url) == ("", "s3://my-bucket")
 
-    @pytest.mark.parametrize("url", ["s3://ab/x", "s3://Upper/x", "s3://under_score/x", "s3:///x"])
-    def test_bad_bucket_names(self, url: str) -> None:
-        assert "bucket must be" in problems(url)["repository"]
+    @pytest.mark.parametrize(
+        ("url", "rule"),
+        [
+            ("s3://ab/x", "3-63 characters"),
+            ("s3://Upper/x", "3-63 characters"),
+            ("s3://under_score/x", "3-63 characters"),
+            ("s3:///x", "names no bucket"),
+            ("s3:/bucket", "names no bucket"),
+            ("s3://-bucket/x", "starts and ends"),
+            ("s3://my..bucket/x", "no '..'"),
+            ("s3://192.168.1.2/x", "not an IP address"),
+            ("s3://xn--bucket/x", "no xn-- prefix"),
+        ],
+    )
+    def test_bad_bucket_names(self, url: str, rule: str) -> None:
+        assert rule in problems(url)["repository"]
 
     @pytest.mark.parametrize("secret", [SECRET, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"])
     def test_credentials_in_the_url_are_refused_and_not_repeated(self, secret: str) -> None:

@@ -171,7 +171,7 @@ def test_then_chains_and_unscheduled_jobs(tmp_path):
     )
     problems = problems_of(Flags(config=path))
     assert problems == {
-        "jobs.backup.then": "no job has this name",
+        "jobs.backup.then": "no job named nothing",
         "jobs.orphan.schedule": "is required (or name this job in another job's `then`)",
     }
 
