@@ -1,22 +1,45 @@
 """`caretaker inject`: add caretaker's init container and sidecar to Kubernetes manifests.
 
 Reads YAML (a file or stdin, several documents), writes the changed documents to stdout.
-stdout carries only YAML, so this command logs (and reports refusals) on stderr.
+stdout carries only YAML, so this command logs (and reports refusals) on stderr. What the
+containers would refuse at start-up is refused here (`caretaker.inject.checks`), together
+with every problem of the manifests.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from caretaker.inject.manifests import DEFAULT_IMAGE, InjectOptions, inject_documents
+from caretaker.inject.checks import (
+    DEFAULT_SCHEDULE,
+    as_inject_flags,
+    literal_env,
+    restore_problems,
+    sidecar_problems,
+)
+from caretaker.inject.manifests import (
+    DEFAULT_IMAGE,
+    DEFAULT_UID,
+    InjectOptions,
+    inject_documents,
+    restore_container,
+    sidecar_container,
+)
 from restore.commands import Command, Context
-from restore.commands.options import empty_start_arg
+from restore.commands.options import Invalid
 from restore.errors import ConfigError, Problem
+from restore.initcontainer.decision import parse_empty_start
+from restore.values import bounded
+
+DEFAULT_MOUNT = "/data"  # stands for the app's mount path, which only the manifests know
+# What stands in for a flag value that broke its rule while the other flags are judged.
+_FALLBACKS: dict[str, object] = {"metrics_port": 9090, "image": DEFAULT_IMAGE, "allow_empty": "new-repository"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,49 +54,62 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secret", metavar="NAME", help="Secret whose keys become env variables")
     parser.add_argument("--secret-files", metavar="NAME", help="Secret mounted at /etc/caretaker/secrets")
     parser.add_argument("--config-map", metavar="NAME", help="ConfigMap with the sidecar's config.yaml")
-    parser.add_argument("--schedule", metavar="SPEC", help="backup schedule (without a config)")
     parser.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="env for both containers"
+        "--schedule",
+        metavar="SPEC",
+        help=f"backup schedule without --config-map (if neither is given: {DEFAULT_SCHEDULE})",
+    )
+    parser.add_argument(
+        "--env", action="append", type=_pair, default=[], metavar="NAME=VALUE", help="env for both containers"
     )
     parser.add_argument("--native", action="store_true", help="native sidecar (Kubernetes >= 1.29)")
-    parser.add_argument("--metrics-port", type=int, default=9090, help="metrics/health port")
+    parser.add_argument(
+        "--metrics-port", type=bounded(1, 65535), default=9090, metavar="N", help="metrics/health port"
+    )
     parser.add_argument(
         "--allow-empty",
         nargs="?",
         const="always",
         default="new-repository",
-        type=empty_start_arg,
+        type=parse_empty_start,
         metavar="WHEN",
         help="restore: start empty when there is no snapshot: never, new-repository, always (the flag alone)",
     )
     parser.add_argument("--check-cmd", metavar="CMD", help="restore: health check command")
     parser.add_argument(
-        "--user", metavar="UID[:GID]", help="run caretaker as (default: the app container's user)"
+        "--user", type=_user, metavar="UID[:GID]", help="run caretaker as (default: the app container's user)"
     )
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="inject only these workloads"
     )
 
 
-def _pair(text: str, key: str) -> tuple[str, str]:
+def _pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise ConfigError.single(key, text, "expected NAME=VALUE")
+        raise ValueError("expected NAME=VALUE")
     return name, value
 
 
-def _user(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
+def _user(text: str) -> tuple[int, int]:
     uid, _, gid = text.partition(":")
     try:
         return int(uid), int(gid or uid)
     except ValueError:
-        raise ConfigError.single("--user", text, "expected UID or UID:GID (numbers)") from None
+        raise ValueError("expected UID or UID:GID (numbers)") from None
 
 
-def options_from(args: argparse.Namespace) -> InjectOptions:
-    """Build InjectOptions from parsed flags. Raise ConfigError on malformed values."""
+def options_from(args: argparse.Namespace, log: Any) -> InjectOptions:
+    """Build InjectOptions from parsed flags, with the default schedule when the sidecar
+    would otherwise have none (and a warning that says so)."""
+    schedule = args.schedule
+    if schedule is None and args.config_map is None and "CARETAKER_SCHEDULE" not in dict(args.env):
+        schedule = DEFAULT_SCHEDULE
+        log.warning(
+            "inject.schedule_defaulted",
+            schedule=schedule,
+            hint="give --schedule (it also overrides a CARETAKER_SCHEDULE in --secret) or --config-map",
+        )
     return InjectOptions(
         volume=args.volume,
         container=args.container,
@@ -83,13 +119,13 @@ def options_from(args: argparse.Namespace) -> InjectOptions:
         secret=args.secret,
         secret_files=args.secret_files,
         config_map=args.config_map,
-        schedule=args.schedule,
-        env=tuple(_pair(item, "--env") for item in args.env),
+        schedule=schedule,
+        env=tuple(args.env),
         native=args.native,
         metrics_port=args.metrics_port,
         allow_empty=args.allow_empty,
         check_cmd=args.check_cmd,
-        user=_user(args.user),
+        user=args.user,
         only=frozenset(args.only),
     )
 
@@ -107,19 +143,46 @@ def read_documents(source: str) -> list[Any]:
         raise ConfigError([Problem("file", source, f"not valid YAML: {error}")]) from None
 
 
-def run(args: argparse.Namespace, ctx: Context) -> int:
+def option_problems(options: InjectOptions) -> list[Problem]:
+    """What the restore init container and the sidecar would refuse in the environment
+    inject gives them (their own checks, run here), keyed by inject's flags."""
+    path = options.path or DEFAULT_MOUNT
+    user = (DEFAULT_UID, DEFAULT_UID)
+    found = restore_problems(literal_env(restore_container(options, path, None, user)))
+    sidecar_env = literal_env(sidecar_container(options, path, None, user))
+    found += sidecar_problems(sidecar_env, config_file=options.config_map is not None)
+    return as_inject_flags(found, repository_in_secret=options.repository is None)
+
+
+def run(args: argparse.Namespace, ctx: Context, known: Sequence[Problem] = ()) -> int:
+    """Inject, or report every problem at once (`known`: flags that broke their rules)."""
     log = structlog.get_logger().bind(command="inject")
+    problems = list(known)
     try:
+        options = options_from(args, log)
+        problems += option_problems(options)
         documents = read_documents(args.file)
-        count = inject_documents(documents, options_from(args))
+        count = inject_documents(documents, options)
     except ConfigError as error:
-        log.error("inject.refused", problems=[str(p) for p in error.problems])
-        return error.exit_code
+        problems += error.problems
+    if problems:
+        log.error("inject.refused", problems=[str(p) for p in problems])
+        return ConfigError.exit_code
     import yaml  # noqa: PLC0415
 
     ctx.stdout.write(yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True))
     log.info("inject.done", workloads=count, source=args.file)
     return 0
+
+
+def config_failed(args: argparse.Namespace, ctx: Context, error: ConfigError) -> int:
+    """Flags that broke their rules: judge the rest too, and report it all in one round."""
+    valid = {
+        name: [v for v in value if not isinstance(v, Invalid)] if isinstance(value, list) else value
+        for name, value in vars(args).items()
+    }
+    valid |= {name: _FALLBACKS.get(name) for name, value in valid.items() if isinstance(value, Invalid)}
+    return run(argparse.Namespace(**valid), ctx, error.problems)
 
 
 COMMAND = Command(
@@ -135,4 +198,5 @@ COMMAND = Command(
     configure=configure,
     run=run,
     stdout_is_data=True,
+    config_failed=config_failed,
 )

@@ -52,8 +52,35 @@ def load(flags: Flags, environ: Mapping[str, str] | None = None) -> SidecarConfi
     else:
         file = FileSettings()
         jobs, source = env_jobs(flags, problems), "environment"
-    config = SidecarConfig(
-        repository=_repository(flags, file, environ or {}, problems),
+    config = _merged(flags, file, environ or {}, problems, jobs=jobs, source=source)
+    if config.backup_on_shutdown and not any(job.kind == "backup" for job in jobs):
+        problems.append(Problem("shutdown.backup_on_shutdown", True, "there is no backup job"))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def problems_beside_file(flags: Flags, environ: Mapping[str, str]) -> list[Problem]:
+    """What `load` would find wrong in the flags and environment of a sidecar whose config
+    file is not at hand (`caretaker inject --config-map`: it is in a ConfigMap)."""
+    problems: list[Problem] = []
+    _refuse_job_flags(flags, problems)
+    _merged(flags, FileSettings(), environ, problems, jobs=(), source=str(flags.config))
+    return problems
+
+
+def _merged(
+    flags: Flags,
+    file: FileSettings,
+    environ: Mapping[str, str],
+    problems: list[Problem],
+    *,
+    jobs: tuple[JobConfig, ...],
+    source: str,
+) -> SidecarConfig:
+    """Flags over the file over the defaults; problems go to `problems`."""
+    return SidecarConfig(
+        repository=_repository(flags, file, environ, problems),
         path=(flags.path or Path(file.path or DEFAULT_PATH)).absolute(),
         listen=_listen(flags, file, problems),
         jobs=jobs,
@@ -66,11 +93,6 @@ def load(flags: Flags, environ: Mapping[str, str] | None = None) -> SidecarConfi
         backup_on_shutdown=_first(flags.backup_on_shutdown, file.backup_on_shutdown, False),
         source=source,
     )
-    if config.backup_on_shutdown and not any(job.kind == "backup" for job in jobs):
-        problems.append(Problem("shutdown.backup_on_shutdown", True, "there is no backup job"))
-    if problems:
-        raise ConfigError(problems)
-    return config
 
 
 def _first(flag: T | None, file: T | None, default: T) -> T:
