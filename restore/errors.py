@@ -25,6 +25,7 @@ EXIT_CHECK_FAILED = 8
 EXIT_REFUSED = 9
 EXIT_LOCAL_IO = 10
 EXIT_UNSAFE_VOLUME = 11
+EXIT_REPOSITORY_FULL = 12
 EXIT_SIGNAL_BASE = 128
 EXIT_CANCELLED = EXIT_SIGNAL_BASE + 2  # SIGINT, as a shell reports it
 # Out of file descriptors: the process's limit (`ulimit -n`) or the system's.
@@ -99,6 +100,13 @@ class PermanentBackendError(BackendError):
     reason = "denied"
 
 
+class RepositoryFullError(BackendError):
+    """The repository's storage takes no more data: no space left, quota used up, read-only."""
+
+    exit_code = EXIT_REPOSITORY_FULL
+    reason = "repository-full"
+
+
 class ObjectNotFoundError(PermanentBackendError):
     """A named object does not exist in the store."""
 
@@ -136,7 +144,8 @@ class RefusedError(CaretakerError):
 
 
 class LocalIOError(CaretakerError):
-    """The local data folder cannot be read or written (permission, disk full)."""
+    """A local folder caretaker works in (the data folder, the git state dir) cannot be read
+    or written (permission, disk full, read-only)."""
 
     exit_code = EXIT_LOCAL_IO
     reason = "local-io"

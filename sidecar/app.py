@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from restore import __version__
 from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import Clock, format_time
+from restore.deadline import Deadline
 from restore.errors import EXIT_OK, EXIT_SIGNAL_BASE, ConfigError
 from restore.redaction import redact_url
 from restore.repository import Repository
@@ -65,8 +66,8 @@ class Sidecar:
         self.restore_result = RestoreResultExport(self.metrics, config.path)
         self.board = StatusBoard(config, self.metrics, clock)
 
-        def opener() -> Repository:
-            options = OpenOptions(environ=environ, clock=clock, owner=owner)
+        def opener(deadline: Deadline) -> Repository:
+            options = OpenOptions(environ=environ, clock=clock, owner=owner, deadline=deadline)
             return open_repository(config.repository, options)
 
         self.runner = Runner(

@@ -27,6 +27,7 @@ import structlog
 
 from restore import __version__
 from restore.childenv import child_environment
+from restore.deadline import Stop
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
 from restore.redaction import redact_url
@@ -61,30 +62,20 @@ class HttpCallError(CaretakerError):
     reason = "http-failed"
 
 
-class Cancel:
-    """A one-way switch that asks a running job to stop, with the reason why."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
+class Cancel(Stop):
+    """A one-way switch that asks a running job to stop, with the reason why; as the `Stop`
+    of a backup's deadline it also ends the storage calls it waits for."""
 
     def cancel(self, reason: str) -> None:
-        if not self._event.is_set():
-            self.reason = reason
-            self._event.set()
+        self.trigger(JobAbortedError(reason))
+
+    @property
+    def reason(self) -> str:
+        return str(self.error or "")
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; return True early if cancelled."""
-        return self._event.wait(seconds)
-
-    def check(self) -> None:
-        """Raise JobAbortedError if cancelled."""
-        if self._event.is_set():
-            raise JobAbortedError(self.reason)
+        return self.triggered
 
 
 class ProcessGroups:

@@ -4,7 +4,8 @@ younger than the RPO.
 
 The repository is asked for its snapshot list, which is cheap, at most every few seconds:
 probes may come every second from the kubelet and from humans. While one probe waits on a
-slow repository, others get the previous answer instead of piling up behind it.
+slow repository, others get the previous answer instead of piling up behind it, and no
+check waits longer than CHECK_TIMEOUT_SECONDS, whatever the store does (its deadline).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import timedelta
 import structlog
 
 from restore.clock import Clock
+from restore.deadline import Deadline
 from restore.redaction import redact_text
 from restore.repository import Repository
 from sidecar.runner import RepositoryOpener
@@ -23,6 +25,8 @@ from sidecar.status import StatusBoard
 
 OK_TTL_SECONDS = 5.0
 FAILED_TTL_SECONDS = 2.0
+# The longest one check waits for the repository, whatever the store does.
+CHECK_TIMEOUT_SECONDS = 10.0
 
 
 class Readiness:
@@ -40,6 +44,7 @@ class Readiness:
         self._rpo = rpo
         self._probe_lock = threading.Lock()
         self._repo: Repository | None = None
+        self._deadline = Deadline(CHECK_TIMEOUT_SECONDS)
         self._had_snapshots = 0
         self._last: tuple[float, str | None] | None = None  # (monotonic time, problem)
 
@@ -81,9 +86,10 @@ class Readiness:
             self._probe_lock.release()
 
     def _probe(self) -> str | None:
+        self._deadline.restart()
         try:
             if self._repo is None:
-                self._repo = self._open()
+                self._repo = self._open(self._deadline)
             snapshots = self._repo.snapshots()
         except Exception as error:
             self._drop()

@@ -19,6 +19,7 @@ import structlog
 
 from restore.clock import Clock
 from restore.commands import host_name
+from restore.deadline import Deadline
 from restore.errors import (
     CaretakerError,
     LeaseHeldError,
@@ -40,7 +41,8 @@ from sidecar.settings.model import (
 )
 from sidecar.status import StatusBoard
 
-RepositoryOpener = Callable[[], Repository]
+# Opens the repository with its storage calls bounded by (and stopped with) a deadline.
+RepositoryOpener = Callable[[Deadline], Repository]
 RETRYABLE = (
     TransientBackendError,
     LeaseHeldError,
@@ -237,7 +239,7 @@ class Runner:
             status = jobs.http(spec=action)
             structlog.get_logger().info("http.done", status=status)
         else:
-            with self._repository(cancel) as repo:
+            with self._repository(job, cancel) as repo:
                 self._repository_job(job.name, action, repo, cancel)
                 self.board.snapshots(repo.snapshots())
 
@@ -277,13 +279,18 @@ class Runner:
             )
 
     @contextlib.contextmanager
-    def _repository(self, cancel: jobs.Cancel) -> Iterator[Repository]:
-        """Take the sidecar's repository turn (abortable while waiting), open, close."""
+    def _repository(self, job: JobConfig, cancel: jobs.Cancel) -> Iterator[Repository]:
+        """Take the sidecar's repository turn (abortable while waiting), open, close.
+
+        A backup's storage calls end with its cancel (its timeout, shutdown): it writes its
+        snapshot record last, so stopping it anywhere leaves nothing half done. Prune and
+        verify run to the end of each call (see `Sidecar.shutdown`).
+        """
         while not self._repository_lock.acquire(timeout=_LOCK_POLL_SECONDS):
             cancel.check()
         try:
             cancel.check()
-            repo = self._open_repository()
+            repo = self._open_repository(Deadline(stop=cancel if job.kind == "backup" else None))
             try:
                 yield repo
             finally:

@@ -23,16 +23,25 @@ from restore.errors import (
     ConfigError,
     ObjectNotFoundError,
     PermanentBackendError,
+    RepositoryFullError,
     TransientBackendError,
     resource_limit,
 )
 from restore.snapshots.store import StoredObject
 
 _TEMP_MARK = ".tmp-"
+# The filesystem takes no more data: exit 11, not "denied" (5): the fix is room, not rights.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 class LocalStore:
-    """An ObjectStore in a directory; created on first write."""
+    """An ObjectStore in a directory; created on first write, inside a folder that exists.
+
+    The folder holding the repository must exist: `file:///backups/app` with no `/backups`
+    is a typo or a volume that is not mounted, and is refused (exit 5, like a missing
+    bucket) instead of being read as an empty repository (a first boot on an empty volume)
+    or written into the container's own filesystem.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -71,6 +80,8 @@ class LocalStore:
         where = f"{self.describe()}: {what}"
         if (exhausted := resource_limit(error, where)) is not None:
             return exhausted
+        if error.errno in _FULL:
+            return RepositoryFullError(f"{where}: {error.strerror}")
         if error.errno in {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN}:
             return TransientBackendError(f"{where}: {error.strerror}")
         return PermanentBackendError(f"{where}: {error.strerror}")
@@ -84,7 +95,21 @@ class LocalStore:
             handle.seek(start)
             return handle.read(length)
 
+    def _missing_parent(self) -> PermanentBackendError | None:
+        if self.root.exists() or self.root.parent.is_dir():
+            return None
+        return PermanentBackendError(
+            f"{self.describe()}: no such folder {self.root.parent} to hold the repository "
+            "(a typo in the URL, or a volume that is not mounted?)"
+        )
+
+    def _make_root(self) -> None:
+        if (missing := self._missing_parent()) is not None:
+            raise missing
+        self.root.mkdir(exist_ok=True)
+
     def _write_temp(self, path: Path, data: bytes | bytearray) -> Path:
+        self._make_root()
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(6)}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -133,7 +158,7 @@ class LocalStore:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -156,6 +181,8 @@ class LocalStore:
             return None
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
+        if (missing := self._missing_parent()) is not None:
+            raise missing
         folder, _, name_prefix = prefix.rpartition("/")
         base = self._path(folder) if folder else self.root
         yield from self._walk(base, folder, name_prefix)

@@ -88,11 +88,11 @@ def decide(settings: RestoreSettings, check: Callable[[], bool] | None) -> Decis
     if settings.force:
         return Decision("restore", "forced: existing data is moved to quarantine")
     if not settings.check_cmd:
-        return Decision("skip", "target is not empty")
+        return Decision("skip", "target is not empty" + _not_restored(settings))
     if check is None:
         return Decision("check", "the check would run; restore if it fails")
     if check():
-        return Decision("skip", "check passed on existing data")
+        return Decision("skip", "check passed on existing data" + _not_restored(settings))
     return Decision("restore", "check failed on existing data")
 
 
@@ -119,6 +119,16 @@ def empty_start(where: str, mode: EmptyStart, initialization: Callable[[], str |
         "repository, prefix or branch of its own). Refusing to start on an empty volume; look "
         "with `caretaker snapshots`, and to start empty anyway run once with --allow-empty=always"
     )
+
+
+def _not_restored(settings: RestoreSettings) -> str:
+    """Said when a snapshot was named but the data stays: every pod restart skips (exit 0),
+    so a pinned --snapshot cannot keep the app from starting, and --force is the way."""
+    if settings.snapshot != "latest":
+        return f"; --snapshot {settings.snapshot} not restored (--force replaces the data)"
+    if settings.before is not None:
+        return f"; --before {format_time(settings.before)} not restored (--force replaces the data)"
+    return ""
 
 
 def choose(snapshots: Sequence[SnapshotInfo], settings: RestoreSettings) -> list[SnapshotInfo]:

@@ -37,6 +37,7 @@ from restore.errors import (
     LeaseHeldError,
     LocalIOError,
     PermanentBackendError,
+    RepositoryFullError,
     TransientBackendError,
 )
 from restore.redaction import redact_url
@@ -87,6 +88,9 @@ _LOCAL = re.compile(
 )
 
 
+_REMOTE_FULL = re.compile(r"^\W*remote:.*(" + _LOCAL.pattern + ")", re.IGNORECASE | re.MULTILINE)
+
+
 _FAMILIES: tuple[tuple[re.Pattern[str], type[CaretakerError]], ...] = (
     (_LOCAL, LocalIOError),
     (_MISSING, MissingRefError),
@@ -112,10 +116,16 @@ def stderr_of(error: git.GitCommandError) -> str:
 
 
 def translate(error: git.GitCommandError, *, remote: str, action: str) -> CaretakerError:
-    """Map a failed network git command to the caretaker error a user must act on."""
+    """Map a failed network git command to the caretaker error a user must act on.
+
+    Disk trouble the server reports (`remote: ... No space left`) is the repository's
+    (exit 11); the same words from our own git are the local state dir's (exit 10).
+    """
     said = stderr_of(error) or f"git exited with {error.status}"
     lowered = said.lower()
     where = f"git remote {remote}: {action} failed: {said}"
+    if _REMOTE_FULL.search(str(error.stderr or "")):
+        return RepositoryFullError(where)
     for pattern, kind in _FAMILIES:
         if pattern.search(lowered):
             if kind is LeaseHeldError:

@@ -17,6 +17,7 @@ from restore.errors import (
     IntegrityError,
     ObjectNotFoundError,
     PermanentBackendError,
+    RepositoryFullError,
     TransientBackendError,
     resource_limit,
 )
@@ -40,6 +41,8 @@ _CREDENTIAL_CODES = frozenset(
         "AuthorizationHeaderMalformed",
     }
 )
+# Stores that take no more data (MinIO, Ceph quotas, 507 Insufficient Storage): exit 11.
+_FULL_CODES = frozenset({"XMinioStorageFull", "QuotaExceeded", "InsufficientStorage", "507"})
 _REGION_CODES = frozenset({"PermanentRedirect", "301", "IllegalLocationConstraintException"})
 _TRANSIENT_CODES = frozenset(
     {
@@ -170,6 +173,8 @@ def _client_error(  # noqa: PLR0911 - one rung per kind of answer, read top to b
             f"S3 bucket {where.bucket!r} is in another region than configured ({detail}); "
             "set CARETAKER_S3_REGION"
         )
+    if code in _FULL_CODES or status == 507:
+        return RepositoryFullError(f"S3 {operation} {what}: the store takes no more data ({detail})")
     if code in _TRANSIENT_CODES or status >= 500 or status == 429:
         return TransientBackendError(f"S3 {operation} {what} failed: {detail}")
     if status == 403 or code in {"AccessDenied", "AllAccessDisabled", "AccountProblem"}:

@@ -7,7 +7,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from restore.backends.registry import OpenOptions, open_repository
+from restore.deadline import Deadline
 from restore.model import BackupOptions
+from restore.repository import Repository
 from sidecar import readiness as module
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.readiness import Readiness
@@ -23,7 +25,9 @@ def make(tmp_path: Path, clock: FakeClock, rpo: timedelta | None = None):
     config = SidecarConfig(repository=url, path=tmp_path, listen=Listen("", 0), jobs=(BACKUP,), rpo=rpo)
     registry = CollectorRegistry()
     board = StatusBoard(config, Metrics.create(registry, [JobLabels("backup", "backup")], version="t"), clock)
-    opener = lambda: open_repository(url, OpenOptions(environ={}, clock=clock))  # noqa: E731
+    def opener(deadline: Deadline | None = None) -> Repository:
+        return open_repository(url, OpenOptions(environ={}, clock=clock, deadline=deadline or Deadline()))
+
     return Readiness(board=board, open_repository=opener, clock=clock, rpo=rpo), board, opener, registry
 
 

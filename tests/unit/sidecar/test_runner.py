@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import utc_now
+from restore.deadline import Deadline
 from restore.retention import RetentionPolicy
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.runner import Runner
@@ -50,8 +51,8 @@ class Rig:
             open_repository=self.open,
         )
 
-    def open(self):
-        return open_repository(self.url, OpenOptions(environ={}))
+    def open(self, deadline: Deadline | None = None):
+        return open_repository(self.url, OpenOptions(environ={}, deadline=deadline or Deadline()))
 
     def runs(self, job: str, kind: str, result: str) -> float | None:
         return self.registry.get_sample_value(
