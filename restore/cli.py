@@ -112,7 +112,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str], environ: Mapping[str
 def _checked_run(command: Command, args: argparse.Namespace, ctx: Context) -> int:
     """Run the command once every option passed its rule; else report all bad ones (exit 2)."""
     try:
-        check_arguments(args)
+        check_arguments(args, ctx.environ if command.checks_repository else None)
     except ConfigError as error:
         if command.config_failed is None:
             raise

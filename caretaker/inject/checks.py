@@ -46,14 +46,14 @@ def _parsed(command: Command, environ: Mapping[str, str]) -> argparse.Namespace:
     assert chosen is not None  # noqa: S101 - the parser was built with this command
     apply_environment(chosen, environ)
     args = parser.parse_args([command.name])
-    check_arguments(args)
+    check_arguments(args, environ if command.checks_repository else None)
     return args
 
 
 def restore_problems(environ: Mapping[str, str]) -> list[Problem]:
     """What `caretaker restore` would refuse in `environ` (exit 2 in the init container)."""
     try:
-        restore_command.settings_from_args(_parsed(restore_command.COMMAND, environ), environ)
+        restore_command.settings_from_args(_parsed(restore_command.COMMAND, environ))
     except ConfigError as error:
         return error.problems
     return []

@@ -57,6 +57,9 @@ class Command:
     run: Callable[[argparse.Namespace, Context], int]
     # Whether stdout carries the command's result (e.g. manifests) even without --json.
     stdout_is_data: bool = False
+    # Whether --repository (and its backend's settings in the environment) is checked with
+    # the other options, before the command runs.
+    checks_repository: bool = False
     # Reports options that broke their rules itself (the init container writes an outcome);
     # None: the CLI logs them and exits 2.
     config_failed: Callable[[argparse.Namespace, Context, ConfigError], int] | None = None

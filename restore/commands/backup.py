@@ -75,4 +75,5 @@ COMMAND = Command(
     ),
     configure=configure,
     run=run,
+    checks_repository=True,
 )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from restore.backends.registry import repository_problems
 from restore.errors import ConfigError, Problem
 from restore.values import boolean
 
@@ -105,12 +106,20 @@ def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str
             action.required = False
 
 
-def check_arguments(args: argparse.Namespace) -> None:
-    """Raise ConfigError naming every option whose value broke its rule."""
+def check_arguments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError naming every option whose value broke its rule, and, given the
+    `environ`, every problem of --repository and its backend's settings in it."""
     problems: list[Problem] = []
     for value in vars(args).values():
         items = value if isinstance(value, list) else [value]
         problems.extend(Problem(i.key, i.value, i.message) for i in items if isinstance(i, Invalid))
+    repository = getattr(args, "repository", None)
+    if environ is not None and isinstance(repository, str):
+        key = f"--repository ({env_name('--repository')})"
+        problems += [
+            dataclasses.replace(p, key=key) if p.key == "repository" else p
+            for p in repository_problems(repository, environ)
+        ]
     if problems:
         raise ConfigError(problems)
 

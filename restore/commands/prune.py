@@ -79,4 +79,5 @@ COMMAND = Command(
     ),
     configure=configure,
     run=run,
+    checks_repository=True,
 )

@@ -9,13 +9,11 @@ populated volume stays cheap.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from restore.backends.registry import repository_problems
 from restore.commands import Command, Context, open_from_args
 from restore.commands.options import add_repository_options
 from restore.errors import ConfigError, UnsafeVolumeError, exit_code_of
@@ -124,27 +122,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **options)
 
 
-def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> RestoreSettings:
-    """Raise ConfigError naming each bad flag, and each problem with the repository's URL
-    and settings (checked even when the volume has data and the repository is not opened)."""
-    problems = repository_problems(args.repository, environ) if args.repository else []
-    try:
-        settings = RestoreSettings(
-            path=args.path.absolute(),
-            snapshot=args.snapshot,
-            before=args.before,
-            force=args.force,
-            check_cmd=args.check_cmd or (),
-            allow_empty=args.allow_empty,
-            timeout_seconds=args.timeout.total_seconds(),
-            max_fallbacks=args.max_fallbacks,
-            progress_interval_seconds=args.progress_interval.total_seconds(),
-        )
-    except ConfigError as error:
-        raise ConfigError([*error.problems, *problems]) from error
-    if problems:
-        raise ConfigError(problems)
-    return settings
+def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
+    """Raise ConfigError naming each bad combination of flags (each flag's value was checked,
+    and --repository with it, even when the volume has data and is not restored)."""
+    return RestoreSettings(
+        path=args.path.absolute(),
+        snapshot=args.snapshot,
+        before=args.before,
+        force=args.force,
+        check_cmd=args.check_cmd or (),
+        allow_empty=args.allow_empty,
+        timeout_seconds=args.timeout.total_seconds(),
+        max_fallbacks=args.max_fallbacks,
+        progress_interval_seconds=args.progress_interval.total_seconds(),
+    )
 
 
 def config_failed(args: argparse.Namespace, ctx: Context, error: ConfigError) -> int:
@@ -159,7 +150,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     keep_freed_memory(ctx.environ)
     log = structlog.get_logger().bind(command="restore")
     try:
-        settings = settings_from_args(args, ctx.environ)
+        settings = settings_from_args(args)
     except ConfigError as error:
         return config_failed(args, ctx, error)
     effects = Effects(
@@ -246,5 +237,6 @@ COMMAND = Command(
     ),
     configure=configure,
     run=run,
+    checks_repository=True,
     config_failed=config_failed,
 )

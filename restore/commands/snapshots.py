@@ -36,4 +36,5 @@ COMMAND = Command(
     description="List the complete snapshots in --repository, newest first.",
     configure=configure,
     run=run,
+    checks_repository=True,
 )

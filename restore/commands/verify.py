@@ -60,4 +60,5 @@ COMMAND = Command(
     ),
     configure=configure,
     run=run,
+    checks_repository=True,
 )

@@ -147,7 +147,7 @@ def translate(  # noqa: PLR0911 - one rung per kind of error, read top to bottom
     return error
 
 
-def _client_error(  # noqa: PLR0911 - one rung per kind of answer, read top to bottom
+def _client_error(  # noqa: C901, PLR0911 - one rung per kind of answer, read top to bottom
     error: botocore.exceptions.ClientError, where: Where, operation: str, key: str | None
 ) -> BackendError:
     code, status = error_code(error), http_status(error)
