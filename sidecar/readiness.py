@@ -37,6 +37,7 @@ class Readiness:
         open_repository: RepositoryOpener,
         clock: Clock,
         rpo: timedelta | None,
+        check_timeout: float = CHECK_TIMEOUT_SECONDS,
     ) -> None:
         self._board = board
         self._open = open_repository
@@ -44,7 +45,7 @@ class Readiness:
         self._rpo = rpo
         self._probe_lock = threading.Lock()
         self._repo: Repository | None = None
-        self._deadline = Deadline(CHECK_TIMEOUT_SECONDS)
+        self._deadline = Deadline(check_timeout)
         self._had_snapshots = 0
         self._last: tuple[float, str | None] | None = None  # (monotonic time, problem)
 

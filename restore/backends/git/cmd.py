@@ -88,9 +88,6 @@ _LOCAL = re.compile(
 )
 
 
-_REMOTE_FULL = re.compile(r"^\W*remote:.*(" + _LOCAL.pattern + ")", re.IGNORECASE | re.MULTILINE)
-
-
 _FAMILIES: tuple[tuple[re.Pattern[str], type[CaretakerError]], ...] = (
     (_LOCAL, LocalIOError),
     (_MISSING, MissingRefError),
@@ -115,6 +112,12 @@ def stderr_of(error: git.GitCommandError) -> str:
     return "; ".join(chosen)[-500:]
 
 
+def _remote_disk_trouble(error: git.GitCommandError) -> bool:
+    """Whether the server said its disk is full or read-only (`remote: ... No space left`)."""
+    lines = re.split(r"[\r\n]", str(error.stderr or ""))
+    return any("remote:" in line and _LOCAL.search(line.lower()) for line in lines)
+
+
 def translate(error: git.GitCommandError, *, remote: str, action: str) -> CaretakerError:
     """Map a failed network git command to the caretaker error a user must act on.
 
@@ -124,7 +127,7 @@ def translate(error: git.GitCommandError, *, remote: str, action: str) -> Careta
     said = stderr_of(error) or f"git exited with {error.status}"
     lowered = said.lower()
     where = f"git remote {remote}: {action} failed: {said}"
-    if _REMOTE_FULL.search(str(error.stderr or "")):
+    if _remote_disk_trouble(error):
         return RepositoryFullError(where)
     for pattern, kind in _FAMILIES:
         if pattern.search(lowered):

@@ -1,0 +1,218 @@
+"""A store that hangs cannot hold a run past its deadline, nor keep a signal waiting.
+
+Servers of tests/support/hangs.py on 127.0.0.1 accept and never answer (a black-holed load
+balancer; for https and ssh that is a TLS handshake or SSH banner that never comes) or
+answer headers and stall mid-body. Per backend: `caretaker restore --timeout 2s` exits 4
+within the deadline plus a margin for start-up, with a message that names the operation,
+the endpoint and the attempts the server really saw; SIGTERM/SIGINT end such a run at
+once with 128+N and nothing half done.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from restore.backends.registry import OpenOptions, open_repository
+from restore.clock import utc_now
+from restore.deadline import Deadline
+from restore.model import STATE_DIR
+from restore.repository import Repository
+from sidecar.metrics import Metrics
+from sidecar.readiness import Readiness
+from sidecar.settings.model import Listen, SidecarConfig
+from sidecar.status import StatusBoard
+from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
+from tests.support.git_remotes import git_env
+from tests.support.hangs import SilentServer, StallingProxy, StallingServer
+from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree, start
+from tests.support.seaweed import SeaweedServer
+from tests.support.sidecar import Sidecar
+from tests.support.trees import write_file
+
+pytestmark = pytest.mark.integration
+
+DEADLINE = 2.0
+# Interpreter start-up and imports before the deadline starts, and the report after it.
+MARGIN = 3.0
+DEFAULT_TEXT = f"{DEADLINE:g}s"
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    with SilentServer() as server:
+        yield server
+
+
+@pytest.fixture
+def stalling() -> Iterator[StallingServer]:
+    with StallingServer() as server:
+        yield server
+
+
+def s3_at(server: SilentServer, scheme: str = "http", read_timeout: str = "0.6") -> Repo:
+    endpoint = f"{scheme}://127.0.0.1:{server.port}"
+    return Repo(
+        "s3://backups/app",
+        {**S3_KEYS, "CARETAKER_S3_ENDPOINT": endpoint, "CARETAKER_S3_READ_TIMEOUT": read_timeout},
+    )
+
+
+def git_at(server: SilentServer, scheme: str, tmp_path: Path) -> Repo:
+    user = "git@" if scheme == "git+ssh" else ""
+    env = {**git_env(tmp_path / "state"), "CARETAKER_GIT_ACCEPT_NEW_HOST_KEYS": "true"}
+    return Repo(f"{scheme}://{user}127.0.0.1:{server.port}/backups/app.git", env)
+
+
+def timed_restore(target: Path, repo: Repo) -> tuple[float, str, object]:
+    started = time.monotonic()
+    run = restore(target, repo, "--timeout", f"{DEADLINE:g}s")
+    elapsed = time.monotonic() - started
+    assert_reported(run, "failed", 4)
+    assert elapsed < DEADLINE + MARGIN, elapsed
+    assert os.listdir(target) == [STATE_DIR]
+    assert run.termination is not None
+    return elapsed, run.termination["error"], run
+
+
+def attempts_in(message: str) -> int:
+    found = re.search(r"\((\d+) attempts? in [\d.]+s", message)
+    assert found, message
+    return int(found.group(1))
+
+
+class TestS3:
+    def test_a_server_that_never_answers(self, silent, target):
+        _, message, _ = timed_restore(target, s3_at(silent))
+        assert "ListObjectsV2 s3://backups/app" in message
+        assert f"at http://127.0.0.1:{silent.port}" in message
+        assert f"no answer within the {DEFAULT_TEXT} deadline" in message
+        assert attempts_in(message) == silent.connections >= 2  # read timeout 0.6s: retried
+
+    def test_a_tls_handshake_that_never_completes(self, silent, target):
+        _, message, _ = timed_restore(target, s3_at(silent, "https", read_timeout="60"))
+        assert f"at https://127.0.0.1:{silent.port}" in message
+        assert attempts_in(message) == silent.connections == 1  # cut short by the deadline
+
+    def test_a_body_that_stalls_midway(self, stalling, target):
+        _, message, _ = timed_restore(target, s3_at(stalling))
+        assert "ListObjectsV2" in message
+        assert "ReadTimeoutError" in message
+        assert attempts_in(message) == len(stalling.requests) >= 2
+
+    def test_sigterm_ends_a_hung_restore_at_once(self, silent, target):
+        process = start(target, s3_at(silent, read_timeout="60"), "--timeout", "5m")
+        assert silent.wait_for_connection()
+        assert_stops(process, signal.SIGTERM)
+        assert os.listdir(target) == [STATE_DIR]
+        assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
+
+
+@pytest.fixture
+def stalled_packs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Repo, StallingProxy]]:
+    """A repository with a snapshot, reached through a proxy that stalls every pack download."""
+    url = f"s3://{fresh_bucket(s3_server)}/repo"
+    Repo(url, {**s3_server.env(), **S3_TEST_TUNING}).backup(sample_tree(tmp_path / "source"))
+    with StallingProxy(int(urlsplit(s3_server.endpoint).port or 0), "/data/") as proxy:
+        yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint}), proxy
+
+
+class TestStalledDownload:
+    """The listing works; the pack download stalls in the restore's download threads."""
+
+    def test_the_deadline_ends_it(self, stalled_packs, target):
+        repo, proxy = stalled_packs
+        _, message, _ = timed_restore(target, repo)
+        assert proxy.stalled >= 1
+        assert re.search(r"GetObject s3://\S+/repo/data/\S+ at http://127.0.0.1:\d+: no answer", message)
+
+    def test_sigterm_ends_it_and_removes_staging(self, stalled_packs, target):
+        repo, proxy = stalled_packs
+        process = start(target, repo, "--timeout", "5m")
+        deadline = time.monotonic() + 30
+        while not proxy.stalled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.stalled, "no pack download was stalled"
+        assert_stops(process, signal.SIGTERM)
+        assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
+
+
+class TestGit:
+    @pytest.mark.parametrize("scheme", ["git+ssh", "git+https", "git+http"])
+    def test_a_server_that_never_answers(self, scheme, silent, target, tmp_path):
+        _, message, _ = timed_restore(target, git_at(silent, scheme, tmp_path))
+        shown = f"{scheme}://{'git@' if scheme == 'git+ssh' else ''}127.0.0.1:{silent.port}/backups/app.git"
+        assert f"git remote {shown}: list snapshots: no answer within" in message
+        assert attempts_in(message) == silent.connections == 1
+
+    def test_a_ref_advertisement_that_stalls_midway(self, stalling, target, tmp_path):
+        _, message, _ = timed_restore(target, git_at(stalling, "git+http", tmp_path))
+        assert "list snapshots: no answer within" in message
+        assert stalling.requests == ["GET /backups/app.git/info/refs?service=git-upload-pack HTTP/1.1"]
+
+    def test_sigint_ends_a_hung_restore_at_once(self, silent, target, tmp_path):
+        process = start(target, git_at(silent, "git+ssh", tmp_path), "--timeout", "5m")
+        assert silent.wait_for_connection()
+        assert_stops(process, signal.SIGINT)
+        assert os.listdir(target) == [STATE_DIR]
+
+
+def assert_stops(process, signum: int) -> None:
+    """Send `signum`; the run ends within a second or two with 128+N and says so."""
+    time.sleep(0.3)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 2.0
+    assert process.returncode == 128 + signum, out
+    assert f'"error": "cancelled by signal {signum}"' in out
+
+
+class TestSidecar:
+    def test_readiness_answers_within_its_own_deadline(self, silent):
+        repo = s3_at(silent, read_timeout="60")
+        board = StatusBoard(
+            SidecarConfig(repository=repo.url, path=Path("/"), listen=Listen("", 0), jobs=()),
+            Metrics.create(CollectorRegistry(), [], version="test"),
+            utc_now,
+        )
+
+        def opener(deadline: Deadline) -> Repository:
+            return open_repository(repo.url, OpenOptions(environ=repo.environ, deadline=deadline))
+
+        readiness = Readiness(board=board, open_repository=opener, clock=utc_now, rpo=None, check_timeout=1.0)
+        started = time.monotonic()
+        [reason] = readiness.check()
+        assert time.monotonic() - started < 2.5
+        assert reason.startswith("repository unreachable: S3 unreachable: ListObjectsV2")
+        assert "no answer within the 1s deadline" in reason
+        readiness.close()
+
+    def test_sigterm_aborts_a_backup_hung_on_storage_within_the_grace(self, silent, tmp_path):
+        repo = s3_at(silent, read_timeout="60")
+        write_file(tmp_path / "data" / "a.txt", b"data")
+        config = f"""
+repository: {repo.url}
+path: {tmp_path / "data"}
+shutdown: {{grace: 2s}}
+jobs:
+  - {{name: backup, kind: backup, schedule: "@every 1h", run_on_start: true, retries: 0}}
+"""
+        with Sidecar(tmp_path, [], env=repo.environ, config=config) as sidecar:
+            assert silent.wait_for_connection()
+            started = time.monotonic()
+            sidecar.signal(signal.SIGTERM)
+            assert sidecar.wait(10) == 0
+            took = time.monotonic() - started
+        assert took < 2.5  # the grace, and the interpreter's own exit
+        [failure] = sidecar.events("job.failure", job="backup")
+        assert failure["reason"] == "aborted"
