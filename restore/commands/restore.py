@@ -72,7 +72,7 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
             "type": duration,
             "default": "5m",
             "metavar": "DURATION",
-            "help": "keep retrying unreachable storage this long",
+            "help": "the longest the whole run may take, retries and download included",
         },
     ),
     (
