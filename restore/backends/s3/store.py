@@ -174,7 +174,8 @@ class S3Store:
                 if tries.count >= self.settings.max_attempts:
                     raise tries.gave_up(error) from error
                 tries.last = brief(error)
-            self._deadline.sleep(random.uniform(0, min(2.0**tries.count, 20.0)) / 4)  # noqa: S311 - jitter
+            # botocore's standard backoff: full jitter up to 2^attempt s, at most 20 s.
+            self._deadline.sleep(random.uniform(0, min(2.0**tries.count, 20.0)))  # noqa: S311 - jitter
 
     def _attempt(self, operation: str, key: str | None, request: Callable[[], _T], tries: _Tries) -> _T:
         """One attempt in a request slot, bounded by the deadline; botocore errors translated."""
