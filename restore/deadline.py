@@ -31,7 +31,15 @@ T = TypeVar("T")
 
 
 class DeadlineExceededError(TransientBackendError):
-    """The run's time limit passed while waiting for storage (exit 4, like any unreachable store)."""
+    """The run's time limit passed while waiting for storage (exit 4, like any unreachable store).
+
+    `sent` is False when it passed before the operation began: then the failures before it
+    say more about the store than this error does.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class Stop:
@@ -105,7 +113,7 @@ class Deadline:
         """Raise the stop's error if stopped, DeadlineExceededError if no time is left."""
         self.stop.check()
         if self.expired:
-            raise DeadlineExceededError(f"{what}: {self.describe()} passed")
+            raise DeadlineExceededError(f"{what}: {self.describe()} passed", sent=False)
 
     def sleep(self, seconds: float) -> None:
         """Sleep `seconds` (shortened to the deadline); raise the stop's error if stopped."""

@@ -39,18 +39,21 @@ class Retrier:
     def call(self, operation: Callable[[], T], *, what: str) -> T:
         """Return `operation()`, retried while it raises TransientBackendError.
 
-        Raise TransientBackendError (saying how many times and how long we tried) once the
-        deadline has passed; any other error at once.
+        Raise TransientBackendError (saying how many times and how long we tried, and the
+        last failure the store gave) once the deadline has passed; any other error at once.
         """
         delay = FIRST_DELAY_SECONDS
         attempt = 1
+        last: TransientBackendError | None = None
         while True:
             try:
                 return operation()
             except TransientBackendError as error:
+                if not (isinstance(error, DeadlineExceededError) and not error.sent and last):
+                    last = error
                 remaining = self.deadline.remaining()
                 if remaining <= 0 or isinstance(error, DeadlineExceededError):
-                    raise self.gave_up(what, attempt, error) from error
+                    raise self.gave_up(what, attempt, last) from error
                 wait = min(delay, remaining)
                 self.log.warning(
                     "restore.retrying",

@@ -92,7 +92,7 @@ def attempts_in(message: str) -> int:
 
 class TestS3:
     def test_a_server_that_never_answers(self, silent, target):
-        # A read timeout of 0.6 s and backoff of at most 2 s leave room for a second attempt.
+        # A read timeout of 0.6 s leaves room for several attempts in the deadline.
         _, message, _ = timed_restore(target, s3_at(silent), RETRIED_DEADLINE)
         assert "ListObjectsV2 s3://backups/app" in message
         assert f"at http://127.0.0.1:{silent.port}" in message

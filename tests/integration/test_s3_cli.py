@@ -109,7 +109,10 @@ def test_server_down_at_snapshots_and_restore_exit_4(
         assert time.monotonic() - started < 60
     assert [p.name for p in target.iterdir() if p.name != STATE_DIR] == []
     server.start()
-    run = run_caretaker("restore", "--repository", url, "--path", str(target), environ=environ)
+    # A server just started may answer 500 for a few seconds: give it more than 3 s.
+    run = run_caretaker(
+        "restore", "--repository", url, "--path", str(target), "--timeout", "1m", environ=environ
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert tree_of(target) == tree_of(source)
 

@@ -23,7 +23,7 @@ from restore.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from mypy_boto3_s3.type_defs import ErrorTypeDef
 
@@ -44,19 +44,11 @@ _CREDENTIAL_CODES = frozenset(
 # Stores that take no more data (MinIO, Ceph quotas, 507 Insufficient Storage): exit 11.
 _FULL_CODES = frozenset({"XMinioStorageFull", "QuotaExceeded", "InsufficientStorage", "507"})
 _REGION_CODES = frozenset({"PermanentRedirect", "301", "IllegalLocationConstraintException"})
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "RequestTimeout",
-        "ServiceUnavailable",
-        "InternalError",
-        "429",
-    }
+# The store asks us to slow down: retried after longer pauses than other failures.
+_THROTTLING_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "429"}
 )
+_TRANSIENT_CODES = _THROTTLING_CODES | {"RequestTimeout", "ServiceUnavailable", "InternalError"}
 # Raised while talking to the server or reading a body: the server may be back soon.
 TRANSIENT_EXCEPTIONS: tuple[type[Exception], ...] = (
     botocore.exceptions.ConnectionError,
@@ -100,6 +92,16 @@ def error_code(error: botocore.exceptions.ClientError) -> str:
 
 def http_status(error: botocore.exceptions.ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def backoff_seconds(error: Exception, attempt: int, random: Callable[[], float]) -> float:
+    """The pause before attempt `attempt` + 1, as botocore's standard retry mode computes it:
+    full jitter up to 2^(attempt-1) times 1 s after throttling, 50 ms after anything else,
+    at most 20 s."""
+    cause = error.__cause__
+    throttled = isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) in _THROTTLING_CODES
+    scale = 1.0 if throttled else 0.05
+    return random() * min(scale * 2.0 ** (attempt - 1), 20.0)
 
 
 def brief(error: Exception) -> str:

@@ -36,6 +36,7 @@ from restore.backends.s3.errors import (
     PreconditionFailedError,
     RangeNotSatisfiableError,
     Where,
+    backoff_seconds,
     brief,
     delete_failure,
     translate,
@@ -92,7 +93,7 @@ class _Tries:
         )
 
 
-def make_client(settings: S3Settings, deadline: Deadline) -> S3Client:
+def make_client(settings: S3Settings, deadline: Deadline | None = None) -> S3Client:
     """A boto3 S3 client for the settings. Raise ConfigError for an unknown AWS_PROFILE.
 
     Socket timeouts never exceed the deadline, so a request given up on by `Deadline.run`
@@ -124,8 +125,9 @@ def make_client(settings: S3Settings, deadline: Deadline) -> S3Client:
     )
 
 
-def _socket_timeout(configured: float, deadline: Deadline) -> float:
-    return max(min(configured, deadline.seconds or configured), _MIN_SOCKET_TIMEOUT)
+def _socket_timeout(configured: float, deadline: Deadline | None) -> float:
+    limit = deadline.seconds if deadline is not None else None
+    return max(min(configured, limit or configured), _MIN_SOCKET_TIMEOUT)
 
 
 class S3Store:
@@ -169,13 +171,15 @@ class S3Store:
             try:
                 return self._attempt(operation, key, request, tries)
             except DeadlineExceededError as error:
+                if not tries.count:
+                    raise  # it passed before a request was sent: nothing to add
                 raise tries.gave_up(None) from error
             except TransientBackendError as error:
                 if tries.count >= self.settings.max_attempts:
                     raise tries.gave_up(error) from error
                 tries.last = brief(error)
-            # botocore's standard backoff: full jitter up to 2^attempt s, at most 20 s.
-            self._deadline.sleep(random.uniform(0, min(2.0**tries.count, 20.0)))  # noqa: S311 - jitter
+                pause = backoff_seconds(error, tries.count, random.random)
+            self._deadline.sleep(pause)
 
     def _attempt(self, operation: str, key: str | None, request: Callable[[], _T], tries: _Tries) -> _T:
         """One attempt in a request slot, bounded by the deadline; botocore errors translated."""

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from restore.deadline import Deadline
+from restore.deadline import Deadline, DeadlineExceededError
 from restore.errors import CancelledError, ConfigError, PermanentBackendError, TransientBackendError
 from restore.initcontainer.cancel import SignalGuard
 from restore.initcontainer.healthcheck import run_check
@@ -66,6 +66,27 @@ class TestRetrier:
             self.retrier(time, 10).call(operation, what="open repository")
         assert time.sleeps == [1, 2, 4, 3]  # the last wait is cut to the deadline
         assert calls["n"] == 5
+
+    def test_a_deadline_that_passes_before_an_attempt_reports_the_failure_before_it(self):
+        time = FakeTime()
+        errors = [TransientBackendError("InternalError"), DeadlineExceededError("x: passed", sent=False)]
+
+        def operation() -> str:
+            raise errors.pop(0)
+
+        with pytest.raises(TransientBackendError, match=r"after 2 attempts .*: InternalError$"):
+            self.retrier(time, 10).call(operation, what="list snapshots")
+
+    def test_a_hang_cut_by_the_deadline_is_reported_as_the_backend_words_it(self):
+        time = FakeTime()
+        hung = DeadlineExceededError("S3 unreachable: ListObjectsV2 ...: no answer (3 attempts in 9.9s)")
+
+        def operation() -> str:
+            raise hung
+
+        with pytest.raises(DeadlineExceededError) as caught:
+            self.retrier(time, 10).call(operation, what="list snapshots")
+        assert caught.value is hung
 
     def test_permanent_errors_are_not_retried(self):
         time = FakeTime()
