@@ -39,7 +39,11 @@ from restore.values import bounded
 
 DEFAULT_MOUNT = "/data"  # stands for the app's mount path, which only the manifests know
 # What stands in for a flag value that broke its rule while the other flags are judged.
-_FALLBACKS: dict[str, object] = {"metrics_port": 9090, "image": DEFAULT_IMAGE, "allow_empty": "new-repository"}
+_FALLBACKS: dict[str, object] = {
+    "metrics_port": 9090,
+    "image": DEFAULT_IMAGE,
+    "allow_empty": "new-repository",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from restore.errors import (
 from restore.snapshots.store import StoredObject
 
 _TEMP_MARK = ".tmp-"
-# The filesystem takes no more data: exit 11, not "denied" (5): the fix is room, not rights.
+# The filesystem takes no more data: exit 12, not "denied" (5): the fix is room, not rights.
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 

@@ -12,10 +12,10 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Literal, get_args
 
-from restore.backends.envreader import parse_bool
 from restore.clock import format_time
 from restore.errors import ConfigError, EmptiedRepositoryError, NoSnapshotError, Problem
 from restore.initcontainer.staging import entries
+from restore.values import boolean as parse_bool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

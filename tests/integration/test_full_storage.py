@@ -1,7 +1,7 @@
 """Storage that takes no more data, and local repositories that are not there: the exit
 codes of the README's table, on real filesystems (small tmpfs mounts, so "full" is real).
 
-- a full or read-only repository filesystem (file:// and a git+file:// remote): exit 11;
+- a full or read-only repository filesystem (file:// and a git+file:// remote): exit 12;
 - a full data volume under a restore: exit 10, the volume as it was;
 - a file:// repository whose parent folder does not exist: exit 5, like a missing bucket,
   even with --allow-empty (it is a typo or an unmounted volume, not a first boot).
@@ -53,25 +53,25 @@ def big_tree(root: Path) -> Path:
 
 
 class TestFullRepository:
-    def test_a_full_local_repository_is_exit_11(self, tmpfs, tmp_path):
+    def test_a_full_local_repository_is_exit_12(self, tmpfs, tmp_path):
         repo = tmpfs("repo")
         run = run_caretaker(
             "backup", "--repository", (repo / "app").as_uri(), "--path", str(big_tree(tmp_path / "data")),
             environ={},
         )
-        assert run.returncode == 11, run.stdout
+        assert run.returncode == 12, run.stdout
         assert '"reason": "repository-full"' in run.stdout
         assert "No space left on device" in run.stdout
 
-    def test_a_read_only_local_repository_is_exit_11(self, tmpfs, tmp_path):
+    def test_a_read_only_local_repository_is_exit_12(self, tmpfs, tmp_path):
         repo = tmpfs("repo", read_only=True)
         run = run_caretaker(
             "backup", "--repository", repo.as_uri(), "--path", str(sample_tree(tmp_path / "data")), environ={}
         )
-        assert run.returncode == 11, run.stdout
+        assert run.returncode == 12, run.stdout
         assert "Read-only file system" in run.stdout
 
-    def test_a_full_git_remote_is_exit_11(self, tmpfs, tmp_path):
+    def test_a_full_git_remote_is_exit_12(self, tmpfs, tmp_path):
         remote = bare_repository(tmpfs("remote") / "app.git")
         env = git_env(tmp_path / "state")
         run = run_caretaker(
@@ -82,7 +82,7 @@ class TestFullRepository:
             str(big_tree(tmp_path / "data")),
             environ=env,
         )
-        assert run.returncode == 11, run.stdout
+        assert run.returncode == 12, run.stdout
         assert '"reason": "repository-full"' in run.stdout
 
 

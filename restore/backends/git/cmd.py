@@ -122,7 +122,7 @@ def translate(error: git.GitCommandError, *, remote: str, action: str) -> Careta
     """Map a failed network git command to the caretaker error a user must act on.
 
     Disk trouble the server reports (`remote: ... No space left`) is the repository's
-    (exit 11); the same words from our own git are the local state dir's (exit 10).
+    (exit 12); the same words from our own git are the local state dir's (exit 10).
     """
     said = stderr_of(error) or f"git exited with {error.status}"
     lowered = said.lower()

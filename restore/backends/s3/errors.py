@@ -41,7 +41,7 @@ _CREDENTIAL_CODES = frozenset(
         "AuthorizationHeaderMalformed",
     }
 )
-# Stores that take no more data (MinIO, Ceph quotas, 507 Insufficient Storage): exit 11.
+# Stores that take no more data (MinIO, Ceph quotas, 507 Insufficient Storage): exit 12.
 _FULL_CODES = frozenset({"XMinioStorageFull", "QuotaExceeded", "InsufficientStorage", "507"})
 _REGION_CODES = frozenset({"PermanentRedirect", "301", "IllegalLocationConstraintException"})
 # The store asks us to slow down: retried after longer pauses than other failures.

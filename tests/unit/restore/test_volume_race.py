@@ -82,7 +82,7 @@ def test_swapping_state_folders_for_links_never_reaches_outside(tmp_path):
         write_file(source / f"dir{n % 4}" / f"file{n}", os.urandom(2000))
     store = LocalStore(tmp_path / "repository")
     Engine(store, owner="test").backup(source, BackupOptions())
-    effects = Effects(open_repository=lambda: Engine(store, owner="test"), log=structlog.get_logger())
+    effects = Effects(open_repository=lambda _deadline: Engine(store, owner="test"), log=structlog.get_logger())
 
     swapper = Swapper(volume, canary.path)
     swapper.start()
