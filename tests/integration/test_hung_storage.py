@@ -190,12 +190,14 @@ class TestSidecar:
         def opener(deadline: Deadline) -> Repository:
             return open_repository(repo.url, OpenOptions(environ=repo.environ, deadline=deadline))
 
+        opener(Deadline()).close()  # boto3 imported: the check's second is the store's
         readiness = Readiness(board=board, open_repository=opener, clock=utc_now, rpo=None, check_timeout=1.0)
         started = time.monotonic()
         [reason] = readiness.check()
         assert time.monotonic() - started < 2.5
         assert reason.startswith("repository unreachable: S3 unreachable: ListObjectsV2")
-        assert "no answer within the 1s deadline" in reason
+        assert "no answer within the 1s deadline (1 attempt" in reason
+        assert silent.connections == 1
         readiness.close()
 
     def test_sigterm_aborts_a_backup_hung_on_storage_within_the_grace(self, silent, tmp_path):
