@@ -11,12 +11,14 @@ for the attempt in a helper thread and abandons it when time is up), and every w
 A `Stop` is the other way a run ends: SIGTERM in the CLI, a cancelled job in the sidecar.
 Triggering it wakes every wait at once, in every thread, and raises the error it was given
 (`CancelledError`, a job's abort), so thread pools drain in a moment instead of after the
-socket timeouts of their hung requests.
+socket timeouts of their hung requests. A call begun after the stop is the run cleaning up
+(releasing its writer lease) and gets a short while (CLEANUP_SECONDS), not a refusal.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import math
 import threading
 import time
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 T = TypeVar("T")
+
+# How often a caller waiting for an operation looks at the stop switch.
+_POLL_SECONDS = 0.1
+# How long a call begun after the stop may take: the cleanup of a stopped run (a lease
+# released, a multipart upload aborted) is worth a moment, not the whole deadline.
+CLEANUP_SECONDS = 1.0
 
 
 class DeadlineExceededError(TransientBackendError):
@@ -120,27 +128,58 @@ class Deadline:
         self.stop.wait(self.bound(seconds))
         self.stop.check()
 
-    def run(self, operation: Callable[[], T], *, what: str) -> T:
-        """Return `operation()`, or give up on it when the deadline passes or the run stops.
+    def window(self, what: str) -> Window:
+        """The time a call begun now has: until the deadline; or, begun after the stop (the
+        cleanup of a stopped run: releasing its lease), CLEANUP_SECONDS at most.
+
+        Raise DeadlineExceededError (nothing sent) if no time is left.
+        """
+        now = self._monotonic()
+        late = self.stop.triggered
+        end = min(self._end, now + CLEANUP_SECONDS) if late else self._end
+        if end <= now:
+            raise DeadlineExceededError(f"{what}: {self.describe()} passed", sent=False)
+        return Window(end, late)
+
+    def watch(self, window: Window, what: str) -> None:
+        """While a call waits: raise the stop's error if the run stopped after the call began
+        (or its cleanup time is up), DeadlineExceededError if the deadline passed."""
+        if not window.late:
+            self.stop.check()
+        if self._monotonic() >= window.end:
+            self.stop.check()
+            raise DeadlineExceededError(f"{what}: no answer within {self.describe()}")
+
+    def waited(self, window: Window, seconds: float) -> float:
+        """`seconds`, shortened to what is left of the call's window."""
+        return max(min(seconds, window.end - self._monotonic()), 0.0)
+
+    def run(self, operation: Callable[[], T], *, what: str, window: Window | None = None) -> T:
+        """Return `operation()`, or give up on it when its window closes or the run stops.
 
         The operation runs in a helper thread (with this thread's context variables, so
         its log lines keep their `job=`); given up on, it is left to end by its own socket
         timeouts, while this thread goes on at once. Raise DeadlineExceededError naming
         `what` if time ran out, the stop's error if stopped, else what `operation` raised.
         """
-        self.check(what)
+        window = window or self.window(what)
         call: _Call[T] = _Call(operation)
         helper = threading.Thread(
             target=contextvars.copy_context().run, args=(call.run,), name="deadline-call", daemon=True
         )
         helper.start()
-        while not call.done.wait(min(self.remaining(), _POLL_SECONDS)):
-            self.check(what)
+        while not call.done.wait(self.waited(window, _POLL_SECONDS)):
+            self.watch(window, what)
         return call.result()
 
 
-# How often a caller waiting for an operation looks at the stop switch.
-_POLL_SECONDS = 0.1
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """When one call must be given up (monotonic time), and whether it began after the stop."""
+
+    end: float
+    late: bool
+
 
 
 class _Call(Generic[T]):

@@ -206,7 +206,7 @@ class TestSidecar:
         config = f"""
 repository: {repo.url}
 path: {tmp_path / "data"}
-shutdown: {{grace: 2s}}
+shutdown: {{grace: 3s}}
 jobs:
   - {{name: backup, kind: backup, schedule: "@every 1h", run_on_start: true, retries: 0}}
 """
@@ -216,6 +216,7 @@ jobs:
             sidecar.signal(signal.SIGTERM)
             assert sidecar.wait(10) == 0
             took = time.monotonic() - started
-        assert took < 2.5  # the grace, and the interpreter's own exit
+        # Aborted at 60% of the grace; the lease's release (cleanup) may take a second more.
+        assert took < 3.5
         [failure] = sidecar.events("job.failure", job="backup")
         assert failure["reason"] == "aborted"

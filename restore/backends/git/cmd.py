@@ -30,7 +30,7 @@ import git
 import structlog
 
 from restore.backends.git.settings import GitSettings
-from restore.deadline import Deadline, DeadlineExceededError
+from restore.deadline import Deadline, DeadlineExceededError, Window
 from restore.errors import (
     CaretakerError,
     IntegrityError,
@@ -229,6 +229,7 @@ class GitRunner:
         a checkout must not keep writing into a staging folder that the error path is
         about to remove. Raise DeadlineExceededError (naming `what`) or the stop's error.
         """
+        window = self.deadline.window(what)
         with contextlib.ExitStack() as stack:
             feed = None
             if stdin is not None:
@@ -242,7 +243,7 @@ class GitRunner:
             process = handle.proc
             assert process is not None  # noqa: S101 - as_process always starts one
             try:
-                out, err = self._communicate(process, what)
+                out, err = self._communicate(process, window, what)
             except BaseException:
                 process.kill()
                 process.wait()
@@ -251,23 +252,26 @@ class GitRunner:
             raise git.GitCommandError(command, process.returncode, err, out)
         return bytes(out)
 
-    def _communicate(self, process: subprocess.Popen[bytes], what: str) -> tuple[bytes, bytes]:
+    def _communicate(
+        self, process: subprocess.Popen[bytes], window: Window, what: str
+    ) -> tuple[bytes, bytes]:
         """Wait for the process in short steps, so the deadline and the stop are seen.
 
         Raise the stop's error, or DeadlineExceededError saying how long git ran.
         """
         started = self.deadline.elapsed()
         while True:
-            self.deadline.stop.check()
-            if self.deadline.expired:
+            try:
+                return process.communicate(timeout=self.deadline.waited(window, _POLL_SECONDS))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self.deadline.watch(window, what)
+            except DeadlineExceededError:
                 took = self.deadline.elapsed() - started
                 raise DeadlineExceededError(
                     f"{what}: no answer within {self.deadline.describe()} (1 attempt in {took:.1f}s)"
-                )
-            try:
-                return process.communicate(timeout=self.deadline.bound(_POLL_SECONDS))
-            except subprocess.TimeoutExpired:
-                continue
+                ) from None
 
     def text(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
         """Run a local git command and return its stdout as text, stripped."""

@@ -42,7 +42,7 @@ from restore.backends.s3.errors import (
     translate,
 )
 from restore.backends.s3.settings import S3Settings
-from restore.deadline import Deadline, DeadlineExceededError
+from restore.deadline import Deadline, DeadlineExceededError, Window
 from restore.errors import ConfigError, ObjectNotFoundError, TransientBackendError
 from restore.redaction import redact_url
 from restore.snapshots.store import StoredObject
@@ -184,11 +184,15 @@ class S3Store:
     def _attempt(self, operation: str, key: str | None, request: Callable[[], _T], tries: _Tries) -> _T:
         """One attempt in a request slot, bounded by the deadline; botocore errors translated."""
         what = f"S3 {operation} {tries.where}"
-        with self._slot(what):
-            self._deadline.check(what)
+        window = self._deadline.window(what)
+
+        def sent() -> _T:
             tries.count += 1
+            return request()
+
+        with self._slot(window, what):
             try:
-                return self._deadline.run(request, what=what)
+                return self._deadline.run(sent, what=what, window=window)
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
                 translated = translate(error, self._where, operation, key)
                 if translated is error:
@@ -196,9 +200,9 @@ class S3Store:
                 raise translated from error
 
     @contextlib.contextmanager
-    def _slot(self, what: str) -> Iterator[None]:
-        while not self._slots.acquire(timeout=self._deadline.bound(_SLOT_POLL_SECONDS)):
-            self._deadline.check(what)
+    def _slot(self, window: Window, what: str) -> Iterator[None]:
+        while not self._slots.acquire(timeout=self._deadline.waited(window, _SLOT_POLL_SECONDS)):
+            self._deadline.watch(window, what)
         try:
             yield
         finally:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from restore.deadline import Deadline, DeadlineExceededError, Stop
+from restore.deadline import CLEANUP_SECONDS, Deadline, DeadlineExceededError, Stop
 from restore.errors import CancelledError, PermanentBackendError
 from restore.initcontainer.cancel import SignalGuard
 from tests.support.cli import FakeTime
@@ -64,7 +64,7 @@ class TestRun:
         release = threading.Event()
         deadline = Deadline(0.5)
         started = time.monotonic()
-        with pytest.raises(DeadlineExceededError, match="GET k"):
+        with pytest.raises(DeadlineExceededError, match=r"GET k: no answer within the 0\.5s deadline"):
             deadline.run(lambda: release.wait(30), what="GET k")
         assert time.monotonic() - started < 1.5
         release.set()
@@ -88,6 +88,18 @@ class TestRun:
         waiter.join(2)
         assert not waiter.is_alive()
         assert isinstance(errors[0], CancelledError)
+        release.set()
+
+    def test_a_call_begun_after_the_stop_gets_a_short_while_to_clean_up(self):
+        stop = Stop()
+        stop.trigger(CancelledError(signal.SIGTERM))
+        deadline = Deadline(None, stop=stop)
+        assert deadline.run(lambda: "lease released", what="DELETE lease") == "lease released"
+        release = threading.Event()
+        started = time.monotonic()
+        with pytest.raises(CancelledError):
+            deadline.run(lambda: release.wait(30), what="DELETE lease")
+        assert CLEANUP_SECONDS <= time.monotonic() - started < CLEANUP_SECONDS + 1
         release.set()
 
     def test_sleep_ends_early_on_a_stop(self):
