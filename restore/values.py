@@ -92,10 +92,11 @@ def moment(value: object) -> datetime:
 
 
 def boolean(value: object) -> bool:
-    """true/false, yes/no, on/off, 1/0 (text or a YAML boolean). Raise ValueError if not one."""
+    """A YAML boolean, or text: true/false, yes/no, on/off, 1/0. Raise ValueError if neither
+    (a YAML number is not a boolean: `1` there is more likely a slip than a choice)."""
     if isinstance(value, bool):
         return value
-    lowered = str(value).strip().lower()
+    lowered = value.strip().lower() if isinstance(value, str) else "not text"
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
