@@ -25,8 +25,10 @@ from sidecar.status import StatusBoard
 
 OK_TTL_SECONDS = 5.0
 FAILED_TTL_SECONDS = 2.0
-# The longest one check waits for the repository, whatever the store does.
-CHECK_TIMEOUT_SECONDS = 10.0
+# The longest one check waits for the repository, whatever the store does: under the
+# kubelet's probe timeout (the chart's readinessProbe.timeoutSeconds, 5), so a hung store is
+# reported with its reason instead of as a probe that timed out.
+CHECK_TIMEOUT_SECONDS = 4.0
 
 
 class Readiness:
