@@ -73,6 +73,8 @@ class BackupOptions:
     # An empty volume after a non-empty snapshot is almost always a lost volume, not
     # deleted data: refuse (RefusedError) unless the user says it is intended.
     allow_empty: bool = False
+    # Record no new snapshot when the folder equals the newest one (git never records one).
+    skip_unchanged: bool = False
     compression_level: int = 3
 
 
@@ -107,13 +109,15 @@ class BackupResult:
     """A finished backup: the snapshot that now represents the volume, and what it cost.
 
     `changed` is False when the volume was identical to the previous snapshot; a backend
-    may then return the previous snapshot instead of writing a new one (git does).
+    may then return the previous snapshot instead of writing a new one (`recorded` False:
+    git always does, the engine with `skip_unchanged`).
     """
 
     snapshot: SnapshotInfo
     stats: BackupStats
     changed: bool
     duration_seconds: float
+    recorded: bool = True
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -37,6 +37,10 @@ class Repository(Protocol):
         """What shows that a backup has used this repository (its config object, its
         branch), for a repository without snapshots; None while it has never held one."""
 
+    def stored_bytes(self) -> int | None:
+        """Bytes the repository occupies in its storage, or None where that is not known
+        cheaply (git: the remote's pack sizes are not visible to a client)."""
+
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         """Record `source` as a new snapshot, taking the writer lease for the duration.
 

@@ -29,8 +29,9 @@ from restore.deadline import Deadline
 from restore.errors import EXIT_OK, EXIT_SIGNAL_BASE, ConfigError
 from restore.redaction import redact_url
 from restore.repository import Repository
-from sidecar.metrics import JobLabels, Metrics, RestoreResultExport
+from sidecar.metrics import JobLabels, Metrics
 from sidecar.readiness import Readiness
+from sidecar.restoremetrics import RestoreResultExport
 from sidecar.runner import Runner
 from sidecar.scheduler import Scheduler
 from sidecar.server import JSON, TEXT, HttpServer, Response
@@ -63,7 +64,7 @@ class Sidecar:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         labels = [JobLabels(job.name, job.kind) for job in config.jobs]
         self.metrics = Metrics.create(registry or CollectorRegistry(), labels, version=__version__)
-        self.restore_result = RestoreResultExport(self.metrics, config.path)
+        self.restore_result = RestoreResultExport(self.metrics.restore, config.path)
         self.board = StatusBoard(config, self.metrics, clock)
 
         def opener(deadline: Deadline) -> Repository:

@@ -29,7 +29,15 @@ from restore import __version__
 from restore.childenv import child_environment
 from restore.deadline import Stop
 from restore.errors import CaretakerError, IntegrityError
-from restore.model import SHOWN_FILES, BackupOptions, BackupResult, NoProgress, PruneResult, VerifyResult
+from restore.model import (
+    SHOWN_FILES,
+    BackupOptions,
+    BackupResult,
+    NoProgress,
+    Progress,
+    PruneResult,
+    VerifyResult,
+)
 from restore.redaction import redact_url
 from sidecar.children import BoundedOutput
 from sidecar.settings.model import CommandSpec, HttpSpec
@@ -100,28 +108,37 @@ class ProcessGroups:
             _signal_group(pgid, signal.SIGKILL)
 
 
-class _CancellingProgress(NoProgress):
+class _CancellingProgress:
     """Progress reports are where a backup can be stopped without leaving anything half done."""
 
-    def __init__(self, cancel: Cancel) -> None:
+    def __init__(self, cancel: Cancel, inner: Progress) -> None:
         self._cancel = cancel
+        self._inner = inner
 
-    # The counts do not matter here, only that the engine is between two steps.
-    def start(self, *, files: int, bytes: int) -> None:  # noqa: ARG002 - protocol names
+    def start(self, *, files: int, bytes: int) -> None:
         self._cancel.check()
+        self._inner.start(files=files, bytes=bytes)
 
-    def advance(self, *, files: int = 0, bytes: int = 0) -> None:  # noqa: ARG002
+    def advance(self, *, files: int = 0, bytes: int = 0) -> None:
         self._cancel.check()
+        self._inner.advance(files=files, bytes=bytes)
 
 
-def backup(*, repo: Repository, path: Path, options: BackupOptions, cancel: Cancel) -> BackupResult:
-    """Record `path` as a new snapshot.
+def backup(
+    *,
+    repo: Repository,
+    path: Path,
+    options: BackupOptions,
+    cancel: Cancel,
+    progress: Progress | None = None,
+) -> BackupResult:
+    """Record `path` as a new snapshot (or none, if unchanged and `options.skip_unchanged`).
 
     Raise RefusedError if the folder is empty over non-empty history (unless allowed),
     JobAbortedError if cancelled (no snapshot is left behind), BackendError on storage trouble.
     """
     cancel.check()
-    return repo.backup(path, options, _CancellingProgress(cancel))
+    return repo.backup(path, options, _CancellingProgress(cancel, progress or NoProgress()))
 
 
 def prune(*, repo: Repository, policy: RetentionPolicy, now: datetime) -> PruneResult:

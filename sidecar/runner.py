@@ -27,6 +27,7 @@ from restore.errors import (
     ResourceLimitError,
     TransientBackendError,
 )
+from restore.initcontainer.progress import LogProgress
 from restore.model import BackupOptions
 from restore.repository import Repository
 from sidecar import hooks, jobs
@@ -51,6 +52,7 @@ RETRYABLE = (
     jobs.HttpCallError,
 )
 MAX_BACKOFF = timedelta(minutes=10)
+PROGRESS_INTERVAL_SECONDS = 10.0  # as the restore's default --progress-interval
 _LOCK_POLL_SECONDS = 0.5
 
 
@@ -242,6 +244,7 @@ class Runner:
             with self._repository(job, cancel) as repo:
                 self._repository_job(job.name, action, repo, cancel)
                 self.board.snapshots(repo.snapshots())
+                self.board.stored_bytes(repo.stored_bytes())
 
     def _repository_job(
         self,
@@ -257,11 +260,19 @@ class Runner:
                 host=host_name(self.environ),
                 tags=(name,),
                 allow_empty=action.allow_empty,
+                skip_unchanged=action.skip_unchanged,
             )
-            result = jobs.backup(repo=repo, path=self.config.path, options=options, cancel=cancel)
-            self.board.backup_stats(name, result.stats)
+            progress = LogProgress(log, interval_seconds=PROGRESS_INTERVAL_SECONDS, event="backup.progress")
+            result = jobs.backup(
+                repo=repo, path=self.config.path, options=options, cancel=cancel, progress=progress
+            )
+            self.board.backup_stats(name, result.stats, recorded=result.recorded)
             log.info(
-                "backup.done", snapshot=result.snapshot.id, changed=result.changed, **result.stats.to_json()
+                "backup.done",
+                snapshot=result.snapshot.id,
+                changed=result.changed,
+                recorded=result.recorded,
+                **result.stats.to_json(),
             )
         elif isinstance(action, PruneAction):
             pruned = jobs.prune(repo=repo, policy=action.policy, now=self.clock())

@@ -78,7 +78,7 @@ class StatusBoard:
         with self._lock:
             state = self._jobs[name]
             state.running, state.started_at = True, self.clock()
-        self.metrics.set_running(name, running=True)
+        self.metrics.set_running(state.labels, running=True)
 
     def finished(self, name: str, result: str, *, error: str | None, attempts: int, seconds: float) -> None:
         now = self.clock()
@@ -91,8 +91,9 @@ class StatusBoard:
                 state.last_success_at = now
             else:
                 state.last_failure_at = now
-        self.metrics.set_running(name, running=False)
+        self.metrics.set_running(state.labels, running=False)
         self.metrics.run_finished(state.labels, result, seconds=seconds, at=now)
+        self._publish_last_backup()
 
     def skipped(self, name: str) -> None:
         with self._lock:
@@ -102,18 +103,30 @@ class StatusBoard:
 
     def next_run(self, name: str, at: datetime | None) -> None:
         with self._lock:
-            self._jobs[name].next_run_at = at
-        self.metrics.set_next_run(name, at)
+            state = self._jobs[name]
+            state.next_run_at = at
+        self.metrics.set_next_run(state.labels, at)
 
-    def backup_stats(self, name: str, stats: BackupStats) -> None:
-        self.metrics.backup_stats(name, stats)
+    def backup_stats(self, name: str, stats: BackupStats, *, recorded: bool) -> None:
+        """A backup's figures; `recorded` is False when it wrote no snapshot (unchanged)."""
+        self.metrics.backup.record(self._jobs[name].labels, stats, recorded=recorded)
 
     def snapshots(self, snapshots: Sequence[SnapshotInfo]) -> None:
         """Record a fresh listing of the repository."""
-        self.metrics.snapshots.set(len(snapshots))
+        self.metrics.repository.listed(snapshots, self.clock())
         newest = max((s.time for s in snapshots), default=None)
         with self._lock:
             self.newest_snapshot_at = newest
+        self._publish_last_backup()
+
+    def stored_bytes(self, size: int | None) -> None:
+        """Record what the repository stores (None: the backend cannot tell)."""
+        if size is not None:
+            self.metrics.repository.stored_bytes.set(size)
+
+    def _publish_last_backup(self) -> None:
+        last = self.last_backup_at()
+        self.metrics.repository.last_backup.set(last.timestamp() if last else 0)
 
     def last_backup_at(self) -> datetime | None:
         """The newest evidence of a good backup: the repository's newest snapshot, or a

@@ -1,9 +1,12 @@
-"""Progress lines while a restore runs: files, bytes, rate and ETA at a steady interval.
+"""Progress lines while a restore or a backup runs: files, bytes, rate and ETA at a steady
+interval.
 
-A restore of a large volume can take many minutes; without a line every few seconds an
-operator watching `kubectl logs` cannot tell a slow restore from a hung one. The engine
-calls `advance` often (per chunk), possibly from several threads; a line is logged at most
-once per interval, so the cost per call is a lock and a clock read.
+A restore or a first backup of a large volume can take many minutes; without a line every
+few seconds an operator watching `kubectl logs` cannot tell a slow run from a hung one. The
+engine calls `advance` often (per chunk), possibly from several threads; a line is logged at
+most once per interval, so the cost per call is a lock and a clock read. A backup's totals
+are the previous snapshot's (the best guess of this one's); without one they are unknown
+(0), and so are the percentage and the ETA.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class LogProgress:
-    """A `restore.model.Progress` that logs `restore.progress` lines every `interval_seconds`."""
+    """A `restore.model.Progress` that logs `event` lines every `interval_seconds`."""
 
     def __init__(
         self,
@@ -25,8 +28,10 @@ class LogProgress:
         *,
         interval_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
+        event: str = "restore.progress",
     ) -> None:
         self.log = log
+        self.event = event
         self.interval = interval_seconds
         self.monotonic = monotonic
         self.files_total = 0
@@ -53,21 +58,22 @@ class LogProgress:
             if now - self.last_line < self.interval:
                 return
             self.last_line = now
-            self.log.info("restore.progress", **self.figures(now))
+            self.log.info(self.event, **self.figures(now))
 
     def figures(self, now: float) -> dict[str, Any]:
         """Return the counters, rate (bytes/s) and ETA (s, None while unknown) at `now`."""
         elapsed = max(now - self.started, 1e-9)
         rate = self.bytes / elapsed
         left = max(self.bytes_total - self.bytes, 0)
-        eta = round(left / rate, 1) if rate > 0 else None
-        percent = 100.0 * self.bytes / self.bytes_total if self.bytes_total else 100.0
+        known = self.bytes_total > 0
+        eta = round(left / rate, 1) if rate > 0 and known else None
+        percent = round(min(100.0 * self.bytes / self.bytes_total, 100.0), 1) if known else None
         return {
             "files": self.files,
             "files_total": self.files_total,
             "bytes": self.bytes,
             "bytes_total": self.bytes_total,
-            "percent": round(min(percent, 100.0), 1),
+            "percent": percent,
             "rate_bytes_per_second": round(rate),
             "elapsed_seconds": round(elapsed, 1),
             "eta_seconds": eta,

@@ -139,6 +139,9 @@ class Engine:
         records = f"{unreadable} snapshot record{'' if unreadable == 1 else 's'}"
         return "its config object exists" + (f", and {records} that cannot be read" if unreadable else "")
 
+    def stored_bytes(self) -> int:
+        return sum(item.size for item in self.store.list(""))
+
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
         record = self._record(snapshot_id)
         index = load_index(self.store, self._workers)
@@ -194,15 +197,13 @@ class Engine:
                 self._refuse_empty(stats, previous, options)
                 uploader.wait()
                 lease.check()
-                # Counted before the record is written, so that the record holds it too.
-                stats.objects_written = uploader.objects_written + 1
-                info = self._commit(
+                info, recorded = self._record_snapshot(
                     started=started,
                     stats=stats,
-                    pieces=pieces,
-                    count=count,
+                    pieces=(pieces, count),
                     previous=previous,
                     options=options,
+                    uploaded=uploader.objects_written,
                 )
             finally:
                 uploader.close()
@@ -210,10 +211,37 @@ class Engine:
             del index  # the merge reads the index again: never hold two
             if merge_due:
                 self._merge_index(lease)
-        changed = previous is None or previous.manifest != pieces
         return BackupResult(
-            snapshot=info, stats=stats, changed=changed, duration_seconds=time.monotonic() - start
+            snapshot=info,
+            stats=stats,
+            changed=previous is None or previous.manifest != pieces,
+            duration_seconds=time.monotonic() - start,
+            recorded=recorded,
         )
+
+    def _record_snapshot(
+        self,
+        *,
+        started: datetime,
+        stats: BackupStats,
+        pieces: tuple[tuple[bytes, ...], int],
+        previous: SnapshotRecord | None,
+        options: BackupOptions,
+        uploaded: int,
+    ) -> tuple[SnapshotInfo, bool]:
+        """Write the snapshot record; return the snapshot and whether it is new. With
+        `skip_unchanged`, an unchanged folder (the same manifest: the same tree, so nothing
+        was uploaded either) writes nothing and the previous snapshot stands for it."""
+        manifest, count = pieces
+        if options.skip_unchanged and previous is not None and previous.manifest == manifest:
+            stats.objects_written = uploaded
+            return previous.info, False
+        # Counted before the record is written, so that the record holds it too.
+        stats.objects_written = uploaded + 1
+        info = self._commit(
+            started=started, stats=stats, pieces=manifest, count=count, previous=previous, options=options
+        )
+        return info, True
 
     def _merge_index(self, lease: Lease) -> None:
         """Keep a never-pruned repository's index few objects, merging what the store holds
@@ -239,6 +267,9 @@ class Engine:
         previous: SnapshotRecord | None,
     ) -> tuple[BackupStats, tuple[bytes, ...], int]:
         stats = BackupStats()
+        # The previous snapshot's size is the best guess of this one's: it gives an ETA.
+        totals = previous.info if previous else None
+        progress.start(files=totals.files if totals else 0, bytes=totals.bytes if totals else 0)
         data = Packer(index, uploader, kind=KIND_DATA)
         manifests = Packer(index, uploader, kind=KIND_MANIFEST)
         compressor = zstandard.ZstdCompressor(level=options.compression_level)

@@ -154,6 +154,7 @@ def _refuse_job_flags(flags: Flags, problems: list[Problem]) -> None:
         "keep-within": flags.keep_within,
         "exclude": flags.excludes or None,
         "run-on-start": flags.run_on_start,
+        "skip-unchanged": flags.skip_unchanged,
         **{f"keep-{rule}": count for rule, count in flags.keep.items()},
     }
     for option, value in given.items():
@@ -200,7 +201,7 @@ def env_jobs(flags: Flags, problems: list[Problem]) -> tuple[JobConfig, ...]:
     backup = JobConfig(
         name="backup",
         kind="backup",
-        action=BackupAction(excludes=flags.excludes),
+        action=BackupAction(excludes=flags.excludes, skip_unchanged=bool(flags.skip_unchanged)),
         schedule=backup_schedule,
         run_on_start=bool(flags.run_on_start),
         then=chain,

@@ -62,6 +62,7 @@ Hook = CommandSpec | HttpSpec
 class BackupAction:
     excludes: tuple[str, ...] = ()
     allow_empty: bool = False
+    skip_unchanged: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

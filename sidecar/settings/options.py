@@ -40,6 +40,7 @@ class Flags:
     verify_schedule: str | None = None
     excludes: tuple[str, ...] = ()
     run_on_start: bool | None = None
+    skip_unchanged: bool | None = None
 
 
 def flag_key(option: str) -> str:
@@ -87,6 +88,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="without --config: back up once right at start-up",
     )
+    add(
+        "--skip-unchanged",
+        action="store_true",
+        default=None,
+        help="without --config: record no new snapshot when nothing changed since the last one",
+    )
     add("--listen", metavar="ADDR", help="HTTP address for /metrics etc. (default :9090)")
     add("--rpo", metavar="DURATION", help="/readyz fails when the last good backup is older than this")
     add(
@@ -123,4 +130,5 @@ def flags_from_args(args: argparse.Namespace) -> Flags:
         verify_schedule=args.verify_schedule,
         excludes=tuple(args.exclude or ()),
         run_on_start=args.run_on_start,
+        skip_unchanged=args.skip_unchanged,
     )

@@ -217,7 +217,9 @@ def _action(kind: JobKind, fields: Fields) -> tuple[Action | None, timedelta | N
     """Read the kind's own keys. Return the action and the job-level timeout (backup only)."""
     if kind == "backup":
         action = BackupAction(
-            excludes=fields.strings("excludes"), allow_empty=fields.boolean("allow_empty", default=False)
+            excludes=fields.strings("excludes"),
+            allow_empty=fields.boolean("allow_empty", default=False),
+            skip_unchanged=fields.boolean("skip_unchanged", default=False),
         )
         return action, fields.optional_duration("timeout")
     if kind in {"prune", "verify"} and fields.has("timeout"):

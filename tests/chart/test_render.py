@@ -262,7 +262,7 @@ def test_existing_service_account_and_restore_only() -> None:
     assert [c["name"] for c in spec["initContainers"] + spec["containers"]] == ["caretaker-restore", "app"]
 
 
-def test_service_monitor_selects_the_metrics_service_and_keeps_job_labels() -> None:
+def test_service_monitor_selects_the_metrics_service_without_honor_labels() -> None:
     docs = _render_set("s3-classic-monitoring")
     monitor = one(docs, "ServiceMonitor")
     service = next(s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics"))
@@ -270,7 +270,7 @@ def test_service_monitor_selects_the_metrics_service_and_keeps_job_labels() -> N
     assert selector.items() <= service["metadata"]["labels"].items()
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
-    assert endpoint["honorLabels"] is True
+    assert "honorLabels" not in endpoint  # caretaker labels no series `job` or `instance`
     pod_labels = _workload(docs)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 

@@ -34,7 +34,7 @@ Document = dict[str, Any]
 # The kinds `kube play` turns into a pod (podman 4.3 plays Pods and Deployments).
 WORKLOAD_KINDS = ("Pod", "Deployment")
 RESULT_FILE = "/data/.caretaker/restore-result.json"
-BACKUP_SUCCESS = ("caretaker_job_runs_total", (("job", "backup"), ("kind", "backup"), ("result", "success")))
+BACKUP_SUCCESS = ("caretaker_job_runs_total", (("kind", "backup"), ("result", "success"), ("task", "backup")))
 
 
 def load_manifest(path: Path) -> list[Document]:
@@ -289,7 +289,7 @@ def scrape(listen: str) -> Samples | None:
 
 
 def backups_done(listen: str) -> float:
-    """caretaker_job_runs_total{job="backup",kind="backup",result="success"}, 0 if unknown."""
+    """caretaker_job_runs_total{task="backup",kind="backup",result="success"}, 0 if unknown."""
     return (scrape(listen) or {}).get(BACKUP_SUCCESS, 0.0)
 
 

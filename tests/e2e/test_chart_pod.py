@@ -1,7 +1,7 @@
 """charts/caretaker rendered by a real `helm template` with examples/chart-e2e-values.yaml and
 run as a pod with `podman kube play`, against SeaweedFS on the host: the restore init container
 first-boots on an empty repository, the backup sidecar backs up (a snapshot in the bucket,
-`caretaker_job_runs_total{job="backup",result="success"}` scraped from the host), and stopping
+`caretaker_job_runs_total{task="backup",result="success"}` scraped from the host), and stopping
 the pod (SIGTERM, SIGKILL after terminationGracePeriodSeconds) lets the sidecar take its final
 backup and exit 0 on its own. The chart's `helm test` Pod, played beside it, passes while the
 sidecar is ready and fails once it is gone. examples/app-user (an app running as its own uid,

@@ -51,12 +51,12 @@ def test_prometheus_config_passes_promtool() -> None:
     assert "is valid prometheus config file syntax" in result.stdout
 
 
-def test_scrape_configs_keep_caretakers_job_label_and_find_its_port() -> None:
+def test_scrape_configs_need_no_honor_labels_and_find_the_port() -> None:
     static = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     discovered = yaml.safe_load((PROMETHEUS / "scrape-kubernetes-sd.yml").read_text())
     for config in (static, discovered):
         [job] = config["scrape_configs"]
-        assert job["honor_labels"] is True
+        assert "honor_labels" not in job  # no label of caretaker's collides with the target's
     [keep] = [r for r in discovered["scrape_configs"][0]["relabel_configs"] if r.get("action") == "keep"]
     assert keep["source_labels"] == ["__meta_kubernetes_pod_container_port_name"]
     assert keep["regex"] == METRICS_PORT_NAME == "ct-metrics"

@@ -71,7 +71,8 @@ class Run:
     files: int
 
     def runs(self, job: str, kind: str, result: str) -> float:
-        return self.samples[("caretaker_job_runs_total", (("job", job), ("kind", kind), ("result", result)))]
+        labels = (("kind", kind), ("result", result), ("task", job))
+        return self.samples[("caretaker_job_runs_total", labels)]
 
     def value(self, name: str, **labels: str) -> float:
         return self.samples[(name, tuple(sorted(labels.items())))]
@@ -128,15 +129,16 @@ def test_backups_fire_and_produce_snapshots(run):
     assert run.runs("backup", "backup", "failure") == 0
     assert run.runs("prune", "prune", "success") == backups  # after each successful backup
     assert run.value("caretaker_repository_snapshots") == 3
-    assert run.value("caretaker_job_duration_seconds_count", job="backup", kind="backup") == backups
-    last = run.value("caretaker_job_last_success_timestamp_seconds", job="backup")
+    backup = {"task": "backup", "kind": "backup"}
+    assert run.value("caretaker_job_duration_seconds_count", **backup) == backups
+    last = run.value("caretaker_job_last_success_timestamp_seconds", **backup)
     assert run.started - 1 < last < run.stopped
-    assert run.value("caretaker_job_next_run_timestamp_seconds", job="backup") > last
-    assert run.value("caretaker_job_last_failure_timestamp_seconds", job="backup") == 0
-    assert run.value("caretaker_backup_files", job="backup", state="unchanged") == run.files
-    assert run.value("caretaker_backup_files", job="backup", state="new") == 0
-    assert run.value("caretaker_backup_bytes", job="backup", kind="total") == 15000
-    assert run.value("caretaker_backup_bytes", job="backup", kind="read") == 0
+    assert run.value("caretaker_job_next_run_timestamp_seconds", **backup) > last
+    assert run.value("caretaker_job_last_failure_timestamp_seconds", **backup) == 0
+    assert run.value("caretaker_backup_files", **backup, state="unchanged") == run.files
+    assert run.value("caretaker_backup_files", **backup, state="new") == 0
+    assert run.value("caretaker_backup_source_bytes", **backup) == 15000
+    assert run.value("caretaker_backup_read_bytes", **backup) == 0
     repo = open_repository(f"file://{run.workdir / 'repo'}", OpenOptions(environ={}))
     try:
         snapshots = repo.snapshots()
@@ -235,13 +237,14 @@ jobs:
     assert parse_metrics(raw) == samples
     for job, kind in (("nightly", "backup"), ("tidy", "prune"), ("check", "verify")):
         for result in ("success", "failure", "skipped_overlap", "refused"):
-            key = ("caretaker_job_runs_total", (("job", job), ("kind", kind), ("result", result)))
+            key = ("caretaker_job_runs_total", (("kind", kind), ("result", result), ("task", job)))
             assert samples[key] == 0
-        assert samples[("caretaker_job_running", (("job", job),))] == 0
-        assert samples[("caretaker_job_last_success_timestamp_seconds", (("job", job),))] == 0
-        assert samples[("caretaker_job_next_run_timestamp_seconds", (("job", job),))] > time.time()
+        task = (("kind", kind), ("task", job))
+        assert samples[("caretaker_job_running", task)] == 0
+        assert samples[("caretaker_job_last_success_timestamp_seconds", task)] == 0
+        assert samples[("caretaker_job_next_run_timestamp_seconds", task)] > time.time()
     next_nightly = datetime.fromtimestamp(
-        samples[("caretaker_job_next_run_timestamp_seconds", (("job", "nightly"),))], UTC
+        samples[("caretaker_job_next_run_timestamp_seconds", (("kind", "backup"), ("task", "nightly")))], UTC
     )
     assert (next_nightly.hour, next_nightly.minute) in {(2, 0), (1, 0)}  # 03:00 Berlin
     assert samples[("caretaker_restore_outcome", (("outcome", "restored"),))] == 0
@@ -260,7 +263,7 @@ def test_environment_only_mode(tmp_path):
     with Sidecar(tmp_path, [], env=env) as sidecar:
         wait_until(
             lambda: (
-                sidecar.value("caretaker_job_runs_total", job="prune", kind="prune", result="success") >= 3
+                sidecar.value("caretaker_job_runs_total", task="prune", kind="prune", result="success") >= 3
             ),
             10,
             "three backups and prunes",

@@ -87,8 +87,9 @@ scrape_configs:
         finally:
             prometheus.terminate()
             prometheus.wait(15)
-    assert runs[0]["metric"]["job"] == "caretaker"  # the scrape job; ours is exported_job
-    assert runs[0]["metric"]["exported_job"] == "backup"
+    assert runs[0]["metric"]["job"] == "caretaker"  # the scrape job, untouched without honor_labels
+    assert runs[0]["metric"]["task"] == "backup"
+    assert not any(name.startswith("exported_") for name in runs[0]["metric"])
     assert float(runs[0]["value"][1]) >= 1
     assert up[0]["value"][1] == "1"
     assert float(snapshots[0]["value"][1]) >= 1

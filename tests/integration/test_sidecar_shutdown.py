@@ -47,7 +47,7 @@ jobs:
 
 
 def wait_backup_running(sidecar: Sidecar) -> None:
-    wait_until(lambda: sidecar.value("caretaker_job_running", job="backup") == 1, 15, "the backup to start")
+    wait_until(lambda: sidecar.value("caretaker_job_running", task="backup", kind="backup") == 1, 15, "the backup to start")
     wait_until(lambda: sidecar.events("job.start", job="backup"), 5, "the backup's first step")
     time.sleep(0.2)  # inside the upload
 

@@ -11,32 +11,30 @@ Prometheus templates, passed through verbatim.
 {{- $and := ternary "" (printf ",%s" $sel) (empty $sel) }}
 {{- $ns := ternary "" (printf ",%s" .namespace) (empty .namespace) }}
 {{- $maxAge := int $r.backupMaxAgeSeconds }}
-{{- $backupJobs := printf "caretaker_job_runs_total{kind=\"backup\"%s}" $and }}
 {{- $matchers := ternary "" (printf "{%s}" $sel) (empty $sel) }}
+{{- $newest := printf "caretaker_last_backup_timestamp_seconds%s" $matchers }}
 {{- $success := printf "caretaker_job_last_success_timestamp_seconds%s" $matchers }}
 - name: caretaker
   rules:
     - alert: CaretakerBackupTooOld
       expr: |-
-        (time() - {{ $success }} > {{ $maxAge }})
-          and ({{ $success }} > 0)
-          and ignoring (kind, result) {{ $backupJobs }}
+        (time() - {{ $newest }} > {{ $maxAge }})
+          and ({{ $newest }} > 0)
       for: 5m
       labels:
         severity: critical
       annotations:
-        summary: {{`caretaker backup job {{ $labels.job }} has not succeeded for {{ $value | humanizeDuration }}`}}
-        description: {{ printf "The newest successful backup is older than %ds. Check the sidecar's logs and /status." $maxAge | quote }}
+        summary: {{`caretaker backup in {{ $labels.namespace }}/{{ $labels.pod }} is {{ $value | humanizeDuration }} old`}}
+        description: {{ printf "The newest snapshot in the repository and the sidecar's last successful backup are older than %ds. Check the sidecar's logs and /status." $maxAge | quote }}
     - alert: CaretakerNoBackupYet
       expr: |-
-        ({{ $success }} == 0)
-          and ignoring (kind, result) {{ $backupJobs }}
+        {{ $newest }} == 0
       for: {{ $maxAge }}s
       labels:
         severity: critical
       annotations:
-        summary: {{`caretaker backup job {{ $labels.job }} has not succeeded since the sidecar started`}}
-        description: {{ printf "No successful backup within %ds of the sidecar's start." $maxAge | quote }}
+        summary: {{`caretaker in {{ $labels.namespace }}/{{ $labels.pod }} has no backup yet`}}
+        description: {{ printf "The repository holds no snapshot and no backup succeeded within %ds of the sidecar's start." $maxAge | quote }}
     - alert: CaretakerJobFailing
       expr: |-
         caretaker_job_last_failure_timestamp_seconds{{ $matchers }}
@@ -45,7 +43,7 @@ Prometheus templates, passed through verbatim.
       labels:
         severity: warning
       annotations:
-        summary: {{`caretaker job {{ $labels.job }} failed on its last run`}}
+        summary: {{`caretaker job {{ $labels.task }} failed on its last run`}}
         description: "The job's last run failed after its retries. Its error is in the sidecar's log and /status."
     - alert: CaretakerRestoreFailed
       expr: |-

@@ -99,6 +99,9 @@ class GitRepository:
         branch = self.settings.branch
         return f"branch {branch!r} exists, with {len(commits)} commits and none a caretaker snapshot"
 
+    def stored_bytes(self) -> None:
+        return None
+
     # -- restore ---------------------------------------------------------------------------
 
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
@@ -168,7 +171,11 @@ class GitRepository:
             if previous is not None and not (changes.new or changes.changed or changes.deleted):
                 _LOG.debug("git.unchanged", snapshot=previous.id)
                 return BackupResult(
-                    snapshot=previous, stats=stats, changed=False, duration_seconds=time.monotonic() - start
+                    snapshot=previous,
+                    stats=stats,
+                    changed=False,
+                    duration_seconds=time.monotonic() - start,
+                    recorded=False,
                 )
             writer.refuse_empty(walked, previous, options.allow_empty)
             writer.warn_large(walked, changes)

@@ -7,10 +7,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from restore.initcontainer.outcome import Outcome, write_result
-from restore.model import BackupStats
-from sidecar.metrics import OUTCOMES, RESULTS, JobLabels, Metrics, RestoreResultExport
+from restore.model import BackupStats, SnapshotInfo
+from sidecar.metrics import RESULTS, JobLabels, Metrics
+from sidecar.restoremetrics import OUTCOMES, RestoreResultExport
 
 JOBS = [JobLabels("backup", "backup"), JobLabels("vacuum", "command")]
+BACKUP = {"task": "backup", "kind": "backup"}
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -26,24 +28,41 @@ def test_every_job_series_exists_at_start_with_zero():
     metrics = Metrics.create(CollectorRegistry(), JOBS, version="1.2.3")
     found = samples(metrics)
     for job in JOBS:
+        task = (("kind", job.kind), ("task", job.name))
         for result in RESULTS:
-            key = ("caretaker_job_runs_total", (("job", job.name), ("kind", job.kind), ("result", result)))
-            assert found[key] == 0
+            assert found[("caretaker_job_runs_total", tuple(sorted((*task, ("result", result)))))] == 0
         for name in (
             "caretaker_job_last_success_timestamp_seconds",
             "caretaker_job_last_failure_timestamp_seconds",
             "caretaker_job_next_run_timestamp_seconds",
             "caretaker_job_running",
+            "caretaker_job_duration_seconds_count",
         ):
-            assert found[(name, (("job", job.name),))] == 0
-        assert found[("caretaker_job_duration_seconds_count", (("job", job.name), ("kind", job.kind)))] == 0
-    assert found[("caretaker_backup_files", (("job", "backup"), ("state", "new")))] == 0
-    assert found[("caretaker_backup_bytes", (("job", "backup"), ("kind", "stored")))] == 0
-    assert not any(name == "caretaker_backup_files" and ("job", "vacuum") in labels for name, labels in found)
+            assert found[(name, task)] == 0
+    backup = (("kind", "backup"), ("task", "backup"))
+    assert found[("caretaker_backup_files", tuple(sorted((*backup, ("state", "new")))))] == 0
+    for name in ("source_bytes", "read_bytes", "stored_bytes", "unchanged_total"):
+        assert found[(f"caretaker_backup_{name}", backup)] == 0
+    assert not any(name.startswith("caretaker_backup_") and ("task", "vacuum") in labels for name, labels in found)
     assert found[("caretaker_repository_snapshots", ())] == 0
+    assert found[("caretaker_repository_stored_bytes", ())] == 0
+    assert found[("caretaker_repository_read_timestamp_seconds", ())] == 0
+    assert found[("caretaker_last_backup_timestamp_seconds", ())] == 0
     assert found[("caretaker_build_info", (("version", "1.2.3"),))] == 1
     for outcome in OUTCOMES:
         assert found[("caretaker_restore_outcome", (("outcome", outcome),))] == 0
+
+
+def test_no_label_collides_with_prometheus_target_labels_and_each_name_means_one_thing():
+    metrics = Metrics.create(CollectorRegistry(), JOBS, version="x")
+    labels = {name for _, found in samples(metrics) for name, _ in found}
+    assert not labels & {"job", "instance"}
+    # `kind` is the job kind wherever it appears: it always comes with `task`.
+    for name, found in samples(metrics):
+        keys = dict(found)
+        if "kind" in keys:
+            assert "task" in keys, name
+            assert keys["kind"] in {"backup", "command"}, name
 
 
 def test_runs_and_backup_stats_are_recorded():
@@ -53,33 +72,55 @@ def test_runs_and_backup_stats_are_recorded():
     metrics.run_finished(JOBS[0], "success", seconds=2.5, at=at)
     metrics.run_finished(JOBS[0], "refused", seconds=0.1, at=at)
     metrics.run_skipped(JOBS[1])
-    metrics.backup_stats(
-        "backup",
-        BackupStats(
-            files_new=2, files_changed=1, files_unchanged=7, bytes_total=100, bytes_read=30, bytes_stored=12
-        ),
+    stats = BackupStats(
+        files_new=2, files_changed=1, files_unchanged=7, bytes_total=100, bytes_read=30, bytes_stored=12
     )
+    metrics.backup.record(JOBS[0], stats, recorded=True)
     value = registry.get_sample_value
-    assert value("caretaker_job_runs_total", {"job": "backup", "kind": "backup", "result": "success"}) == 1
-    assert value("caretaker_job_runs_total", {"job": "backup", "kind": "backup", "result": "refused"}) == 1
+    assert value("caretaker_job_runs_total", {**BACKUP, "result": "success"}) == 1
+    assert value("caretaker_job_runs_total", {**BACKUP, "result": "refused"}) == 1
     assert (
-        value("caretaker_job_runs_total", {"job": "vacuum", "kind": "command", "result": "skipped_overlap"})
+        value("caretaker_job_runs_total", {"task": "vacuum", "kind": "command", "result": "skipped_overlap"})
         == 1
     )
-    assert value("caretaker_job_duration_seconds_sum", {"job": "backup", "kind": "backup"}) == 2.6
-    assert (
-        value("caretaker_job_duration_seconds_bucket", {"job": "backup", "kind": "backup", "le": "1.0"}) == 1
-    )
-    assert value("caretaker_job_last_success_timestamp_seconds", {"job": "backup"}) == at.timestamp()
-    assert value("caretaker_job_last_failure_timestamp_seconds", {"job": "backup"}) == at.timestamp()
-    assert value("caretaker_backup_files", {"job": "backup", "state": "unchanged"}) == 7
-    assert value("caretaker_backup_bytes", {"job": "backup", "kind": "read"}) == 30
+    assert value("caretaker_job_duration_seconds_sum", BACKUP) == 2.6
+    assert value("caretaker_job_duration_seconds_bucket", {**BACKUP, "le": "1.0"}) == 1
+    assert value("caretaker_job_last_success_timestamp_seconds", BACKUP) == at.timestamp()
+    assert value("caretaker_job_last_failure_timestamp_seconds", BACKUP) == at.timestamp()
+    assert value("caretaker_backup_files", {**BACKUP, "state": "unchanged"}) == 7
+    assert value("caretaker_backup_source_bytes", BACKUP) == 100
+    assert value("caretaker_backup_read_bytes", BACKUP) == 30
+    assert value("caretaker_backup_stored_bytes", BACKUP) == 12
+    assert value("caretaker_backup_unchanged_total", BACKUP) == 0
+    metrics.backup.record(JOBS[0], BackupStats(files_unchanged=10, bytes_total=100), recorded=False)
+    assert value("caretaker_backup_unchanged_total", BACKUP) == 1
+    assert value("caretaker_backup_read_bytes", BACKUP) == 0
+
+
+def test_repository_listing_gives_each_hosts_newest_snapshot_and_forgets_pruned_hosts():
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry, JOBS, version="x")
+
+    def snap(sid: str, hour: int, host: str) -> SnapshotInfo:
+        return SnapshotInfo(id=sid, time=datetime(2026, 1, 15, hour, tzinfo=UTC), files=1, dirs=0, bytes=1, host=host)
+
+    read = datetime(2026, 1, 15, 13, tzinfo=UTC)
+    metrics.repository.listed([snap("c", 11, "pod-b"), snap("b", 10, "pod-a"), snap("a", 9, "pod-a")], read)
+    value = registry.get_sample_value
+    newest = "caretaker_repository_newest_snapshot_timestamp_seconds"
+    assert value(newest, {"host": "pod-a"}) == datetime(2026, 1, 15, 10, tzinfo=UTC).timestamp()
+    assert value(newest, {"host": "pod-b"}) == datetime(2026, 1, 15, 11, tzinfo=UTC).timestamp()
+    assert value("caretaker_repository_snapshots") == 3
+    assert value("caretaker_repository_read_timestamp_seconds") == read.timestamp()
+    metrics.repository.listed([snap("c", 11, "pod-b")], read)
+    assert value(newest, {"host": "pod-a"}) is None
+    assert value("caretaker_repository_snapshots") == 1
 
 
 def test_restore_result_file_is_exported_and_followed(tmp_path):
     registry = CollectorRegistry()
     metrics = Metrics.create(registry, JOBS, version="x")
-    export = RestoreResultExport(metrics, tmp_path)
+    export = RestoreResultExport(metrics.restore, tmp_path)
     export.refresh()
     assert export.outcome is None
     finished = datetime(2026, 1, 15, 11, 59, tzinfo=UTC)
@@ -114,7 +155,7 @@ def test_a_malformed_result_file_reads_as_none(tmp_path):
     metrics = Metrics.create(CollectorRegistry(), JOBS, version="x")
     (tmp_path / ".caretaker").mkdir()
     (tmp_path / ".caretaker" / "restore-result.json").write_text("{not json")
-    export = RestoreResultExport(metrics, tmp_path)
+    export = RestoreResultExport(metrics.restore, tmp_path)
     export.refresh()
     assert export.outcome is None
 

@@ -56,7 +56,7 @@ class Rig:
 
     def runs(self, job: str, kind: str, result: str) -> float | None:
         return self.registry.get_sample_value(
-            "caretaker_job_runs_total", {"job": job, "kind": kind, "result": result}
+            "caretaker_job_runs_total", {"task": job, "kind": kind, "result": result}
         )
 
     def gauge(self, name: str, **labels: str) -> float | None:
@@ -109,7 +109,7 @@ def test_a_failing_before_hook_fails_the_run_without_the_job(tmp_path):
     assert rig.runner.run("work") == "failure"
     assert trail.read_text().split() == ["after:failure"]
     assert rig.runs("work", "command", "failure") == 1
-    assert rig.gauge("caretaker_job_last_failure_timestamp_seconds", job="work") > 0
+    assert rig.gauge("caretaker_job_last_failure_timestamp_seconds", task="work", kind="command") > 0
     state = rig.board.to_json()["jobs"][0]
     assert "before[0] failed" in state["last_run"]["error"]
 
@@ -145,8 +145,8 @@ def test_backup_then_prune_with_metrics(tmp_path):
     assert rig.runs("backup", "backup", "success") == 3
     assert rig.runs("prune", "prune", "success") == 3
     assert rig.gauge("caretaker_repository_snapshots") == 2
-    assert rig.gauge("caretaker_backup_files", job="backup", state="unchanged") == 1
-    assert rig.gauge("caretaker_backup_bytes", job="backup", kind="total") == 5
+    assert rig.gauge("caretaker_backup_files", task="backup", kind="backup", state="unchanged") == 1
+    assert rig.gauge("caretaker_backup_source_bytes", task="backup", kind="backup") == 5
     repo = rig.open()
     assert len(repo.snapshots()) == 2
     assert all(s.tags == ("backup",) for s in repo.snapshots())
@@ -160,7 +160,7 @@ def test_an_empty_volume_over_history_is_refused_and_counted(tmp_path):
     assert rig.runner.run("backup") == "refused"
     assert rig.runs("backup", "backup", "refused") == 1
     assert rig.board.to_json()["jobs"][0]["last_run"]["attempts"] == 1  # not retried
-    assert rig.gauge("caretaker_job_last_failure_timestamp_seconds", job="backup") > 0
+    assert rig.gauge("caretaker_job_last_failure_timestamp_seconds", task="backup", kind="backup") > 0
     assert len(rig.open().snapshots()) == 1
 
 
@@ -171,12 +171,12 @@ def test_a_run_overlapping_the_same_job_is_skipped_and_counted(tmp_path):
     thread.start()
     while not marker.exists():
         time.sleep(0.01)
-    assert rig.gauge("caretaker_job_running", job="slow") == 1
+    assert rig.gauge("caretaker_job_running", task="slow", kind="command") == 1
     assert rig.runner.run("slow") == "skipped_overlap"
     thread.join()
     assert rig.runs("slow", "command", "skipped_overlap") == 1
     assert rig.runs("slow", "command", "success") == 1
-    assert rig.gauge("caretaker_job_running", job="slow") == 0
+    assert rig.gauge("caretaker_job_running", task="slow", kind="command") == 0
 
 
 def test_shutdown_refuses_new_runs_and_aborts_running_ones(tmp_path):

@@ -52,9 +52,9 @@ def test_every_schedules_fire_and_overlaps_are_skipped_and_counted():
         assert scheduler.alive()
         time.sleep(3.3)
         skipped = registry.get_sample_value(
-            "caretaker_job_runs_total", {"job": "slow", "kind": "command", "result": "skipped_overlap"}
+            "caretaker_job_runs_total", {"task": "slow", "kind": "command", "result": "skipped_overlap"}
         )
-        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"job": "fast"})
+        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "fast", "kind": "command"})
     finally:
         release.set()
         scheduler.stop()
@@ -78,12 +78,12 @@ def test_run_on_start_runs_at_once_and_unscheduled_jobs_are_left_out():
     scheduler.start()
     try:
         assert ran.wait(3)
-        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"job": "boot"})
+        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "boot", "kind": "command"})
     finally:
         scheduler.stop()
     assert next_run is not None
     assert next_run > time.time() + 3600  # the next @daily, not "now" again
-    assert registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"job": "chained"}) == 0
+    assert registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "chained", "kind": "command"}) == 0
 
 
 def test_jobs_get_overlap_coalesce_misfire_and_jitter_settings():
