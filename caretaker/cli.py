@@ -14,10 +14,11 @@ from caretaker.inject import command as inject
 from restore import cli
 from restore.commands import Command
 from sidecar import command as sidecar
+from sidecar import trigger
 
 
 def all_commands() -> list[Command]:
-    return [*cli.base_commands(), sidecar.COMMAND, inject.COMMAND]
+    return [*cli.base_commands(), sidecar.COMMAND, trigger.COMMAND, inject.COMMAND]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

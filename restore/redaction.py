@@ -110,3 +110,14 @@ def _unsplit(parts: SplitResult) -> str:
     text = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
     text += f"?{parts.query}" if parts.query else ""
     return text + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def redact_secret_url(url: str) -> str:
+    """A URL that is secret as a whole, as it may be printed: its scheme only.
+
+    Notification and heartbeat URLs carry tokens anywhere, the host part included
+    (`slack://TokenA/TokenB/TokenC`, `tgram://bottoken/chat`, `https://hc-ping.com/<uuid>`),
+    where `keep_path=False` would still show the host.
+    """
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://{MASK}" if sep and scheme.replace("+", "").isalnum() else MASK

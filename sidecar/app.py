@@ -25,11 +25,14 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from restore import __version__
 from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import Clock, format_time
+from restore.commands import host_name
 from restore.deadline import Deadline
 from restore.errors import EXIT_OK, EXIT_SIGNAL_BASE, ConfigError
 from restore.redaction import redact_url
 from restore.repository import Repository
+from sidecar.backup_now import BackupNow
 from sidecar.metrics import JobLabels, Metrics
+from sidecar.notifier import Notifier
 from sidecar.readiness import Readiness
 from sidecar.restoremetrics import RestoreResultExport
 from sidecar.runner import Runner
@@ -71,9 +74,16 @@ class Sidecar:
             options = OpenOptions(environ=environ, clock=clock, owner=owner, deadline=deadline)
             return open_repository(config.repository, options)
 
+        self.notifier = Notifier(config, host=host_name(environ))
         self.runner = Runner(
-            config=config, board=self.board, environ=environ, clock=clock, open_repository=opener
+            config=config,
+            board=self.board,
+            environ=environ,
+            clock=clock,
+            open_repository=opener,
+            notifier=self.notifier,
         )
+        self.backup_now = BackupNow(config, self.runner)
         self.scheduler = Scheduler(config.jobs, self.runner.run, self.board)
         self.readiness = Readiness(board=self.board, open_repository=opener, clock=clock, rpo=config.rpo)
         self._stop = threading.Event()
@@ -101,6 +111,7 @@ class Sidecar:
             raise ConfigError.single("path", str(self.config.path), "is not a directory")
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        self.backup_now.install()
         structlog.get_logger().info(
             "sidecar.started",
             version=__version__,
@@ -111,6 +122,7 @@ class Sidecar:
             jobs=[job.name for job in self.config.jobs],
         )
         self.server.start()
+        threading.Thread(target=self.runner.refresh_repository, name="repository", daemon=True).start()
         self.scheduler.start()
         self._stop.wait()
         return self.shutdown()
@@ -155,6 +167,8 @@ class Sidecar:
         # The HTTP server keeps answering (/readyz: "shutting down") until the process ends.
         stopped = self.runner.wait_idle(deadline - time.monotonic())
         self.readiness.close()
+        if not self.notifier.close(deadline - time.monotonic()):
+            log.warning("shutdown.notifications_left")
         if not stopped:
             # A prune or verify cannot be interrupted; leaving it is safe (it writes nothing
             # a restore depends on), but its thread would keep the process alive.

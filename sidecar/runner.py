@@ -31,6 +31,7 @@ from restore.initcontainer.progress import LogProgress
 from restore.model import BackupOptions
 from restore.repository import Repository
 from sidecar import hooks, jobs
+from sidecar.notifier import Notifier
 from sidecar.settings.model import (
     BackupAction,
     CommandSpec,
@@ -79,8 +80,10 @@ class Runner:
         environ: Mapping[str, str],
         clock: Clock,
         open_repository: RepositoryOpener,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier
         self.board = board
         self.environ = environ
         self.clock = clock
@@ -148,6 +151,8 @@ class Runner:
         log = structlog.get_logger()
         timer = self._start_timer(job, cancel)
         self.board.started(job.name)
+        if self.notifier:
+            self.notifier.started(job)
         log.info("job.start", reason=reason)
         started = time.monotonic()
         try:
@@ -157,9 +162,10 @@ class Runner:
                 timer.cancel()
         seconds = time.monotonic() - started
         result = result_of(error)
-        self.board.finished(
-            job.name, result, error=str(error) if error else None, attempts=attempts, seconds=seconds
-        )
+        text = str(error) if error else None
+        self.board.finished(job.name, result, error=text, attempts=attempts, seconds=seconds)
+        if self.notifier:
+            self.notifier.finished(job, result, error=text, attempts=attempts, seconds=seconds)
         if error is None:
             log.info("job.success", duration_seconds=round(seconds, 3), attempts=attempts)
         else:
@@ -243,8 +249,7 @@ class Runner:
         else:
             with self._repository(job, cancel) as repo:
                 self._repository_job(job.name, action, repo, cancel)
-                self.board.snapshots(repo.snapshots())
-                self.board.stored_bytes(repo.stored_bytes())
+                self._record_repository(repo)
 
     def _repository_job(
         self,
@@ -288,6 +293,19 @@ class Runner:
             log.info(
                 "verify.done", snapshots=len(checked), bytes_checked=sum(r.bytes_checked for r in checked)
             )
+
+    def refresh_repository(self) -> None:
+        """Read the repository's figures for /metrics and /status (at start-up: jobs read
+        them again after each run). A failure is logged; readiness reports it too."""
+        try:
+            with self._repository(jobs.Cancel()) as repo:
+                self._record_repository(repo)
+        except Exception as error:
+            structlog.get_logger().warning("repository.unreadable", error=str(error))
+
+    def _record_repository(self, repo: Repository) -> None:
+        self.board.snapshots(repo.snapshots())
+        self.board.stored_bytes(repo.stored_bytes())
 
     @contextlib.contextmanager
     def _repository(self, job: JobConfig, cancel: jobs.Cancel) -> Iterator[Repository]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from restore.commands import Command, Context, open_from_args
+from restore.commands import Command, Context, host_name, open_from_args
+from restore.commands.notifying import add_notify_options, notify_outcome, read_notify
 from restore.commands.options import add_repository_options
-from restore.errors import ConfigError, UnsafeVolumeError, exit_code_of
+from restore.errors import ConfigError, Problem, UnsafeVolumeError, exit_code_of
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
 from restore.initcontainer.decision import RestoreSettings, parse_empty_start
@@ -24,7 +25,13 @@ from restore.initcontainer.outcome import Outcome, write_result, write_terminati
 from restore.initcontainer.plan import plan
 from restore.values import command_line, count, duration, moment
 
+if TYPE_CHECKING:
+    from restore.notify import Event, Notify
+
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+# A restore has no "recovery": `success` is any ready volume (restored, skipped, first-boot).
+NOTIFY_EVENTS: tuple[Event, ...] = ("failure", "success")
+NOTIFY_DEFAULT = "failure"
 
 
 OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -120,6 +127,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_repository_options(parser, path_help="the data folder to restore into (usually a volume mount)")
     for flag, options in OPTIONS:
         parser.add_argument(flag, **options)
+    add_notify_options(parser, events=NOTIFY_EVENTS, default=NOTIFY_DEFAULT)
 
 
 def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
@@ -139,20 +147,26 @@ def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
 
 
 def config_failed(args: argparse.Namespace, ctx: Context, error: ConfigError) -> int:
-    """Bad options: a `failed` outcome (exit 2) in the log, result file and termination log."""
+    """Bad options: a `failed` outcome (exit 2) in the log, result file and termination log,
+    and a notification if the notification options themselves are usable."""
     if args.dry_run:
         raise error
     log = structlog.get_logger().bind(command="restore")
-    return report(_config_failure(error, ctx), args, ctx, log)
+    notify = read_notify(args, [], events=NOTIFY_EVENTS, default=NOTIFY_DEFAULT)
+    return report(_config_failure(error, ctx), args, ctx, log, notify)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     keep_freed_memory(ctx.environ)
     log = structlog.get_logger().bind(command="restore")
+    problems: list[Problem] = []
+    notify = read_notify(args, problems, events=NOTIFY_EVENTS, default=NOTIFY_DEFAULT)
     try:
         settings = settings_from_args(args)
     except ConfigError as error:
-        return config_failed(args, ctx, error)
+        problems[:0] = error.problems
+    if problems:
+        return config_failed(args, ctx, ConfigError(problems))
     effects = Effects(
         open_repository=lambda deadline: open_from_args(args, ctx, deadline),
         log=log,
@@ -162,7 +176,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     )
     if args.dry_run:
         return dry_run(settings, effects, args, ctx)
-    return report(prepare_volume(settings, effects), args, ctx, log)
+    return report(prepare_volume(settings, effects), args, ctx, log, notify)
 
 
 def dry_run(settings: RestoreSettings, effects: Effects, args: argparse.Namespace, ctx: Context) -> int:
@@ -185,11 +199,12 @@ def _config_failure(error: Exception, ctx: Context) -> Outcome:
     )
 
 
-def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -> int:
-    """Log the outcome, write the result file and the termination log; return the exit code.
+def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any, notify: Notify) -> int:
+    """Log the outcome, write the result file and the termination log, notify; return the
+    exit code.
 
-    A result file or termination log that cannot be written is logged, not fatal: the exit
-    code already tells Kubernetes what happened.
+    A result file or termination log that cannot be written, or a notification that cannot
+    be delivered, is logged, not fatal: the exit code already tells Kubernetes what happened.
     """
 
     (log.info if outcome.exit_code == 0 else log.error)("restore.outcome", **outcome.to_json())
@@ -201,6 +216,12 @@ def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -
         log.warning("restore.result_unwritable", path=str(args.path), error=error.strerror)
     except UnsafeVolumeError as error:
         log.warning("restore.result_unwritable", path=str(args.path), error=str(error))
+    _write_termination_log(outcome, args, log)
+    notify_outcome(notify, outcome, host=host_name(ctx.environ), path=args.path.absolute(), log=log)
+    return outcome.exit_code
+
+
+def _write_termination_log(outcome: Outcome, args: argparse.Namespace, log: Any) -> None:
     termination_log = args.termination_log.absolute()
     if termination_log.is_relative_to(args.path.absolute()):
         # The app can write the volume, and with it every folder on that path.
@@ -209,13 +230,12 @@ def report(outcome: Outcome, args: argparse.Namespace, ctx: Context, log: Any) -
             path=str(termination_log),
             error="inside --path, which the app can write: give a path outside the volume",
         )
-        return outcome.exit_code
+        return
     try:
         explicit = args.termination_log != Path(DEFAULT_TERMINATION_LOG)
         write_termination_log(termination_log, outcome, create=explicit)
     except OSError as error:
         log.warning("restore.termination_log_unwritable", path=str(termination_log), error=error.strerror)
-    return outcome.exit_code
 
 
 COMMAND = Command(

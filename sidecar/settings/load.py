@@ -31,6 +31,7 @@ from sidecar.settings.model import (
     VerifyAction,
     parse_listen,
 )
+from sidecar.settings.notifying import global_notify
 from sidecar.settings.options import Flags, flag_key
 from sidecar.settings.schedule import Schedule, parse_schedule
 from sidecar.settings.yamlfile import FileSettings, read_config_file
@@ -91,6 +92,7 @@ def _merged(
             DEFAULT_GRACE,
         ),
         backup_on_shutdown=_first(flags.backup_on_shutdown, file.backup_on_shutdown, False),
+        notify=global_notify(flags, file.notify, problems),
         source=source,
     )
 

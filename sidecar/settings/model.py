@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from restore.notify import Notify
 from restore.redaction import has_userinfo
 from restore.retention import RetentionPolicy
 from sidecar.settings.schedule import Schedule
@@ -104,6 +105,7 @@ class JobConfig:
     before: tuple[Hook, ...] = ()
     after: tuple[Hook, ...] = ()
     then: tuple[str, ...] = ()  # jobs to run after each successful run of this one
+    notify: Notify | None = None  # this job's own notifications and heartbeat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +127,8 @@ class SidecarConfig:
     rpo: timedelta | None = None
     shutdown_grace: timedelta = DEFAULT_GRACE
     backup_on_shutdown: bool = False
+    # Every job's notifications; the heartbeat pings around backup runs.
+    notify: Notify = dataclasses.field(default_factory=Notify)
     source: str = "environment"  # or the config file's path, for logs
 
     def job(self, name: str) -> JobConfig:

@@ -13,8 +13,12 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
+from restore.commands.notifying import add_notify_options
 from restore.commands.options import add_repository_options, env_name
+from restore.notify import EVENTS
 from restore.retention import KEEP_RULES
+
+DEFAULT_NOTIFY_EVENTS = "failure,recovery"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,6 +36,11 @@ class Flags:
     rpo: str | None = None
     shutdown_grace: str | None = None
     backup_on_shutdown: bool | None = None
+    notify: tuple[str, ...] = ()
+    notify_file: Path | None = None
+    notify_on: str | None = None
+    heartbeat_url: str | None = None
+    heartbeat_url_file: Path | None = None
     # environment-only mode: the jobs
     schedule: str | None = None
     keep: Mapping[str, str] = dataclasses.field(default_factory=dict)  # rule -> count, given ones
@@ -107,6 +116,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long shutdown may take, final backup included (default 25s)",
     )
+    add_notify_options(parser, events=EVENTS, default=DEFAULT_NOTIFY_EVENTS)
+    add(
+        "--heartbeat-url",
+        metavar="URL",
+        help="ping this URL (healthchecks.io style: /start, itself, /fail) around every backup run",
+    )
+    add(
+        "--heartbeat-url-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the heartbeat URL (a mounted Secret)",
+    )
     add(
         "--check-config",
         action="store_true",
@@ -123,6 +144,11 @@ def flags_from_args(args: argparse.Namespace) -> Flags:
         rpo=args.rpo,
         shutdown_grace=args.shutdown_grace,
         backup_on_shutdown=args.backup_on_shutdown,
+        notify=tuple(args.notify or ()),
+        notify_file=args.notify_file,
+        notify_on=args.notify_on,
+        heartbeat_url=args.heartbeat_url,
+        heartbeat_url_file=args.heartbeat_url_file,
         schedule=args.schedule,
         keep={rule: count for rule in KEEP_RULES if (count := getattr(args, f"keep_{rule}")) is not None},
         keep_within=args.keep_within,

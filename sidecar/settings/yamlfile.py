@@ -18,6 +18,7 @@ import yaml
 
 from restore import values
 from restore.errors import Problem
+from restore.notify import Notify
 from restore.retention import KEEP_RULES, RetentionPolicy
 from sidecar.settings.fields import Fields
 from sidecar.settings.model import (
@@ -34,6 +35,7 @@ from sidecar.settings.model import (
     VerifyAction,
     check_http_url,
 )
+from sidecar.settings.notifying import file_notify
 from sidecar.settings.schedule import Schedule, check_timezone, parse_schedule
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -52,6 +54,7 @@ class FileSettings:
     rpo: timedelta | None = None
     shutdown_grace: timedelta | None = None
     backup_on_shutdown: bool | None = None
+    notify: Notify | None = None
     jobs: tuple[JobConfig, ...] = ()
 
 
@@ -78,6 +81,7 @@ def parse_document(data: Any, problems: list[Problem]) -> FileSettings:
         rpo=top.optional_duration("rpo"),
         shutdown_grace=shutdown.optional_duration("grace", allow_zero=True),
         backup_on_shutdown=shutdown.optional_boolean("backup_on_shutdown"),
+        notify=file_notify(top),
         jobs=_jobs(top, _defaults(top.child("defaults")), problems),
     )
     shutdown.finish()
@@ -159,6 +163,7 @@ def _job(index: int, raw: Any, defaults: Defaults, problems: list[Problem]) -> J
         before=_hooks(fields, "before"),
         after=_hooks(fields, "after"),
         then=fields.strings("then"),
+        notify=file_notify(fields),
     )
     if judged_as is None:
         return None  # without a kind, its other keys cannot be judged

@@ -49,11 +49,12 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 class App:
-    """A stand-in for the application next door: records requests, answers `status` (or a
-    302 to `redirects[path]`)."""
+    """A stand-in for the application next door (or a notification service): records
+    requests and their bodies, answers `status` (or a 302 to `redirects[path]`)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str, bytes]] = []  # (path, body) of requests with a body
         self.status = 200
         self.delay = 0.0
         self.redirects: dict[str, str] = {}
@@ -61,6 +62,9 @@ class App:
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    app.bodies.append((self.path, self.rfile.read(length)))
                 app.requests.append((self.command, self.path))
                 if app.delay:
                     threading.Event().wait(app.delay)
