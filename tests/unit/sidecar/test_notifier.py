@@ -49,7 +49,8 @@ class TestSend:
         problems = send([url], Message(event="failure", title="t", body="b"), timeout=5)
         assert len(problems) == 1
         assert problems[0].startswith("json://***: ")
-        assert "secret" not in problems[0] and str(port) not in problems[0]
+        assert "secret" not in problems[0]
+        assert str(port) not in problems[0]
 
     def test_a_slow_service_is_given_up_after_the_timeout(self):
         with App() as app:
@@ -62,7 +63,8 @@ class TestSend:
             )
             elapsed = time.monotonic() - started
         assert elapsed < 3
-        assert problems and problems[0].startswith("json://***")
+        assert problems
+        assert problems[0].startswith("json://***")
 
     def test_urls_events_and_pings_are_parsed_strictly(self):
         assert split_urls(["json://a/x, slack://T/B/C", "ntfy://topic\nmailto://u:p@h"]) == (
