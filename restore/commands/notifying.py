@@ -138,5 +138,5 @@ def notify_outcome(notify: Notify, outcome: Outcome, *, host: str, path: Path, l
         return
     problems = send(notify.urls, message)
     for problem in problems:
-        log.warning("notify.failed", event=message.event, problem=problem)
-    log.info("notify.sent", event=message.event, delivered=len(notify.urls) - len(problems))
+        log.warning("notify.failed", notify_event=message.event, problem=problem)
+    log.info("notify.sent", notify_event=message.event, delivered=len(notify.urls) - len(problems))
