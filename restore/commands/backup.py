@@ -30,6 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="record an empty folder even when the previous snapshot had data",
     )
     parser.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="record no new snapshot when the folder equals the newest one",
+    )
+    parser.add_argument(
         "--compression-level", type=bounded(1, 19), default=3, help="zstd level, 1 (fast) to 19 (small)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         host=args.host or host_name(ctx.environ),
         tags=tuple(args.tag),
         allow_empty=args.allow_empty,
+        skip_unchanged=args.skip_unchanged,
         compression_level=args.compression_level,
     )
     with contextlib.closing(open_from_args(args, ctx)) as repo:
@@ -49,6 +55,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         "backup.finished",
         snapshot=result.snapshot.id,
         changed=result.changed,
+        recorded=result.recorded,
         duration_seconds=round(result.duration_seconds, 3),
         **result.stats.to_json(),
     )
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             {
                 "snapshot": result.snapshot.to_json(),
                 "changed": result.changed,
+                "recorded": result.recorded,
                 "duration_seconds": result.duration_seconds,
                 "stats": result.stats.to_json(),
             }

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from restore.backends.local import LocalStore
+from restore.initcontainer.progress import LogProgress
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
 from tests.support.trees import age_tree, describe, restored, write_file
@@ -129,3 +130,56 @@ def test_metadata_changes_reach_the_next_snapshot(engine: Engine, source: Path, 
     result = engine.backup(source, BackupOptions())
     assert result.stats.files_unchanged == 2
     assert restored(engine, result.snapshot.id, tmp_path / "dest") == describe(source)
+
+
+def test_skip_unchanged_records_no_snapshot_until_something_changes(
+    engine: Engine, source: Path, store: LocalStore
+) -> None:
+    for i in range(5):
+        write_file(source / f"f{i}", os.urandom(10_000))
+    age_tree(source)
+    options = BackupOptions(skip_unchanged=True)
+    first = engine.backup(source, options)
+    objects = _objects(store, "")
+    second = engine.backup(source, options)
+    assert first.recorded is True
+    assert (second.recorded, second.changed) == (False, False)
+    assert second.snapshot == first.snapshot  # the previous snapshot stands for this run
+    assert second.stats.objects_written == 0
+    assert _objects(store, "") == objects  # nothing written at all
+    assert [s.id for s in engine.snapshots()] == [first.snapshot.id]
+    write_file(source / "f1", os.urandom(10_000), mtime_ns=1_700_000_000 * 10**9)
+    third = engine.backup(source, options)
+    assert third.recorded is True
+    assert [s.id for s in engine.snapshots()] == [third.snapshot.id, first.snapshot.id]
+
+
+def test_without_skip_unchanged_an_unchanged_folder_is_recorded_again(engine: Engine, source: Path) -> None:
+    write_file(source / "f", b"x")
+    age_tree(source)
+    engine.backup(source, BackupOptions())
+    again = engine.backup(source, BackupOptions())
+    assert (again.recorded, again.changed) == (True, False)
+    assert len(engine.snapshots()) == 2
+
+
+def test_backup_progress_counts_against_the_previous_snapshots_size(engine: Engine, source: Path) -> None:
+    for i in range(4):
+        write_file(source / f"f{i}", os.urandom(25_000))
+    age_tree(source)
+    lines: list[dict[str, object]] = []
+
+    class Log:
+        def info(self, event: str, **fields: object) -> None:
+            lines.append({"event": event, **fields})
+
+    first = LogProgress(Log(), interval_seconds=0, event="backup.progress")
+    engine.backup(source, BackupOptions(), first)
+    assert lines[-1]["bytes_total"] == 0  # no previous snapshot: no total, no ETA
+    assert (lines[-1]["percent"], lines[-1]["eta_seconds"]) == (None, None)
+    lines.clear()
+    engine.backup(source, BackupOptions(), LogProgress(Log(), interval_seconds=0, event="backup.progress"))
+    assert {line["event"] for line in lines} == {"backup.progress"}
+    assert (lines[-1]["files_total"], lines[-1]["bytes_total"]) == (4, 100_000)
+    assert (lines[-1]["files"], lines[-1]["bytes"], lines[-1]["percent"]) == (4, 100_000, 100.0)
+    assert lines[-1]["eta_seconds"] == 0.0
