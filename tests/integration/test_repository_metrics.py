@@ -55,7 +55,6 @@ jobs: [{{name: backup, kind: backup, schedule: "0 0 1 1 *", skip_unchanged: true
         after = sidecar.metrics()
     stored = sum(f.stat().st_size for f in (tmp_path / "repo").rglob("*") if f.is_file())
     newest = "caretaker_repository_newest_snapshot_timestamp_seconds"
-    from restore.clock import parse_time
 
     snapshot_time = parse_time(taken["time"]).timestamp()
     assert before[(newest, (("host", "pod-a"),))] == snapshot_time
