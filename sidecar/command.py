@@ -46,15 +46,18 @@ def describe(config: SidecarConfig, ctx: Context) -> str:
             f"shutdown: grace {int(config.shutdown_grace.total_seconds())}s, "
             f"final backup {'yes' if config.backup_on_shutdown else 'no'}"
         ),
+        config.notify.describe(),
     ]
     for job in config.jobs:
         then = f", then {', '.join(job.then)}" if job.then else ""
         if job.schedule is None:
             lines.append(f"job {job.name} ({job.kind}): after {_chained_by(config, job.name)}{then}")
-            continue
-        start = ", also at start" if job.run_on_start else ""
-        lines.append(f"job {job.name} ({job.kind}): {job.schedule.describe()}{start}{then}")
-        lines.extend(f"  next: {format_time(t)}" for t in job.schedule.next_runs(now, NEXT_RUNS))
+        else:
+            start = ", also at start" if job.run_on_start else ""
+            lines.append(f"job {job.name} ({job.kind}): {job.schedule.describe()}{start}{then}")
+            lines.extend(f"  next: {format_time(t)}" for t in job.schedule.next_runs(now, NEXT_RUNS))
+        if job.notify:
+            lines.append(f"  {job.notify.describe()}")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,7 @@ twins and `*_FILE` forms, or the config file's top level) and per job (the confi
 
 In the file, both take the same shape:
 
-    notify: {urls: [json://...], urls_file: /etc/caretaker/secrets/notify, on: [failure, recovery]}
+    notify: {urls: [json://...], urls_file: /etc/caretaker/secrets/notify, events: [failure, recovery]}
     heartbeat: {url: https://hc-ping.com/<uuid>}   # or {url_file: /etc/caretaker/secrets/hc}
 
 A ConfigMap is no place for a token: prefer `urls_file`/`url_file` naming a mounted Secret.
@@ -44,11 +44,11 @@ def file_notify(fields: Fields) -> Notify | None:
     urls = read_urls(
         _secret_strings(block, "urls"), _path(block, "urls_file"), fields.problems, key=block.key("urls")
     )
-    on = block.raw("on")
+    on = block.raw("events")
     events = _DEFAULT.events
     if on is not None:
         names = on if isinstance(on, list) else str(on)
-        events = read_events(names, fields.problems, key=block.key("on"), allowed=EVENTS)
+        events = read_events(names, fields.problems, key=block.key("events"), allowed=EVENTS)
     block.finish()
     beat = fields.child("heartbeat")
     url = _secret_strings(beat, "url")
