@@ -68,6 +68,7 @@ class Sidecar:
         labels = [JobLabels(job.name, job.kind) for job in config.jobs]
         self.metrics = Metrics.create(registry or CollectorRegistry(), labels, version=__version__)
         self.restore_result = RestoreResultExport(self.metrics.restore, config.path)
+        self.metrics.rpo.set(config.rpo.total_seconds() if config.rpo else 0)
         self.board = StatusBoard(config, self.metrics, clock)
 
         def opener(deadline: Deadline) -> Repository:

@@ -92,6 +92,7 @@ class Metrics:
     backup: BackupGauges
     repository: RepositoryGauges
     restore: RestoreGauges
+    rpo: Gauge
     build_info: Gauge
 
     @classmethod
@@ -159,6 +160,9 @@ def _register(registry: CollectorRegistry) -> Metrics:
         backup=BackupGauges.register(registry),
         repository=RepositoryGauges.register(registry),
         restore=RestoreGauges.register(registry),
+        rpo=Gauge(
+            "caretaker_rpo_seconds", "The sidecar's --rpo (0: none), to compare backup age with.", registry=registry
+        ),
         build_info=Gauge(
             "caretaker_build_info", "caretaker version (always 1).", ("version",), registry=registry
         ),
