@@ -3,6 +3,7 @@ Kubernetes schemas (1.29 and the newest), the sidecar's own config check and pro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -342,3 +343,17 @@ def test_notes_tell_how_to_check_the_first_backup(tmp_path: Path) -> None:
     assert "logs deployment/demo-caretaker -c caretaker-restore" in notes
     assert "caretaker snapshots" in notes
     assert "/status" in notes
+
+
+def test_grafana_dashboard_is_a_labelled_configmap_when_enabled() -> None:
+    assert not [d for d in _render_set("s3-classic-monitoring") if d["metadata"]["name"].endswith("-dashboard")]
+    values = {
+        **VALUE_SETS["s3-classic-monitoring"],
+        "metrics": {"grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Backups"}}},
+    }
+    [dashboard] = [d for d in render(values) if d["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["kind"] == "ConfigMap"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Backups"}
+    shipped = (CHART / "dashboards" / "caretaker.json").read_text()
+    assert json.loads(dashboard["data"]["caretaker.json"]) == json.loads(shipped)
