@@ -161,7 +161,9 @@ def _register(registry: CollectorRegistry) -> Metrics:
         repository=RepositoryGauges.register(registry),
         restore=RestoreGauges.register(registry),
         rpo=Gauge(
-            "caretaker_rpo_seconds", "The sidecar's --rpo (0: none), to compare backup age with.", registry=registry
+            "caretaker_rpo_seconds",
+            "The sidecar's --rpo (0: none), to compare backup age with.",
+            registry=registry,
         ),
         build_info=Gauge(
             "caretaker_build_info", "caretaker version (always 1).", ("version",), registry=registry
