@@ -3,8 +3,8 @@ termination log. Runs at `--log-level debug` against a real SeaweedFS and real s
 restore processes, with secrets planted where they reach caretaker in practice: the S3 secret
 key in the environment, an STS session token in the environment (SeaweedFS rejects it, so
 those runs fail — after botocore signed and sent requests carrying it), credentials in
-repository URLs, a token in hook URLs and in a redirect's target. Everything printed is
-searched for every planted value."""
+repository URLs, a token in hook URLs and in a redirect's target, tokens in notification and
+heartbeat URLs. Everything printed is searched for every planted value."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ HOOK_TOKEN = "planted-hook-token-19c2"
 REDIRECT_TOKEN = "planted-redirect-token-5d8e"
 URL_SECRET = "planted/url+secret-0b4d"  # with a slash, as AWS secret keys may have
 GIT_TOKEN = "planted-git-token-2a6f"
+NOTIFY_TOKEN = "planted-notify-token-8e1b"
 # A request's Authorization header (signature and credential scope) in botocore's debug log.
 SIGNED_HEADER = "AWS4-HMAC-SHA256"
 
@@ -57,6 +58,7 @@ def planted(server: SeaweedServer) -> list[str]:
         URL_SECRET,
         URL_SECRET.split("/")[1],
         GIT_TOKEN,
+        NOTIFY_TOKEN,
         SIGNED_HEADER,
     ]
 
@@ -87,12 +89,16 @@ def app() -> Iterator[App]:
 def sidecar_in(tmp_path: Path, url: str, app: App, env: dict[str, str]) -> Sidecar:
     write_file(tmp_path / "data" / "app.db", b"state" * 100)
     config = SIDECAR_CONFIG.format(url=url, d=tmp_path, app=app.url("").rstrip("/"), hook=HOOK_TOKEN)
-    return Sidecar(tmp_path, ["--log-level", "debug"], env=env, config=config)
+    notify = {
+        "CARETAKER_NOTIFY": app.url(f"/hook/{NOTIFY_TOKEN}").replace("http://", f"json://u:{NOTIFY_TOKEN}@"),
+        "CARETAKER_HEARTBEAT_URL": app.url(f"/hc/{NOTIFY_TOKEN}"),
+    }
+    return Sidecar(tmp_path, ["--log-level", "debug"], env={**env, **notify}, config=config)
 
 
 def job_result(sidecar: Sidecar, job: str, result: str) -> float:
     kind = {"backup": "backup", "env": "command", "notify": "http"}[job]
-    return sidecar.value("caretaker_job_runs_total", job=job, kind=kind, result=result)
+    return sidecar.value("caretaker_job_runs_total", task=job, kind=kind, result=result)
 
 
 def test_a_working_sidecar_prints_no_secret(tmp_path, s3, app):
@@ -105,6 +111,7 @@ def test_a_working_sidecar_prints_no_secret(tmp_path, s3, app):
             30,
             "backups, the env command and the redirected call",
         )
+        wait_until(lambda: sidecar.events("notify.sent"), 15, "the failure's notification")
         texts = http_texts(sidecar)
         status = sidecar.status()
         assert sidecar.stop() == 0
@@ -116,6 +123,8 @@ def test_a_working_sidecar_prints_no_secret(tmp_path, s3, app):
     assert [e["line"] for e in sidecar.events("command.output", job="env")] == ["CARETAKER_JOB=env"]
     assert sidecar.events("hook.start", job="backup")[0]["url"].endswith("/flush?token=***")
     assert ("POST", f"/flush?token={HOOK_TOKEN}") in app.requests  # the real URL was used
+    assert ("POST", f"/hook/{NOTIFY_TOKEN}") in app.requests  # the notification was sent
+    assert ("POST", f"/hc/{NOTIFY_TOKEN}") in app.requests  # and the backups' heartbeat
     assert sidecar.events("http.request")  # debug events were on
 
 

@@ -97,7 +97,7 @@ def flooding(port: int) -> Iterator[Flood]:
 
 
 def backups(sidecar: Sidecar, result: str) -> float:
-    return sidecar.value("caretaker_job_runs_total", job="backup", kind="backup", result=result)
+    return sidecar.value("caretaker_job_runs_total", task="backup", kind="backup", result=result)
 
 
 def test_a_connection_flood_starves_neither_backups_nor_probes(tmp_path):
