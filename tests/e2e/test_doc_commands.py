@@ -203,6 +203,9 @@ class Mounts:
         secrets = writable(self.root / "etc-caretaker" / "secrets")
         (secrets / "ssh-privatekey").write_bytes(git_host.deploy_key.read_bytes())
         (secrets / "known_hosts").write_bytes(git_host.known_hosts.read_bytes())
+        # The notification and heartbeat URLs docs/sidecar.md's config file reads from files.
+        (secrets / "notify").write_text("json://127.0.0.1:9/hook\n")
+        (secrets / "heartbeat").write_text("https://hc-ping.example/check\n")
         (self.root / "etc-caretaker" / "sidecar.yaml").write_text(sidecar_config())
         s3 = writable(self.root / "s3-secrets")
         (s3 / "access-key-id").write_text(e2e_s3.access_key)
