@@ -232,6 +232,8 @@ jobs:
   - {{name: check, kind: verify, schedule: "@weekly", read_data: 0.1}}
 """
     with Sidecar(tmp_path, [], config=config) as sidecar:
+        # The repository is read once right after start-up; after that nothing changes.
+        wait_until(lambda: sidecar.value("caretaker_repository_read_timestamp_seconds") > 0, 10, "the read")
         samples = sidecar.metrics()
         raw = sidecar.get("/metrics")[1]
     assert parse_metrics(raw) == samples

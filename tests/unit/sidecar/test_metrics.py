@@ -169,7 +169,7 @@ def test_a_fifo_or_link_in_place_of_the_result_file_reads_as_none_at_once(tmp_pa
     outside.write_bytes((tmp_path / "elsewhere" / ".caretaker" / "restore-result.json").read_bytes())
     volume = tmp_path / "volume"
     (volume / ".caretaker").mkdir(parents=True)
-    export = RestoreResultExport(metrics, volume)
+    export = RestoreResultExport(metrics.restore, volume)
     os.symlink(outside, volume / ".caretaker" / "restore-result.json")
     export.refresh()
     assert export.outcome is None

@@ -120,7 +120,7 @@ class TestNotifier:
         assert "host: shop-0" in first["message"]
         assert "task: backup (backup)" in first["message"]
         assert "result: failure" in first["message"]
-        assert "error: PUT http://key:***@store/x failed" in first["message"]
+        assert "error: PUT http://***@store/x failed" in first["message"]
         assert "s3cret" not in json.dumps(got)
         assert got[2][1]["title"] == "caretaker backup job backup recovered on shop-0"
 
