@@ -54,6 +54,8 @@ RETRYABLE = (
 )
 MAX_BACKOFF = timedelta(minutes=10)
 PROGRESS_INTERVAL_SECONDS = 10.0  # as the restore's default --progress-interval
+# The start-up read of the repository's figures: listings, no data; a hung store ends it.
+REFRESH_TIMEOUT_SECONDS = 60.0
 _LOCK_POLL_SECONDS = 0.5
 
 
@@ -247,7 +249,8 @@ class Runner:
             status = jobs.http(spec=action)
             structlog.get_logger().info("http.done", status=status)
         else:
-            with self._repository(job, cancel) as repo:
+            stop = cancel if job.kind == "backup" else None
+            with self._repository(cancel, Deadline(stop=stop)) as repo:
                 self._repository_job(job.name, action, repo, cancel)
                 self._record_repository(repo)
 
@@ -298,7 +301,7 @@ class Runner:
         """Read the repository's figures for /metrics and /status (at start-up: jobs read
         them again after each run). A failure is logged; readiness reports it too."""
         try:
-            with self._repository(jobs.Cancel()) as repo:
+            with self._repository(jobs.Cancel(), Deadline(REFRESH_TIMEOUT_SECONDS)) as repo:
                 self._record_repository(repo)
         except Exception as error:
             structlog.get_logger().warning("repository.unreadable", error=str(error))
@@ -308,18 +311,19 @@ class Runner:
         self.board.stored_bytes(repo.stored_bytes())
 
     @contextlib.contextmanager
-    def _repository(self, job: JobConfig, cancel: jobs.Cancel) -> Iterator[Repository]:
+    def _repository(self, cancel: jobs.Cancel, deadline: Deadline) -> Iterator[Repository]:
         """Take the sidecar's repository turn (abortable while waiting), open, close.
 
-        A backup's storage calls end with its cancel (its timeout, shutdown): it writes its
-        snapshot record last, so stopping it anywhere leaves nothing half done. Prune and
-        verify run to the end of each call (see `Sidecar.shutdown`).
+        A backup's storage calls end with its cancel (its timeout, shutdown: its `deadline`
+        stops with it): it writes its snapshot record last, so stopping it anywhere leaves
+        nothing half done. Prune and verify run to the end of each call (see
+        `Sidecar.shutdown`).
         """
         while not self._repository_lock.acquire(timeout=_LOCK_POLL_SECONDS):
             cancel.check()
         try:
             cancel.check()
-            repo = self._open_repository(Deadline(stop=cancel if job.kind == "backup" else None))
+            repo = self._open_repository(deadline)
             try:
                 yield repo
             finally:
