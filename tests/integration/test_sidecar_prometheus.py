@@ -41,7 +41,10 @@ def query(port: int, expression: str) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=5) as response:
             document: dict[str, Any] = json.load(response)
     except urllib.error.HTTPError as error:
-        document = json.load(error)
+        body = error.read()
+        if error.code == 503:  # still starting
+            return {"status": "unreachable", "data": {"result": []}}
+        document = json.loads(body)  # a query Prometheus refused says why (400)
     except OSError:
         return {"status": "unreachable", "data": {"result": []}}
     return document
