@@ -37,7 +37,7 @@ from sidecar.readiness import Readiness
 from sidecar.restoremetrics import RestoreResultExport
 from sidecar.runner import Runner
 from sidecar.scheduler import Scheduler
-from sidecar.server import JSON, TEXT, HttpServer, Response
+from sidecar.server import JSON, TEXT, HttpServer, Request, Response
 from sidecar.settings.model import SidecarConfig
 from sidecar.status import StatusBoard
 
@@ -190,22 +190,22 @@ class Sidecar:
         worker.start()
         worker.join(max(until - time.monotonic(), 0))
 
-    def _metrics(self) -> Response:
+    def _metrics(self, request: Request) -> Response:
         self.restore_result.refresh()
-        body, content_type = self.metrics.render()
+        body, content_type = self.metrics.render(request.accept)
         return 200, content_type, body
 
-    def _healthz(self) -> Response:
+    def _healthz(self, _: Request) -> Response:
         alive = self.scheduler.alive() or self.board.stopping
         return (200, TEXT, b"ok\n") if alive else (503, TEXT, b"scheduler not running\n")
 
-    def _readyz(self) -> Response:
+    def _readyz(self, _: Request) -> Response:
         reasons = self.readiness.check()
         if reasons:
             return 503, TEXT, ("not ready: " + "; ".join(reasons) + "\n").encode()
         return 200, TEXT, b"ready\n"
 
-    def _status(self) -> Response:
+    def _status(self, _: Request) -> Response:
         self.restore_result.refresh()
         document = self.board.to_json()
         outcome = self.restore_result.outcome

@@ -14,8 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 
 from restore.model import BackupStats
 from sidecar.repositorymetrics import RepositoryGauges
@@ -120,9 +120,11 @@ class Metrics:
     def set_next_run(self, job: JobLabels, at: datetime | None) -> None:
         self.next_run.labels(**job.labels()).set(at.timestamp() if at else 0)
 
-    def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition in the format the client asks for (OpenMetrics or Prometheus text),
+        and its content type."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
 
 def _create_job_series(metrics: Metrics, job: JobLabels) -> None:

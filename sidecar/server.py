@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http
 import resource
 import socket
@@ -36,7 +37,17 @@ from restore.redaction import redact_text
 from sidecar.settings.model import Listen
 
 Response = tuple[int, str, bytes]
-Route = Callable[[], Response]
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a route may know of a request: its path and what the client accepts."""
+
+    path: str
+    accept: str = ""
+
+
+Route = Callable[[Request], Response]
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 READ_TIMEOUT_SECONDS = 10.0
@@ -176,12 +187,13 @@ class HttpServer:
 
     async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> None:
         method, _, rest = head.partition(b" ")
-        path = rest.partition(b" ")[0].decode("latin-1").split("?", 1)[0]
+        request = _request(rest)
+        path = request.path
         if method not in {b"GET", b"HEAD"}:
             response: Response = (405, TEXT, b"method not allowed\n")
         else:
             loop = asyncio.get_running_loop()
-            response = await loop.run_in_executor(self._pool, self._route, path)
+            response = await loop.run_in_executor(self._pool, self._route, request)
         status, content_type, body = response
         verb = method.decode("latin-1")
         structlog.get_logger().debug("http.request", method=verb, path=path, status=status)
@@ -191,15 +203,26 @@ class HttpServer:
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
                 await writer.wait_closed()
 
-    def _route(self, path: str) -> Response:
-        route = self._routes.get(path)
+    def _route(self, request: Request) -> Response:
+        route = self._routes.get(request.path)
         if route is None:
             return 404, TEXT, b"not found\n"
         try:
-            return route()
+            return route(request)
         except Exception:
-            structlog.get_logger().exception("http.route_failed", path=path)
+            structlog.get_logger().exception("http.route_failed", path=request.path)
             return 500, TEXT, b"internal error\n"
+
+
+def _request(rest: bytes) -> Request:
+    """The path (without its query) and the Accept header of a request head after its method."""
+    target, _, after = rest.partition(b" ")
+    accept = ""
+    for line in after.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"accept":
+            accept = value.strip().decode("latin-1")
+    return Request(path=target.decode("latin-1").split("?", 1)[0], accept=accept)
 
 
 def _encode(status: int, content_type: str, body: bytes, *, include_body: bool) -> bytes:

@@ -177,3 +177,13 @@ def test_a_fifo_or_link_in_place_of_the_result_file_reads_as_none_at_once(tmp_pa
     os.mkfifo(volume / ".caretaker" / "restore-result.json")
     export.refresh()
     assert export.outcome is None
+
+
+def test_openmetrics_is_served_to_a_client_that_asks_for_it():
+    metrics = Metrics.create(CollectorRegistry(), JOBS, version="1.2.3")
+    body, content_type = metrics.render("application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.decode().endswith("# EOF\n")
+    plain, plain_type = metrics.render("")
+    assert plain_type.startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in plain.decode()

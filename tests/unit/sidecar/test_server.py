@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from sidecar.server import MAX_CONNECTIONS, TEXT, HttpServer, default_connection_limit
+from sidecar.server import MAX_CONNECTIONS, TEXT, HttpServer, Request, default_connection_limit
 from sidecar.settings.model import Listen
 
 
@@ -26,14 +26,14 @@ def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes, str]:
 
 @pytest.fixture
 def server():
-    def broken():
+    def broken(_):
         raise RuntimeError("bug")
 
     server = HttpServer(
         Listen("127.0.0.1", 0),
         {
-            "/hello": lambda: (200, TEXT, b"hi\n"),
-            "/down": lambda: (503, TEXT, b"not ready\n"),
+            "/hello": lambda _: (200, TEXT, b"hi\n"),
+            "/down": lambda _: (503, TEXT, b"not ready\n"),
             "/broken": broken,
         },
     )
@@ -85,16 +85,16 @@ def timed_fetch(port: int, path: str = "/hello") -> tuple[int, float]:
 def small_server():
     release = threading.Event()
 
-    def slow():
+    def slow(_):
         release.wait(10)
         return 200, TEXT, b"slow\n"
 
     server = HttpServer(
         Listen("127.0.0.1", 0),
         {
-            "/hello": lambda: (200, TEXT, b"hi\n"),
+            "/hello": lambda _: (200, TEXT, b"hi\n"),
             "/slow": slow,
-            "/leak": lambda: (200, TEXT, b"see http://user:pw@h/x?token=t0k\n"),
+            "/leak": lambda _: (200, TEXT, b"see http://user:pw@h/x?token=t0k\n"),
         },
         max_connections=8,
         read_timeout=0.5,
@@ -154,3 +154,25 @@ def test_only_get_and_head_and_bodies_are_redacted(small_server):
 def test_the_default_connection_limit_follows_the_file_limit():
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert default_connection_limit() == max(4, min(MAX_CONNECTIONS, soft // 4))
+
+
+def test_a_route_sees_the_path_and_the_accept_header():
+    seen: list[Request] = []
+
+    def echo(request: Request):
+        seen.append(request)
+        return 200, TEXT, b"ok\n"
+
+    server = HttpServer(Listen("127.0.0.1", 0), {"/echo": echo})
+    server.start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/echo?x=1", headers={"Accept": "application/openmetrics-text"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        assert fetch(server.port, "/echo")[0] == 200
+    finally:
+        server.stop()
+    assert seen[0] == Request(path="/echo", accept="application/openmetrics-text")
+    assert seen[1].accept in {"", "*/*"}
