@@ -13,7 +13,10 @@ reached relative to that descriptor without following a symlink:
   descriptor that does not open it (`O_PATH`) says it is a regular file, so a FIFO cannot
   stall a read and a device is never opened;
 - renames and removals (`renameat`, `unlinkat`, `rmdir` with `dir_fd`) act on the name,
-  never on what a link points to; a folder is removed by walking its descriptors.
+  never on what a link points to; a folder is removed by walking its descriptors;
+- the app's files, which a backup reads by the thousand (`restore.scan`), are opened in one
+  step by `open_seen`: `O_NOFOLLOW | O_NONBLOCK` relative to their folder's descriptor, then
+  `fstat` must show the very regular file the walk looked at before a byte is read.
 
 A folder moved meanwhile keeps receiving what is done through its descriptor wherever it
 now is — on the same filesystem, inside the volume. `Folder.anchor` gives a path for
@@ -36,6 +39,7 @@ from typing import Self
 from restore.errors import UnsafeVolumeError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = {
@@ -78,6 +82,52 @@ class NotAFileError(OSError):
     def __init__(self, path: str, found: str) -> None:
         super().__init__(errno.EINVAL, f"a {found}, not a file", path)
         self.found = found
+
+
+class ReplacedError(OSError):
+    """An entry is no longer the file that was looked at; `found` says what is there now."""
+
+    def __init__(self, path: str, found: str) -> None:
+        super().__init__(errno.ESTALE, f"replaced by a {found}", path)
+        self.found = found
+
+
+def open_seen(folder: int, name: str, seen: os.stat_result) -> tuple[int, os.stat_result]:
+    """Open for reading the regular file `seen` describes, by `name` in the folder open as
+    `folder`, and return the descriptor with its `fstat`.
+
+    One `openat` with `O_NOFOLLOW | O_NONBLOCK`: a symlink swapped in since `seen` is not
+    followed, a FIFO swapped in does not block the open (nor a device with a driver that
+    would); `fstat` then checks that the descriptor is the very file `seen` describes (a
+    regular file, same device and inode) before a byte is read.
+
+    Raise FileNotFoundError if nothing is there now, ReplacedError naming what is there if it
+    is anything else (another file included; without opening it if `seen` says so already),
+    OSError otherwise.
+    """
+    if not stat.S_ISREG(seen.st_mode):
+        raise ReplacedError(name, kind_of(seen.st_mode))
+    try:
+        fd = os.open(name, READ_FLAGS, dir_fd=folder)
+    except OSError as error:
+        # ELOOP: a symlink; ENXIO: a socket or a driverless device; EAGAIN: a write lease
+        # (another process holds the file; a blocking open would wait up to 45 s for it).
+        if error.errno not in (errno.ELOOP, errno.ENXIO, errno.EAGAIN):
+            raise
+        found = "file held under a lease" if error.errno == errno.EAGAIN else _kind_at(folder, name)
+        raise ReplacedError(name, found) from error
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == (seen.st_dev, seen.st_ino):
+        return fd, info
+    os.close(fd)
+    raise ReplacedError(name, "different file" if stat.S_ISREG(info.st_mode) else kind_of(info.st_mode))
+
+
+def _kind_at(folder: int, name: str) -> str:
+    try:
+        return kind_of(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return "special file"
 
 
 def open_regular(path: str | Path, flags: int, *, dir_fd: int | None = None) -> int:

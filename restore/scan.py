@@ -1,74 +1,280 @@
-"""Walk a data folder in manifest order without following symlinks."""
+"""Walk a data folder in manifest order through descriptors, never following a symlink.
+
+The volume is shared with the app, which may swap a folder for a symlink (to the pod's
+service-account token, say) or a file for a FIFO while a backup walks it. A path is resolved
+anew at every use, so the walk resolves none below the root: the root is opened once by the
+path the operator gave; every folder below it is opened relative to its parent's descriptor
+with `O_DIRECTORY | O_NOFOLLOW`, every entry looked at with `fstatat` without following it,
+and a file is read through `read_scanned`, which opens it relative to the folder holding it
+(`safefs.open_seen`). Whatever is renamed or swapped meanwhile, each name is resolved inside a
+folder of the volume, one component at a time, and no link is followed.
+
+Descriptors stay few however deep the tree: besides the root, only the `_OPEN_LEVELS`
+deepest folders of the current path are open. A shallower one is closed as the walk goes
+deeper and opened again on the way back up, from the root down, each folder on the way
+checked to be the very folder (device, inode) it was; one that is not (renamed or replaced
+meanwhile) is left out of this walk with what remains of it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from restore.errors import LocalIOError
 from restore.excludes import Excludes
+from restore.safefs import DIR_FLAGS, ReplacedError, kind_of, open_seen
+
+_OPEN_LEVELS = 16
+T = TypeVar("T")
+# A file that changes while it is read is read again this many times (see `read_scanned`).
+RETRIES_WHEN_CHANGING = 2
 
 
 class Scanned(NamedTuple):
     path: str  # relative, `/`-separated
-    full: str
+    folder: int  # descriptor of the folder holding it: valid until the walk goes on
+    name: str
     stat: os.stat_result
+    root: str  # the data folder, for messages
+
+    @property
+    def where(self) -> str:
+        """The entry's path for a message (never opened: it may lead elsewhere by now)."""
+        return f"{self.root}/{self.path}"
 
 
-def scan(root: Path, excludes: Excludes, on_special: Callable[[str, str], None]) -> Iterator[Scanned]:
+@dataclasses.dataclass(slots=True)
+class _Level:
+    path: str
+    name: str
+    identity: tuple[int, int]
+    names: list[str]
+    fd: int
+    position: int = 0
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+class _Levels:
+    """The folders from the root to where the walk is: the root and a suffix of them open."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.stack: list[_Level] = []
+        self._lo = 1  # stack[1:_lo] are closed, stack[_lo:] open
+
+    def where(self, path: str) -> str:
+        return f"{self.root}/{path}" if path else self.root
+
+    def push(self, level: _Level) -> None:
+        level.names = self._listing(level)
+        self.stack.append(level)
+        while len(self.stack) - self._lo > _OPEN_LEVELS:
+            self._close(self.stack[self._lo])
+            self._lo += 1
+
+    def pop(self) -> None:
+        self._close(self.stack.pop())
+        self._lo = max(1, min(self._lo, len(self.stack)))
+
+    def close(self) -> None:
+        for level in self.stack:
+            self._close(level)
+
+    def descriptor(self) -> int | str:
+        """The deepest folder's descriptor, opened again if need be; or, if a folder on the
+        way is not the one walked any more, its path (it and what is below it were left)."""
+        top = self.stack[-1]
+        if top.fd >= 0:
+            return top.fd
+        for index in range(1, len(self.stack)):  # all closed: the open ones end with the top
+            level, parent = self.stack[index], self.stack[index - 1]
+            try:
+                level.fd = os.open(level.name, DIR_FLAGS, dir_fd=parent.fd)
+            except OSError:
+                level.fd = -1
+            if level.fd < 0 or _identity(os.fstat(level.fd)) != level.identity:
+                while len(self.stack) > index:
+                    self.pop()
+                self._settle()
+                return level.path
+            if index > _OPEN_LEVELS:
+                self._close(self.stack[index - _OPEN_LEVELS])
+        self._settle()
+        return top.fd
+
+    def _settle(self) -> None:
+        self._lo = len(self.stack)
+        while self._lo > 1 and self.stack[self._lo - 1].fd >= 0:
+            self._lo -= 1
+
+    def _listing(self, level: _Level) -> list[str]:
+        try:
+            return sorted(os.listdir(level.fd))
+        except OSError as error:
+            os.close(level.fd)
+            raise LocalIOError(f"cannot list {self.where(level.path)}: {error.strerror}") from error
+
+    @staticmethod
+    def _close(level: _Level) -> None:
+        if level.fd >= 0:
+            os.close(level.fd)
+            level.fd = -1
+
+
+def scan(
+    root: Path,
+    excludes: Excludes,
+    on_special: Callable[[str, str], None],
+    on_vanished: Callable[[str], None],
+) -> Iterator[Scanned]:
     """Yield every folder, file and symlink under `root`, depth-first, names sorted.
 
-    Sockets, FIFOs and devices are reported to `on_special(path, kind)` and skipped.
-    Raise LocalIOError if the root or a folder cannot be read.
+    Sockets, FIFOs and devices are reported to `on_special(path, kind)` and skipped; a folder
+    that is no longer a folder when opened (or no longer the same folder when opened again)
+    to `on_vanished(path)`, and left out. A folder's `stat` is its descriptor's: what was
+    listed. Raise LocalIOError if the root or a folder cannot be read.
     """
     try:
-        info = os.stat(root)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError as error:
+        raise LocalIOError(f"data folder {root} is not a directory") from error
     except OSError as error:
         raise LocalIOError(f"cannot read data folder {root}: {error.strerror}") from error
-    if not stat.S_ISDIR(info.st_mode):
-        raise LocalIOError(f"data folder {root} is not a directory")
-    yield from _walk(str(root), "", excludes, on_special)
-
-
-def _special_kind(mode: int) -> str:
-    kinds = {
-        stat.S_ISSOCK: "socket",
-        stat.S_ISFIFO: "fifo",
-        stat.S_ISCHR: "char-device",
-        stat.S_ISBLK: "block-device",
-    }
-    return next((name for test, name in kinds.items() if test(mode)), "unknown")
+    levels = _Levels(str(root))
+    try:
+        levels.push(_Level("", "", _identity(os.fstat(fd)), [], fd))
+        yield from _walk(levels, excludes, on_special, on_vanished)
+    finally:
+        levels.close()
 
 
 def _walk(
-    full: str, rel: str, excludes: Excludes, on_special: Callable[[str, str], None]
+    levels: _Levels,
+    excludes: Excludes,
+    on_special: Callable[[str, str], None],
+    on_vanished: Callable[[str], None],
 ) -> Iterator[Scanned]:
-    try:
-        with os.scandir(full) as iterator:
-            names = sorted(entry.name for entry in iterator)
-    except FileNotFoundError:
-        return  # removed while we walked: it simply is not in this snapshot
-    except OSError as error:
-        raise LocalIOError(f"cannot list {full}: {error.strerror}") from error
-    for name in names:
-        child_rel = f"{rel}/{name}" if rel else name
-        if excludes.excluded(child_rel):
+    while levels.stack:
+        top = levels.stack[-1]
+        if top.position == len(top.names):
+            levels.pop()
             continue
-        child_full = os.path.join(full, name)
+        name = top.names[top.position]
+        top.position += 1
+        path = f"{top.path}/{name}" if top.path else name
+        if excludes.excluded(path):
+            continue
+        folder = levels.descriptor()
+        if isinstance(folder, str):
+            on_vanished(folder)
+            continue
         try:
-            info = os.lstat(child_full)
+            info = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except FileNotFoundError:
-            continue
+            continue  # removed while we walked: it simply is not in this snapshot
         except OSError as error:
-            raise LocalIOError(f"cannot stat {child_full}: {error.strerror}") from error
+            raise LocalIOError(f"cannot stat {levels.where(path)}: {error.strerror}") from error
         mode = info.st_mode
         if stat.S_ISDIR(mode):
-            yield Scanned(child_rel, child_full, info)
-            yield from _walk(child_full, child_rel, excludes, on_special)
+            child = _open_folder(folder, name, levels.where(path))
+            if child is None:
+                on_vanished(path)
+                continue
+            info = os.fstat(child)
+            # Pushed before the yield, so closing the walk closes it; the push closes only
+            # levels above the parent (_OPEN_LEVELS >= 2), so `folder` stays valid.
+            levels.push(_Level(path, name, _identity(info), [], child))
+            yield Scanned(path, folder, name, info, levels.root)
         elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-            yield Scanned(child_rel, child_full, info)
+            yield Scanned(path, folder, name, info, levels.root)
         else:
-            on_special(child_rel, _special_kind(mode))
+            on_special(path, kind_of(mode))
+
+
+def _open_folder(parent: int, name: str, where: str) -> int | None:
+    """The folder `name` itself, or None if something else (or nothing) is there now."""
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=parent)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise LocalIOError(f"cannot list {where}: {error.strerror}") from error
+
+
+class FileRead(NamedTuple, Generic[T]):
+    """One read of a file: what the reader made of it, the `fstat` before, the bytes read,
+    and whether the file stayed as it was (same size, mtime and ctime, all of it read)."""
+
+    value: T
+    before: os.stat_result
+    size: int
+    stable: bool
+
+
+class Unreadable(NamedTuple):
+    """Each attempt found something else than the file that was looked at."""
+
+    found: str
+
+
+def read_scanned(
+    scanned: Scanned,
+    read: Callable[[int, os.stat_result], tuple[T, int]],
+    on_changing: Callable[[int, str], None],
+) -> FileRead[T] | Unreadable | None:
+    """Read the file `scanned` names with `read(fd, fstat) -> (value, bytes read)`.
+
+    The file is opened through its folder's descriptor by `open_seen`: never through a
+    symlink, never blocking, and only if it is the very file that was looked at. If it
+    changed while read, or was replaced by something else (a FIFO, a symlink, another file),
+    it is looked at and read again, up to `RETRIES_WHEN_CHANGING` times; each attempt that
+    fails so is reported to `on_changing(attempt, why)`. Return the first stable read, else
+    the last read (not stable), else Unreadable; None if the file is gone.
+    """
+    seen = scanned.stat
+    last: FileRead[T] | Unreadable | None = None
+    for attempt in range(1, RETRIES_WHEN_CHANGING + 2):
+        if attempt > 1:
+            try:
+                seen = os.stat(scanned.name, dir_fd=scanned.folder, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            except OSError as error:
+                raise LocalIOError(f"cannot stat {scanned.where}: {error.strerror}") from error
+        try:
+            fd, before = open_seen(scanned.folder, scanned.name, seen)
+        except FileNotFoundError:
+            return None
+        except ReplacedError as error:
+            last = last if isinstance(last, FileRead) else Unreadable(error.found)
+            on_changing(attempt, f"replaced by a {error.found}")
+            continue
+        except OSError as error:
+            raise LocalIOError(f"cannot read {scanned.where}: {error.strerror}") from error
+        try:
+            value, size = read(fd, before)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        last = FileRead(value, before, size, size == before.st_size and _same(before, after))
+        if last.stable:
+            return last
+        on_changing(attempt, "changed while read")
+    return last
+
+
+def _same(before: os.stat_result, after: os.stat_result) -> bool:
+    return (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    )

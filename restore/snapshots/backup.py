@@ -18,7 +18,7 @@ import structlog
 from restore.errors import IntegrityError, LocalIOError, RefusedError
 from restore.excludes import Excludes
 from restore.model import BackupOptions, BackupStats, Progress
-from restore.scan import Scanned, scan
+from restore.scan import Scanned, Unreadable, read_scanned, scan
 from restore.snapshots.chunks import ChunkPipeline, Slot, reused_slot
 from restore.snapshots.format import CHUNK_SIZE
 from restore.snapshots.manifest import (
@@ -31,7 +31,6 @@ from restore.snapshots.manifest import (
     sort_key,
 )
 
-_RETRIES_WHEN_CHANGING = 2
 # A file modified this close to the previous snapshot's start may have changed again in
 # the same timestamp tick after it was read: never trust its metadata ("racy git").
 _RACY_NS = 2_000_000_000
@@ -64,7 +63,7 @@ class BackupRun:
 
     def run(self, source: Path) -> None:
         excludes = Excludes(self._options.excludes)
-        for scanned in scan(source, excludes, self._on_special):
+        for scanned in scan(source, excludes, self._on_special, self._on_vanished):
             self._handle(scanned)
             self._flush_entries()
         self._pipeline.finish()
@@ -78,6 +77,9 @@ class BackupRun:
     def _on_special(self, path: str, kind: str) -> None:
         self.stats.skipped_special += 1
         self._log.warning("backup.skipped_special", path=path, type=kind)
+
+    def _on_vanished(self, path: str) -> None:
+        self._log.info("backup.vanished", path=path)
 
     def _parent_of(self, path: str) -> tuple[Entry, bytes] | None:
         """The previous snapshot's entry (and line) for `path`: one step of the merge."""
@@ -99,8 +101,11 @@ class BackupRun:
             entry = Entry(scanned.path, DIR, stat.S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
             self._pipeline.add_entry(reused_slot(entry, self._parent_of(entry.path)))
         elif stat.S_ISLNK(mode):
+            target = self._readlink(scanned)
+            if target is None:
+                self._on_vanished(scanned.path)
+                return
             self.stats.symlinks += 1
-            target = self._readlink(scanned.full)
             entry = Entry(
                 scanned.path,
                 SYMLINK,
@@ -126,11 +131,14 @@ class BackupRun:
             )
             self._handle_file(scanned, entry)
 
-    def _readlink(self, full: str) -> str:
+    def _readlink(self, scanned: Scanned) -> str | None:
+        """The link's target; None if it is no longer a link (EINVAL) or gone."""
         try:
-            return os.readlink(full)
+            return os.readlink(scanned.name, dir_fd=scanned.folder)
         except OSError as error:
-            raise LocalIOError(f"cannot read symlink {full}: {error.strerror}") from error
+            if error.errno in (errno.ENOENT, errno.EINVAL):
+                return None
+            raise LocalIOError(f"cannot read symlink {scanned.where}: {error.strerror}") from error
 
     def _unchanged(self, entry: Entry, parent: Entry) -> bool:
         return (
@@ -154,7 +162,6 @@ class BackupRun:
             return
         slot = self._read_file(scanned, entry)
         if slot is None:
-            self._log.info("backup.file_vanished", path=scanned.path)
             return
         if parent is not None and parent.kind == FILE:
             self.stats.files_changed += 1
@@ -163,70 +170,66 @@ class BackupRun:
         self._pipeline.add_entry(slot)
 
     def _read_file(self, scanned: Scanned, entry: Entry) -> Slot | None:
-        for attempt in range(_RETRIES_WHEN_CHANGING + 1):
-            read = self._read_once(scanned.full, entry)
-            if read is None:
-                return None
-            slot, stable = read
-            if stable:
-                return slot
-            self._log.info("backup.file_changing", path=scanned.path, attempt=attempt + 1)
+        def on_changing(attempt: int, why: str) -> None:
+            self._log.info("backup.file_changing", path=scanned.path, attempt=attempt, detail=why)
+
+        def read_once(fd: int, before: os.stat_result) -> tuple[Slot, int]:
+            return self._read_once(fd, before, entry, scanned)
+
+        read = read_scanned(scanned, read_once, on_changing)
+        if read is None:
+            self._on_vanished(scanned.path)
+            return None
+        if isinstance(read, Unreadable):
+            self.stats.changed_during_read += 1
+            self._log.warning(
+                "backup.file_changed_during_read",
+                path=scanned.path,
+                detail=f"not stored: a {read.found} was there instead each time it was opened",
+            )
+            return None
+        if read.stable:
+            return read.value
         self.stats.changed_during_read += 1
         self._log.warning(
             "backup.file_changed_during_read",
             path=scanned.path,
             detail="stored as read, marked unstable in the snapshot",
         )
-        slot.entry = slot.entry._replace(unstable=True)
-        return slot
+        read.value.entry = read.value.entry._replace(unstable=True)
+        return read.value
 
-    def _read_once(self, full: str, entry: Entry) -> tuple[Slot, bool] | None:
-        try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            if error.errno == errno.ELOOP:  # replaced by a symlink since the walk saw it
-                return None
-            raise LocalIOError(f"cannot read {full}: {error.strerror}") from error
-        try:
-            before = os.fstat(fd)
-            slot = Slot(
-                entry._replace(
-                    size=before.st_size,
-                    mtime_ns=before.st_mtime_ns,
-                    ino=before.st_ino,
-                    ctime_ns=before.st_ctime_ns,
-                    mode=stat.S_IMODE(before.st_mode),
-                    uid=before.st_uid,
-                    gid=before.st_gid,
-                )
+    def _read_once(self, fd: int, before: os.stat_result, entry: Entry, scanned: Scanned) -> tuple[Slot, int]:
+        slot = Slot(
+            entry._replace(
+                size=before.st_size,
+                mtime_ns=before.st_mtime_ns,
+                ino=before.st_ino,
+                ctime_ns=before.st_ctime_ns,
+                mode=stat.S_IMODE(before.st_mode),
+                uid=before.st_uid,
+                gid=before.st_gid,
             )
-            total = self._read_chunks(fd, slot, full)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        stable = total == before.st_size and (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
-            before.st_size,
-            before.st_mtime_ns,
-            before.st_ctime_ns,
         )
+        total = self._read_chunks(fd, slot, scanned)
         slot.entry = slot.entry._replace(size=total)
-        return slot, stable
+        return slot, total
 
-    def _read_chunks(self, fd: int, slot: Slot, full: str) -> int:
+    def _read_chunks(self, fd: int, slot: Slot, scanned: Scanned) -> int:
         total = 0
         count = 0
         while True:
             try:
                 data = _read_full(fd, CHUNK_SIZE)
             except OSError as error:
-                raise LocalIOError(f"cannot read {full}: {error.strerror}") from error
+                raise LocalIOError(f"cannot read {scanned.where}: {error.strerror}") from error
             if not data:
                 return total
             count += 1
             if count > MAX_CHUNKS_PER_FILE:
-                raise RefusedError(f"{full} is larger than the {MAX_CHUNKS_PER_FILE} MiB a file may have")
+                raise RefusedError(
+                    f"{scanned.where} is larger than the {MAX_CHUNKS_PER_FILE} MiB a file may have"
+                )
             total += len(data)
             self.stats.bytes_read += len(data)
             self._pipeline.add_chunk(slot.chunks, data)

@@ -2,19 +2,26 @@
 
 It is shaped like caretaker's state (`staging/tree/`, `staging/journal.json`, `quarantine/`,
 `restore-result.json`, `restore-result.tmp`, `tree/`), so a symlink from the volume to it
-offers a naive restore every name it would use. Its fingerprint holds every entry's type,
+offers a naive restore every name it would use; `extra` files (a fake service-account
+token) offer a naive backup something to read. Its fingerprint holds every entry's type,
 mode, mtime, size, content hash or link target, and the listing and mtime of every folder
 (the folder itself included): a file created, written, moved or deleted there changes it.
+`Swapper` is the app racing caretaker: it keeps swapping entries of the volume for links.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import random
 import stat
+import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.support.trees import age_tree, write_file
 
@@ -32,12 +39,14 @@ JOURNAL = {
 
 
 class Canary:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, extra: Mapping[str, bytes] | None = None) -> None:
         self.path = path
         for rel in ("staging/tree", "staging/discard", "quarantine/20260101T000000Z", "tree"):
             (path / rel).mkdir(parents=True)
         for rel in (VICTIM, f"staging/tree/{VICTIM}", f"tree/{VICTIM}", f"quarantine/20260101T000000Z/{VICTIM}"):
             write_file(path / rel, b"outside the volume: never touch\n")
+        for rel, data in (extra or {}).items():
+            write_file(path / rel, data)
         write_file(path / "staging" / "journal.json", json.dumps(JOURNAL).encode())
         write_file(path / "restore-result.json", b'{"outcome": "not yours"}\n')
         write_file(path / "restore-result.tmp", b"not yours either\n")
@@ -51,6 +60,50 @@ class Canary:
 
     def assert_untouched(self) -> None:
         assert fingerprint(self.path) == self.before
+
+
+class Swapper(threading.Thread):
+    """Puts a symlink in place of an entry of the volume for a moment (`links`: entry ->
+    where its link points), then puts the entry back and leaves it a random while (so runs
+    meet links before, during and after their steps, not only at their first look); counts
+    the swaps it managed."""
+
+    def __init__(self, links: Mapping[Path, Path], *, seed: int = 14) -> None:
+        super().__init__(daemon=True)
+        self.links = list(links.items())
+        self.stop = threading.Event()
+        self.swaps = 0
+        self.random = random.Random(seed)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            path, to = self.random.choice(self.links)
+            with contextlib.suppress(OSError):
+                self.swap(path, to)
+            time.sleep(self.random.uniform(0, 0.004))
+
+    def swap(self, path: Path, to: Path) -> None:
+        aside = path.with_name(path.name + ".swapped")
+        real = not path.is_symlink() and path.exists()
+        if real:
+            path.rename(aside)
+        try:
+            os.symlink(to, path)
+            self.swaps += 1
+            time.sleep(0.0003)
+            path.unlink()
+        finally:
+            if real:
+                with contextlib.suppress(OSError):
+                    aside.rename(path)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join()
 
 
 def fingerprint(root: Path) -> dict[str, tuple[Any, ...]]:

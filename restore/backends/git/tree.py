@@ -60,7 +60,7 @@ def walk(root: Path, patterns: Iterable[str], *, meta: bool = True) -> Walked:
     # folder into a broken submodule. Its working files are backed up like any others.
     excludes = Excludes([*patterns, ".git", *([f"/{git_meta.META}"] if meta else [])])
     walked = Walked()
-    for item in scan(root, excludes, lambda path, kind: walked.special.append((path, kind))):
+    for item in scan(root, excludes, lambda path, kind: walked.special.append((path, kind)), lambda _: None):
         mode = item.stat.st_mode
         if stat.S_ISDIR(mode):
             kind = "d"

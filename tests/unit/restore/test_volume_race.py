@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import threading
 import time
-from pathlib import Path
 
 import structlog
 
@@ -28,7 +25,7 @@ from restore.initcontainer.decision import RestoreSettings
 from restore.initcontainer.outcome import write_result
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
-from tests.support.canary import Canary
+from tests.support.canary import Canary, Swapper
 from tests.support.trees import write_file
 
 SWAPPED = {
@@ -36,41 +33,6 @@ SWAPPED = {
     ".caretaker/staging": "staging",
     ".caretaker/quarantine": "quarantine",
 }
-
-
-class Swapper(threading.Thread):
-    """Puts a symlink to the canary in place of a state folder for a moment, then puts the
-    folder back and leaves it a random while (so runs meet links before, during and after
-    their steps, not only at their first look); counts the swaps it managed."""
-
-    def __init__(self, volume: Path, canary: Path) -> None:
-        super().__init__(daemon=True)
-        self.volume, self.canary = volume, canary
-        self.stop = threading.Event()
-        self.swaps = 0
-        self.random = random.Random(14)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            name, inside = self.random.choice(list(SWAPPED.items()))
-            with contextlib.suppress(OSError):
-                self.swap(self.volume / name, self.canary / inside)
-            time.sleep(self.random.uniform(0, 0.004))
-
-    def swap(self, path: Path, to: Path) -> None:
-        aside = path.with_name(path.name + ".swapped")
-        real = path.is_dir() and not path.is_symlink()
-        if real:
-            path.rename(aside)
-        try:
-            os.symlink(to, path)
-            self.swaps += 1
-            time.sleep(0.0003)
-            path.unlink()
-        finally:
-            if real:
-                with contextlib.suppress(OSError):
-                    aside.rename(path)
 
 
 def test_swapping_state_folders_for_links_never_reaches_outside(tmp_path):
@@ -84,7 +46,7 @@ def test_swapping_state_folders_for_links_never_reaches_outside(tmp_path):
     Engine(store, owner="test").backup(source, BackupOptions())
     effects = Effects(open_repository=lambda _deadline: Engine(store, owner="test"), log=structlog.get_logger())
 
-    swapper = Swapper(volume, canary.path)
+    swapper = Swapper({volume / name: canary.path / inside for name, inside in SWAPPED.items()})
     swapper.start()
     codes: list[int] = []
     started = time.monotonic()
