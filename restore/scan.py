@@ -5,8 +5,8 @@ service-account token, say) or a file for a FIFO while a backup walks it. A path
 anew at every use, so the walk resolves none below the root: the root is opened once by the
 path the operator gave; every folder below it is opened relative to its parent's descriptor
 with `O_DIRECTORY | O_NOFOLLOW`, every entry looked at with `fstatat` without following it,
-and a file is read through `read_scanned`, which opens it relative to the folder holding it
-(`safefs.open_seen`). Whatever is renamed or swapped meanwhile, each name is resolved inside a
+and a file is read through `restore.reads`, which opens it relative to the folder holding
+it. Whatever is renamed or swapped meanwhile, each name is resolved inside a
 folder of the volume, one component at a time, and no link is followed.
 
 Descriptors stay few however deep the tree: besides the root, only the `_OPEN_LEVELS`
@@ -24,16 +24,13 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Generic, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from restore.errors import LocalIOError
 from restore.excludes import Excludes
-from restore.safefs import DIR_FLAGS, ReplacedError, kind_of, open_seen
+from restore.safefs import DIR_FLAGS, kind_of
 
 _OPEN_LEVELS = 16
-T = TypeVar("T")
-# A file that changes while it is read is read again this many times (see `read_scanned`).
-RETRIES_WHEN_CHANGING = 2
 
 
 class Scanned(NamedTuple):
@@ -208,73 +205,3 @@ def _open_folder(parent: int, name: str, where: str) -> int | None:
         if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
             return None
         raise LocalIOError(f"cannot list {where}: {error.strerror}") from error
-
-
-class FileRead(NamedTuple, Generic[T]):
-    """One read of a file: what the reader made of it, the `fstat` before, the bytes read,
-    and whether the file stayed as it was (same size, mtime and ctime, all of it read)."""
-
-    value: T
-    before: os.stat_result
-    size: int
-    stable: bool
-
-
-class Unreadable(NamedTuple):
-    """Each attempt found something else than the file that was looked at."""
-
-    found: str
-
-
-def read_scanned(
-    scanned: Scanned,
-    read: Callable[[int, os.stat_result], tuple[T, int]],
-    on_changing: Callable[[int, str], None],
-) -> FileRead[T] | Unreadable | None:
-    """Read the file `scanned` names with `read(fd, fstat) -> (value, bytes read)`.
-
-    The file is opened through its folder's descriptor by `open_seen`: never through a
-    symlink, never blocking, and only if it is the very file that was looked at. If it
-    changed while read, or was replaced by something else (a FIFO, a symlink, another file),
-    it is looked at and read again, up to `RETRIES_WHEN_CHANGING` times; each attempt that
-    fails so is reported to `on_changing(attempt, why)`. Return the first stable read, else
-    the last read (not stable), else Unreadable; None if the file is gone.
-    """
-    seen = scanned.stat
-    last: FileRead[T] | Unreadable | None = None
-    for attempt in range(1, RETRIES_WHEN_CHANGING + 2):
-        if attempt > 1:
-            try:
-                seen = os.stat(scanned.name, dir_fd=scanned.folder, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-            except OSError as error:
-                raise LocalIOError(f"cannot stat {scanned.where}: {error.strerror}") from error
-        try:
-            fd, before = open_seen(scanned.folder, scanned.name, seen)
-        except FileNotFoundError:
-            return None
-        except ReplacedError as error:
-            last = last if isinstance(last, FileRead) else Unreadable(error.found)
-            on_changing(attempt, f"replaced by a {error.found}")
-            continue
-        except OSError as error:
-            raise LocalIOError(f"cannot read {scanned.where}: {error.strerror}") from error
-        try:
-            value, size = read(fd, before)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        last = FileRead(value, before, size, size == before.st_size and _same(before, after))
-        if last.stable:
-            return last
-        on_changing(attempt, "changed while read")
-    return last
-
-
-def _same(before: os.stat_result, after: os.stat_result) -> bool:
-    return (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
-        before.st_size,
-        before.st_mtime_ns,
-        before.st_ctime_ns,
-    )

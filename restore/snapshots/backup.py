@@ -6,7 +6,6 @@ hashes and compresses batches of chunks (`chunks.ChunkPipeline`; both release th
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -18,7 +17,8 @@ import structlog
 from restore.errors import IntegrityError, LocalIOError, RefusedError
 from restore.excludes import Excludes
 from restore.model import BackupOptions, BackupStats, Progress
-from restore.scan import Scanned, Unreadable, read_scanned, scan
+from restore.reads import RACY_NS, Unreadable, read_link, read_scanned, report
+from restore.scan import Scanned, scan
 from restore.snapshots.chunks import ChunkPipeline, Slot, reused_slot
 from restore.snapshots.format import CHUNK_SIZE
 from restore.snapshots.manifest import (
@@ -30,10 +30,6 @@ from restore.snapshots.manifest import (
     ManifestWriter,
     sort_key,
 )
-
-# A file modified this close to the previous snapshot's start may have changed again in
-# the same timestamp tick after it was read: never trust its metadata ("racy git").
-_RACY_NS = 2_000_000_000
 
 
 class BackupRun:
@@ -56,7 +52,7 @@ class BackupRun:
         self._options = options
         self._progress = progress
         self._previous = previous
-        self._racy_before = int(previous_started.timestamp() * 1e9) - _RACY_NS if previous_started else 0
+        self._racy_before = int(previous_started.timestamp() * 1e9) - RACY_NS if previous_started else 0
         self._log = structlog.get_logger()
         self._parent: tuple[Entry, bytes] | None = None
         self._parent_key = ""
@@ -101,7 +97,7 @@ class BackupRun:
             entry = Entry(scanned.path, DIR, stat.S_IMODE(mode), info.st_uid, info.st_gid, info.st_mtime_ns)
             self._pipeline.add_entry(reused_slot(entry, self._parent_of(entry.path)))
         elif stat.S_ISLNK(mode):
-            target = self._readlink(scanned)
+            target = read_link(scanned)
             if target is None:
                 self._on_vanished(scanned.path)
                 return
@@ -130,15 +126,6 @@ class BackupRun:
                 ctime_ns=info.st_ctime_ns,
             )
             self._handle_file(scanned, entry)
-
-    def _readlink(self, scanned: Scanned) -> str | None:
-        """The link's target; None if it is no longer a link (EINVAL) or gone."""
-        try:
-            return os.readlink(scanned.name, dir_fd=scanned.folder)
-        except OSError as error:
-            if error.errno in (errno.ENOENT, errno.EINVAL):
-                return None
-            raise LocalIOError(f"cannot read symlink {scanned.where}: {error.strerror}") from error
 
     def _unchanged(self, entry: Entry, parent: Entry) -> bool:
         return (
@@ -170,33 +157,16 @@ class BackupRun:
         self._pipeline.add_entry(slot)
 
     def _read_file(self, scanned: Scanned, entry: Entry) -> Slot | None:
-        def on_changing(attempt: int, why: str) -> None:
-            self._log.info("backup.file_changing", path=scanned.path, attempt=attempt, detail=why)
-
         def read_once(fd: int, before: os.stat_result) -> tuple[Slot, int]:
             return self._read_once(fd, before, entry, scanned)
 
-        read = read_scanned(scanned, read_once, on_changing)
-        if read is None:
-            self._on_vanished(scanned.path)
-            return None
-        if isinstance(read, Unreadable):
+        read = read_scanned(scanned, read_once)
+        if report(read, scanned.path, kept="stored as read, marked unstable in the snapshot"):
             self.stats.changed_during_read += 1
-            self._log.warning(
-                "backup.file_changed_during_read",
-                path=scanned.path,
-                detail=f"not stored: a {read.found} was there instead each time it was opened",
-            )
+        if read is None or isinstance(read, Unreadable):
             return None
-        if read.stable:
-            return read.value
-        self.stats.changed_during_read += 1
-        self._log.warning(
-            "backup.file_changed_during_read",
-            path=scanned.path,
-            detail="stored as read, marked unstable in the snapshot",
-        )
-        read.value.entry = read.value.entry._replace(unstable=True)
+        if not read.stable:
+            read.value.entry = read.value.entry._replace(unstable=True)
         return read.value
 
     def _read_once(self, fd: int, before: os.stat_result, entry: Entry, scanned: Scanned) -> tuple[Slot, int]:

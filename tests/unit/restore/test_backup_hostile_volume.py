@@ -176,7 +176,7 @@ class TestFifoSwappedIn:
     def test_fifo_swapped_back_is_read_on_the_next_attempt(
         self, engine: Engine, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from restore import scan as scan_module
+        from restore import reads
 
         fill(source)
         config = source / "config"
@@ -185,7 +185,7 @@ class TestFifoSwappedIn:
             config.rename(source / "config.aside")
             os.mkfifo(config)
 
-        real_open = scan_module.open_seen
+        real_open = reads.open_seen
 
         def open_then_put_back(folder: int, name: str, seen: os.stat_result) -> tuple[int, os.stat_result]:
             try:
@@ -196,7 +196,7 @@ class TestFifoSwappedIn:
                     (source / "config.aside").rename(config)
 
         after_look(monkeypatch, "config", swap)
-        monkeypatch.setattr(scan_module, "open_seen", open_then_put_back)
+        monkeypatch.setattr(reads, "open_seen", open_then_put_back)
         result = in_thread(lambda: engine.backup(source, BackupOptions()))
         assert result.stats.changed_during_read == 0
         tree = restored(engine, result.snapshot.id, tmp_path / "dest")
