@@ -108,7 +108,7 @@ def report(result: FileRead[T] | Unreadable | None, path: str, *, kept: str) -> 
     """Log how a read that did not go well ended; return True if it counts as a file
     changed during read (`kept`: what became of a file that never read the same twice)."""
     if result is None:
-        _LOG.info("backup.vanished", path=path)
+        vanished(path)
         return False
     if isinstance(result, Unreadable):
         detail = f"not stored: a {result.found} was there instead each time it was opened"
@@ -118,6 +118,11 @@ def report(result: FileRead[T] | Unreadable | None, path: str, *, kept: str) -> 
         return False
     _LOG.warning("backup.file_changed_during_read", path=path, detail=detail)
     return True
+
+
+def vanished(path: str) -> None:
+    """Log an entry that was gone (or no longer what it was) when it was to be read."""
+    _LOG.info("backup.vanished", path=path)
 
 
 def read_link(scanned: Scanned) -> str | None:

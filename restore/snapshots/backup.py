@@ -17,7 +17,7 @@ import structlog
 from restore.errors import IntegrityError, LocalIOError, RefusedError
 from restore.excludes import Excludes
 from restore.model import BackupOptions, BackupStats, Progress
-from restore.reads import RACY_NS, Unreadable, read_link, read_scanned, report
+from restore.reads import RACY_NS, Unreadable, read_link, read_scanned, report, vanished
 from restore.scan import Scanned, scan
 from restore.snapshots.chunks import ChunkPipeline, Slot, reused_slot
 from restore.snapshots.format import CHUNK_SIZE
@@ -59,7 +59,7 @@ class BackupRun:
 
     def run(self, source: Path) -> None:
         excludes = Excludes(self._options.excludes)
-        for scanned in scan(source, excludes, self._on_special, self._on_vanished):
+        for scanned in scan(source, excludes, self._on_special, vanished):
             self._handle(scanned)
             self._flush_entries()
         self._pipeline.finish()
@@ -73,9 +73,6 @@ class BackupRun:
     def _on_special(self, path: str, kind: str) -> None:
         self.stats.skipped_special += 1
         self._log.warning("backup.skipped_special", path=path, type=kind)
-
-    def _on_vanished(self, path: str) -> None:
-        self._log.info("backup.vanished", path=path)
 
     def _parent_of(self, path: str) -> tuple[Entry, bytes] | None:
         """The previous snapshot's entry (and line) for `path`: one step of the merge."""
@@ -99,7 +96,7 @@ class BackupRun:
         elif stat.S_ISLNK(mode):
             target = read_link(scanned)
             if target is None:
-                self._on_vanished(scanned.path)
+                vanished(scanned.path)
                 return
             self.stats.symlinks += 1
             entry = Entry(

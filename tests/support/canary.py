@@ -6,22 +6,17 @@ offers a naive restore every name it would use; `extra` files (a fake service-ac
 token) offer a naive backup something to read. Its fingerprint holds every entry's type,
 mode, mtime, size, content hash or link target, and the listing and mtime of every folder
 (the folder itself included): a file created, written, moved or deleted there changes it.
-`Swapper` is the app racing caretaker: it keeps swapping entries of the volume for links.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import random
 import stat
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from tests.support.trees import age_tree, write_file
 
@@ -60,50 +55,6 @@ class Canary:
 
     def assert_untouched(self) -> None:
         assert fingerprint(self.path) == self.before
-
-
-class Swapper(threading.Thread):
-    """Puts a symlink in place of an entry of the volume for a moment (`links`: entry ->
-    where its link points), then puts the entry back and leaves it a random while (so runs
-    meet links before, during and after their steps, not only at their first look); counts
-    the swaps it managed."""
-
-    def __init__(self, links: Mapping[Path, Path], *, seed: int = 14) -> None:
-        super().__init__(daemon=True)
-        self.links = list(links.items())
-        self.stop = threading.Event()
-        self.swaps = 0
-        self.random = random.Random(seed)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            path, to = self.random.choice(self.links)
-            with contextlib.suppress(OSError):
-                self.swap(path, to)
-            time.sleep(self.random.uniform(0, 0.004))
-
-    def swap(self, path: Path, to: Path) -> None:
-        aside = path.with_name(path.name + ".swapped")
-        real = not path.is_symlink() and path.exists()
-        if real:
-            path.rename(aside)
-        try:
-            os.symlink(to, path)
-            self.swaps += 1
-            time.sleep(0.0003)
-            path.unlink()
-        finally:
-            if real:
-                with contextlib.suppress(OSError):
-                    aside.rename(path)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.join()
 
 
 def fingerprint(root: Path) -> dict[str, tuple[Any, ...]]:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import git
@@ -216,10 +216,14 @@ class GitRunner:
         except git.GitCommandError as error:
             if network is not None:
                 raise translate(error, remote=self.remote, action=network) from error
-            said = stderr_of(error)
-            if _LOCAL.search(said.lower()):
-                raise LocalIOError(f"git {args[0]} failed: {said}") from error
-            raise CaretakerError(f"git {args[0]} failed in {self.git_dir}: {said}") from error
+            raise self._local_failure(args[0], error) from error
+
+    def _local_failure(self, command: str, error: git.GitCommandError) -> CaretakerError:
+        """LocalIOError for disk trouble, CaretakerError (exit 1: a bug or broken state) else."""
+        said = stderr_of(error)
+        if _LOCAL.search(said.lower()):
+            return LocalIOError(f"git {command} failed: {said}")
+        return CaretakerError(f"git {command} failed in {self.git_dir}: {said}")
 
     def _execute(self, command: list[str], stdin: bytes | None, env: dict[str, str], what: str) -> bytes:
         """Run one git process; raise GitCommandError if it fails.
@@ -272,6 +276,44 @@ class GitRunner:
                 raise DeadlineExceededError(
                     f"{what}: no answer within {self.deadline.describe()} (1 attempt in {took:.1f}s)"
                 ) from None
+
+    @contextlib.contextmanager
+    def piped(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+        """Run `git ARGS` with pipes to its stdin and stdout, for a streaming exchange
+        (`cat-file --batch`, `fast-import`). Leaving the block closes its stdin and waits:
+        raise LocalIOError or CaretakerError (see `run`) if it failed, also when it stopped
+        reading early (a block's BrokenPipeError). A block that fails otherwise kills it."""
+        _LOG.debug("git.run", args=list(args), git_dir=str(self.git_dir))
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(
+                ["git", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=self._environ,
+                cwd=self.work_tree or self.git_dir,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, looked up before the fork
+            )
+            broken = False
+            try:
+                yield process
+            except BrokenPipeError:
+                broken = True  # git stopped reading: its exit status and stderr say why
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            finally:
+                for stream in (process.stdin, process.stdout):
+                    if stream is not None:
+                        # Flushing into a git that is gone must not hide what went wrong.
+                        with contextlib.suppress(BrokenPipeError):
+                            stream.close()
+            if process.wait() != 0 or broken:
+                errors.seek(0)
+                raise self._local_failure(
+                    args[0], git.GitCommandError(["git", *args], process.returncode, errors.read())
+                )
 
     def text(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
         """Run a local git command and return its stdout as text, stripped."""

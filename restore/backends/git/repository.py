@@ -26,12 +26,13 @@ import structlog
 
 from restore.backends.git import maintenance
 from restore.backends.git import meta as git_meta
+from restore.backends.git.blobs import StatCache
 from restore.backends.git.cmd import GitRunner
 from restore.backends.git.history import LOG_ARGS, Commit, parse_log, snapshot_of
 from restore.backends.git.remote import Remote
 from restore.backends.git.settings import GitSettings
 from restore.backends.git.stage import BackupWriter, Stager, diff
-from restore.backends.git.tree import count, walk
+from restore.backends.git.tree import count
 from restore.clock import Clock, utc_now
 from restore.deadline import Deadline
 from restore.errors import IntegrityError, LocalIOError
@@ -132,9 +133,9 @@ class GitRepository:
 
     def check_written(self, runner: GitRunner, dest: Path, tree: str, info: SnapshotInfo) -> None:
         """Hash what is now on disk; raise IntegrityError unless it is exactly `tree`."""
-        walked = walk(dest, (), meta=False)
-        stager = Stager(runner.with_work_tree(dest), runner.git_dir / "check-index")
-        written = stager.stage(walked, NoProgress())
+        stager = Stager(runner, runner.git_dir / "check-index")
+        walked = stager.walk(dest, (), meta=False, cache=StatCache({}, 0), progress=NoProgress())
+        written = stager.stage(walked)
         if written != tree:
             raise IntegrityError(
                 f"restored files of snapshot {info.id} do not hash to its tree "
@@ -145,13 +146,12 @@ class GitRepository:
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
-        walked = walk(source, options.excludes)
+        progress = progress or NoProgress()
         with self.remote.locked("backup", wait=False):
             runner = self.remote.prepared(
                 self.remote.home / "backup.git",
                 partial="blob:none",
                 compression=min(9, max(0, options.compression_level)),
-                work_tree=source,
             )
             parent = None
             if self.remote.fetch_branch(runner, "--depth=1", "--filter=blob:none", action="fetch"):
@@ -160,9 +160,11 @@ class GitRepository:
             writer = BackupWriter(runner, self.settings)
             writer.trim()
             before = writer.size()
+            # The previous snapshot's size is the best guess of this one's: it gives an ETA.
+            progress.start(files=previous.files if previous else 0, bytes=previous.bytes if previous else 0)
             stager = Stager(runner, runner.git_dir / "index")
-            data_tree = stager.stage(
-                walked, progress or NoProgress(), {git_meta.META: git_meta.encode(walked.meta)}
+            walked, data_tree = stager.backup(
+                source, options.excludes, base=writer.tree_at(base), progress=progress
             )
             after = writer.size()
             changes = diff(runner, writer.tree_at(base), data_tree)

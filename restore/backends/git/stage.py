@@ -1,102 +1,89 @@
 """Staging a folder into a private index, and turning it into a pushed backup commit.
 
 The index is built from caretaker's own walk (so excludes mean exactly what they mean for
-the other backends, and a `.gitignore` in the data changes nothing), fed to
-`git update-index`, which re-reads only files whose size/mtime/inode changed since the
-last backup in this pod. A folder given with `path=` is grafted into the tip's tree in a
-second index, so the rest of the repository is carried over untouched.
+the other backends, and a `.gitignore` in the data changes nothing): the walk streams the
+contents of files whose size, mtime, ctime or inode changed since the last backup in this
+pod into `git fast-import` (`blobs`), and the index is written from the blob ids with
+`update-index --index-info`. A folder given with `path=` is grafted into the tip's tree in
+a second index, so the rest of the repository is carried over untouched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 import structlog
 
+from restore.backends.git import meta as git_meta
+from restore.backends.git.blobs import FAST_IMPORT, Blobs, StatCache, read_marks
 from restore.backends.git.cmd import GitRunner
 from restore.backends.git.history import ROOT_PATH, Commit, identity_env, message, message_fields, raw_date
 from restore.backends.git.settings import GitSettings
-from restore.backends.git.tree import EMPTY_TREE, Walked
+from restore.backends.git.tree import EMPTY_TREE, Walked, walk
 from restore.clock import format_time
-from restore.errors import RefusedError
+from restore.errors import LocalIOError, RefusedError
 from restore.model import BackupOptions, BackupStats, Progress, SnapshotInfo
 
 _LOG = structlog.get_logger()
-# One `update-index` process per batch, so progress moves while big folders are hashed.
-_BATCH_FILES = 2000
-_BATCH_BYTES = 64 << 20
-
-
-def _nul(paths: Sequence[str]) -> bytes:
-    return b"".join(os.fsencode(p) + b"\0" for p in paths)
-
-
-def _batches(walked: Walked) -> Iterator[tuple[list[str], int]]:
-    batch: list[str] = []
-    size = 0
-    for path in walked.staged:
-        batch.append(path)
-        size += walked.files.get(path, 0)
-        if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
-            yield batch, size
-            batch, size = [], 0
-    if batch:
-        yield batch, size
+_CACHE = "walk-cache"
+_MARKS = "walk-marks"
 
 
 class Stager:
-    """Makes an index (and tree) of exactly the walked paths of the runner's work tree."""
+    """Walks a folder into the runner's git dir and makes an index (and tree) of exactly
+    what was walked; git itself never opens a file of the folder (see `blobs`)."""
 
     def __init__(self, runner: GitRunner, index: Path) -> None:
         self.runner = runner
         self.env = {"GIT_INDEX_FILE": str(index)}
 
-    def stage(self, walked: Walked, progress: Progress, extra: dict[str, bytes] | None = None) -> str:
-        """Update the index to match `walked` plus `extra` (path -> content of files that
-        exist only in the commit); return the tree's sha."""
-        extra = extra or {}
-        run = self.runner.run
-        listed = {p for p in run("ls-files", "-z", env=self.env).split(b"\0") if p}
-        wanted = {os.fsencode(p) for p in (*walked.staged, *extra)}
-        if stale := sorted(listed - wanted):
-            run(
-                "update-index",
-                "--force-remove",
-                "-z",
-                "--stdin",
-                stdin=b"".join(p + b"\0" for p in stale),
-                env=self.env,
-            )
-        progress.start(files=len(walked.staged), bytes=walked.bytes)
-        for batch, size in _batches(walked):
-            # --remove: a file deleted since the walk simply leaves the snapshot.
-            run(
-                "update-index",
-                "--add",
-                "--remove",
-                "--replace",
-                "-z",
-                "--stdin",
-                stdin=_nul(batch),
-                env=self.env,
-            )
-            progress.advance(files=len(batch), bytes=size)
-        for path, content in extra.items():
-            sha = self.runner.text("hash-object", "-w", "--stdin", stdin=content)
-            run(
-                "update-index",
-                "--add",
-                "--replace",
-                "-z",
-                "--index-info",
-                stdin=f"100644 {sha}\t".encode() + os.fsencode(path) + b"\0",
-                env=self.env,
-            )
+    def walk(
+        self, root: Path, patterns: Iterable[str], *, meta: bool, cache: StatCache, progress: Progress
+    ) -> Walked:
+        """Walk `root`, streaming what `cache` does not vouch for into `git fast-import`;
+        with `meta`, `.caretaker-meta` too. Raise LocalIOError if the folder cannot be read."""
+        marks = self.runner.git_dir / _MARKS
+        with self.runner.piped(*FAST_IMPORT, f"--export-marks={marks}") as process:
+            assert process.stdin is not None  # noqa: S101 - piped always gives one
+            blobs = Blobs(process.stdin, cache, progress)
+            walked = walk(root, patterns, blobs, meta=meta)
+            if meta:
+                walked.blobs[git_meta.META] = ("100644", blobs.data(git_meta.encode(walked.meta)))
+            blobs.done()
+        walked.resolve(read_marks(marks))
+        return walked
+
+    def stage(self, walked: Walked) -> str:
+        """A fresh index of exactly the walked blobs; return its tree's sha."""
+        lines = b"".join(
+            f"{mode} {blob}\t".encode() + os.fsencode(path) + b"\0"
+            for path, (mode, blob) in walked.blobs.items()
+        )
+        self.runner.run("read-tree", "--empty", env=self.env)
+        self.runner.run("update-index", "--add", "-z", "--index-info", stdin=lines, env=self.env)
         return self.runner.text("write-tree", env=self.env)
+
+    def backup(
+        self, source: Path, patterns: Iterable[str], *, base: str, progress: Progress
+    ) -> tuple[Walked, str]:
+        """Walk and stage the data folder, reading only files the stat cache written with
+        tree `base` (the newest snapshot's) does not vouch for; return the walk and its tree,
+        for which the cache is then rewritten."""
+        path = self.runner.git_dir / _CACHE
+        # Wall-clock time on purpose: it is compared with the files' mtimes, not shown.
+        started = time.time_ns()
+        walked = self.walk(source, patterns, meta=True, cache=StatCache.load(path, base), progress=progress)
+        tree = self.stage(walked)
+        try:
+            StatCache.save(path, tree, started, walked.known())
+        except OSError as error:
+            raise LocalIOError(f"cannot write git state dir {path.parent}: {error.strerror}") from error
+        return walked, tree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +146,7 @@ class BackupWriter:
         if inside:
             run("update-index", "--force-remove", "-z", "--stdin", stdin=inside, env=env)
         if data_tree != EMPTY_TREE:
-            run("read-tree", f"--prefix={path}/", data_tree, env=env)
+            run("read-tree", "-i", f"--prefix={path}/", data_tree, env=env)  # -i: no work tree
         # Files outside our folder were not downloaded (partial clone): they stay as they are.
         return self.runner.text("write-tree", "--missing-ok", env=env)
 
@@ -190,7 +177,6 @@ class BackupWriter:
         files = set(walked.files)
         new = [p for p in changes.new if p in files]
         changed = [p for p in changes.changed if p in files]
-        touched = sum(walked.files[p] for p in (*new, *changed))
         return BackupStats(
             files_new=len(new),
             files_changed=len(changed),
@@ -199,7 +185,8 @@ class BackupWriter:
             symlinks=len(walked.symlinks),
             skipped_special=len(walked.special),
             bytes_total=walked.bytes,
-            bytes_read=touched,
+            bytes_read=walked.bytes_read,
+            changed_during_read=walked.changed_during_read,
             objects_written=stored[0],
             bytes_stored=stored[1],
         )

@@ -1,11 +1,11 @@
 """The data folder as git sees it: what a backup stages, and what a restore may trust.
 
 A backup stages regular files and symlinks from caretaker's own walk (excludes applied,
-nested `.git` skipped) plus `.caretaker-meta` (modes, owners, mtimes, folders: see
-`git_meta`). A restore first checks the tree: a commit made by someone else may contain
-`..`, `.git` or absolute paths, submodules, a file inside a file, or a top-level
-`.caretaker` that would overwrite caretaker's own state; `tree_problems` names every such
-entry before anything is written.
+nested `.git` skipped; their contents sent to git by caretaker, see `blobs`) plus
+`.caretaker-meta` (modes, owners, mtimes, folders: see `git_meta`). A restore first checks
+the tree: a commit made by someone else may contain `..`, `.git` or absolute paths,
+submodules, a file inside a file, or a top-level `.caretaker` that would overwrite
+caretaker's own state; `tree_problems` names every such entry before anything is written.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from restore.backends.git import meta as git_meta
+from restore.backends.git.blobs import Blobs, Known, git_mode
 from restore.excludes import Excludes
-from restore.scan import scan
+from restore.reads import read_link, vanished
+from restore.scan import Scanned, scan
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 FILE_MODES = frozenset({"100644", "100755"})
@@ -28,30 +30,42 @@ TREE_MODE = "040000"
 
 @dataclasses.dataclass
 class Walked:
-    """One walk of the data folder."""
+    """One walk of the data folder, its contents sent to git (see `blobs`)."""
 
     files: dict[str, int] = dataclasses.field(default_factory=dict)  # path -> size
     symlinks: list[str] = dataclasses.field(default_factory=list)
     dirs: list[str] = dataclasses.field(default_factory=list)
     special: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     meta: list[str] = dataclasses.field(default_factory=list)  # `.caretaker-meta` lines
+    # path -> (git mode, blob: its id, or its fast-import mark until `resolve`), walk order
+    blobs: dict[str, tuple[str, str | int]] = dataclasses.field(default_factory=dict)
+    # path -> `fstat` of files read unchanged (or known unchanged): the next stat cache
+    read: dict[str, os.stat_result] = dataclasses.field(default_factory=dict)
+    bytes_read: int = 0
+    changed_during_read: int = 0
 
     @property
     def bytes(self) -> int:
         return sum(self.files.values())
 
     @property
-    def staged(self) -> list[str]:
-        """The paths `git update-index --add` reads from the folder."""
-        return [*self.files, *self.symlinks]
-
-    @property
     def empty(self) -> bool:
         return not (self.files or self.symlinks or self.dirs)
 
+    def resolve(self, marks: dict[int, str]) -> None:
+        """Name every blob by its id, given fast-import's marks."""
+        for path, (mode, blob) in self.blobs.items():
+            if isinstance(blob, int):
+                self.blobs[path] = (mode, marks[blob])
 
-def walk(root: Path, patterns: Iterable[str], *, meta: bool = True) -> Walked:
-    """Walk `root` without following symlinks. Raise LocalIOError if it cannot be read.
+    def known(self) -> dict[str, Known]:
+        """What the stat cache of the next backup may trust (call `resolve` first)."""
+        return {path: Known.of(str(self.blobs[path][1]), info) for path, info in self.read.items()}
+
+
+def walk(root: Path, patterns: Iterable[str], blobs: Blobs, *, meta: bool = True) -> Walked:
+    """Walk `root` without following symlinks, sending every file and link to `blobs`.
+    Raise LocalIOError if it cannot be read.
 
     With `meta`, a top-level `.caretaker-meta` is caretaker's (skipped) and the walk
     records the metadata lines; without, the folder is taken as it is (restore's check).
@@ -60,20 +74,36 @@ def walk(root: Path, patterns: Iterable[str], *, meta: bool = True) -> Walked:
     # folder into a broken submodule. Its working files are backed up like any others.
     excludes = Excludes([*patterns, ".git", *([f"/{git_meta.META}"] if meta else [])])
     walked = Walked()
-    for item in scan(root, excludes, lambda path, kind: walked.special.append((path, kind)), lambda _: None):
-        mode = item.stat.st_mode
-        if stat.S_ISDIR(mode):
-            kind = "d"
-            walked.dirs.append(item.path)
-        elif stat.S_ISLNK(mode):
-            kind = "l"
-            walked.symlinks.append(item.path)
-        else:
-            kind = "f"
-            walked.files[item.path] = item.stat.st_size
-        if meta:
-            walked.meta.append(git_meta.line(kind, item.path, item.stat))
+    for item in scan(root, excludes, lambda path, kind: walked.special.append((path, kind)), vanished):
+        found = _stage(item, blobs, walked)
+        if meta and found is not None:
+            walked.meta.append(git_meta.line(found[0], item.path, found[1]))
+    walked.bytes_read, walked.changed_during_read = blobs.bytes_read, blobs.changed_during_read
     return walked
+
+
+def _stage(item: Scanned, blobs: Blobs, walked: Walked) -> tuple[str, os.stat_result] | None:
+    """Record one entry (its blob sent); return its `.caretaker-meta` kind and metadata."""
+    mode = item.stat.st_mode
+    if stat.S_ISDIR(mode):
+        walked.dirs.append(item.path)
+        return "d", item.stat
+    if stat.S_ISLNK(mode):
+        target = read_link(item)
+        if target is None:
+            vanished(item.path)
+            return None
+        walked.symlinks.append(item.path)
+        walked.blobs[item.path] = (SYMLINK_MODE, blobs.data(os.fsencode(target)))
+        return "l", item.stat
+    sent = blobs.file(item)
+    if sent is None:
+        return None
+    walked.files[item.path] = sent.info.st_size
+    walked.blobs[item.path] = (git_mode(sent.info), sent.blob)
+    if sent.stable:
+        walked.read[item.path] = sent.info
+    return "f", sent.info
 
 
 @dataclasses.dataclass(frozen=True)

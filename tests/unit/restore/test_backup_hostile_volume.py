@@ -12,20 +12,18 @@ to read at every name.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from restore.backends.local import LocalStore
-from restore.model import BackupOptions, BackupResult
-from restore.scan import Scanned
+from restore.model import BackupOptions
 from restore.snapshots import backup
 from restore.snapshots.engine import Engine
-from tests.support.canary import Canary, Swapper
+from tests.support.canary import Canary
+from tests.support.racing import Swapper, after_look, in_thread
 from tests.support.trees import describe, restored, write_file
 
 MARKER = b"caretaker-canary: a service-account token from outside the volume"
@@ -51,39 +49,6 @@ def leaked(tree: Path) -> list[str]:
         for path in tree.rglob("*")
         if path.is_file() and not path.is_symlink() and MARKER in path.read_bytes()
     ]
-
-
-def in_thread(call: Callable[[], BackupResult], timeout: float = 30) -> BackupResult:
-    """Run `call` in a daemon thread; fail the test if it blocks (as a FIFO read would)."""
-    results: list[BackupResult] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            results.append(call())
-        except BaseException as error:  # handed to the test thread
-            errors.append(error)
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    assert not worker.is_alive(), "the backup blocked"
-    if errors:
-        raise errors[0]
-    return results[0]
-
-
-def after_look(monkeypatch: pytest.MonkeyPatch, path: str, act: Callable[[], None]) -> None:
-    """Run `act` right after the walk looked at `path`, before the backup reads it."""
-    real = backup.scan
-
-    def scan(*args: object) -> Iterator[Scanned]:
-        for item in real(*args):  # type: ignore[arg-type]
-            if item.path == path:
-                act()
-            yield item
-
-    monkeypatch.setattr(backup, "scan", scan)
 
 
 class TestSwappedWhileWalked:
@@ -123,7 +88,7 @@ class TestSwappedWhileWalked:
             (source / "app").rename(source / "app.moved")
             (source / "app").symlink_to(canary.path / "serviceaccount")
 
-        after_look(monkeypatch, "app", swap)
+        after_look(monkeypatch, backup, "app", swap)
         result = engine.backup(source, BackupOptions())
         tree = restored(engine, result.snapshot.id, tmp_path / "dest")
         assert (tmp_path / "dest" / "app" / "token").read_bytes() == b"the app's own token\n"
@@ -140,7 +105,7 @@ class TestSwappedWhileWalked:
             (source / "config").unlink()
             (source / "config").symlink_to(canary.path / "serviceaccount" / "token")
 
-        after_look(monkeypatch, "config", swap)
+        after_look(monkeypatch, backup, "config", swap)
         with capture_logs() as logs:
             result = engine.backup(source, BackupOptions())
         assert result.stats.changed_during_read == 1
@@ -163,7 +128,7 @@ class TestFifoSwappedIn:
             (source / "config").unlink()
             os.mkfifo(source / "config")
 
-        after_look(monkeypatch, "config", swap)
+        after_look(monkeypatch, backup, "config", swap)
         with capture_logs() as logs:
             result = in_thread(lambda: engine.backup(source, BackupOptions()))
         assert result.stats.changed_during_read == 1
@@ -195,7 +160,7 @@ class TestFifoSwappedIn:
                     config.unlink()
                     (source / "config.aside").rename(config)
 
-        after_look(monkeypatch, "config", swap)
+        after_look(monkeypatch, backup, "config", swap)
         monkeypatch.setattr(reads, "open_seen", open_then_put_back)
         result = in_thread(lambda: engine.backup(source, BackupOptions()))
         assert result.stats.changed_during_read == 0

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from restore.backends.git import meta as git_meta
-from restore.backends.git.tree import TreeEntry, count, kinds, tree_problems, walk
+from restore.backends.git.blobs import Blobs, StatCache
+from restore.backends.git.tree import TreeEntry, Walked, count, kinds, tree_problems, walk
 from restore.errors import IntegrityError
+from restore.model import NoProgress
 from tests.support.trees import write_file
 
 SHA = "0" * 40
@@ -22,6 +26,11 @@ def blob(path: str, mode: str = "100644", size: int = 1) -> TreeEntry:
 
 def tree(path: str) -> TreeEntry:
     return TreeEntry("040000", "tree", SHA, 0, path)
+
+
+def walked(root: Path, patterns: Iterable[str] = (), *, meta: bool = True) -> Walked:
+    """The walk alone: file contents go to a buffer, not to git."""
+    return walk(root, patterns, Blobs(io.BytesIO(), StatCache({}, 0), NoProgress()), meta=meta)
 
 
 HOSTILE = {
@@ -70,16 +79,16 @@ class TestWalk:
         write_file(tmp_path / git_meta.META, b"planted\n")
         (tmp_path / "empty").mkdir()
         os.symlink("keep.txt", tmp_path / "link")
-        walked = walk(tmp_path, ["*.tmp"])
-        assert sorted(walked.files) == ["clone/README", "keep.txt"]
-        assert walked.symlinks == ["link"]
-        assert sorted(walked.dirs) == ["clone", "empty"]
-        paths = sorted(line.rstrip().rsplit(" ", 1)[1] for line in walked.meta)
+        found = walked(tmp_path, ["*.tmp"])
+        assert sorted(found.files) == ["clone/README", "keep.txt"]
+        assert found.symlinks == ["link"]
+        assert sorted(found.dirs) == ["clone", "empty"]
+        paths = sorted(line.rstrip().rsplit(" ", 1)[1] for line in found.meta)
         assert paths == ['"clone"', '"clone/README"', '"empty"', '"keep.txt"', '"link"']
 
     def test_without_meta_a_metadata_file_is_data(self, tmp_path):
         write_file(tmp_path / git_meta.META, b"x")
-        assert list(walk(tmp_path, (), meta=False).files) == [git_meta.META]
+        assert list(walked(tmp_path, meta=False).files) == [git_meta.META]
 
 
 def build(tmp_path: Path) -> tuple[Path, list[git_meta.Meta], dict[str, str]]:
@@ -91,7 +100,7 @@ def build(tmp_path: Path) -> tuple[Path, list[git_meta.Meta], dict[str, str]]:
     os.symlink("conf/secret", source / "link")
     os.utime(source / "link", ns=(1_400_000_000_000_000_000,) * 2, follow_symlinks=False)
     os.utime(source / "conf", ns=(1_300_000_000_000_000_000,) * 2)
-    meta = git_meta.parse(git_meta.encode(walk(source, ()).meta))
+    meta = git_meta.parse(git_meta.encode(walked(source).meta))
     shape = {"conf": "d", "conf/secret": "f", "run.sh": "f", "link": "l"}
     return source, meta, shape
 

@@ -25,7 +25,8 @@ from restore.initcontainer.decision import RestoreSettings
 from restore.initcontainer.outcome import write_result
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
-from tests.support.canary import Canary, Swapper
+from tests.support.canary import Canary
+from tests.support.racing import Swapper
 from tests.support.trees import write_file
 
 SWAPPED = {
