@@ -62,18 +62,15 @@ class Remote:
         """This remote's folder in the state dir: the backup and history git dirs, scratch."""
         return self.settings.state_dir / self.settings.cache_key
 
-    def runner(self, git_dir: Path, *, work_tree: Path | None = None) -> GitRunner:
+    def runner(self, git_dir: Path) -> GitRunner:
+        """A runner of `git_dir` without a work tree: a backup gives git no path of the volume."""
         if self._auth_env is None:
             self._auth_env = self._auth.environ()
         environ = {**self._auth_env, "GIT_ALLOW_PROTOCOL": self.settings.transport}
-        return GitRunner(
-            git_dir, environ, remote=self.settings.display, work_tree=work_tree, deadline=self.deadline
-        )
+        return GitRunner(git_dir, environ, remote=self.settings.display, deadline=self.deadline)
 
-    def prepared(
-        self, git_dir: Path, *, partial: str | None, compression: int = -1, work_tree: Path | None = None
-    ) -> GitRunner:
-        runner = self.runner(git_dir, work_tree=work_tree)
+    def prepared(self, git_dir: Path, *, partial: str | None, compression: int = -1) -> GitRunner:
+        runner = self.runner(git_dir)
         config = private_config(self.settings, partial=partial, compression=compression)
         prepare(runner, config)
         return runner
