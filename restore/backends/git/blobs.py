@@ -60,12 +60,12 @@ class StatCache:
         """The cache at `path` if it was written for `tree`; empty otherwise (also if it
         is missing or unreadable: it only saves reading)."""
         try:
-            data = path.read_bytes()
-            header, _, body = data.partition(b"\n")
-            version, written_for, started = header.decode("ascii").rsplit(" ", 2)
-            if (version, written_for) != (_CACHE_VERSION, tree):
+            header, _, body = path.read_bytes().partition(b"\n")
+            version, written_for, started, count = header.decode("ascii").rsplit(" ", 3)
+            known = dict(_parse(body))
+            if (version, written_for, int(count)) != (_CACHE_VERSION, tree, len(known)):
                 return cls({}, 0)
-            return cls(dict(_parse(body)), int(started) - RACY_NS)
+            return cls(known, int(started) - RACY_NS)
         except (OSError, ValueError):
             return cls({}, 0)
 
@@ -81,7 +81,7 @@ class StatCache:
         """Write the cache for `tree` (replacing the old one in one rename)."""
         temp = path.with_name(path.name + ".tmp")
         with temp.open("wb") as handle:
-            handle.write(f"{_CACHE_VERSION} {tree} {started_ns}\n".encode("ascii"))
+            handle.write(f"{_CACHE_VERSION} {tree} {started_ns} {len(known)}\n".encode("ascii"))
             for name, item in known.items():
                 fields = f"{item.sha} {item.size} {item.mtime_ns} {item.ctime_ns} {item.ino} "
                 handle.write(fields.encode("ascii") + os.fsencode(name) + b"\0")
@@ -89,11 +89,13 @@ class StatCache:
 
 
 def _parse(body: bytes) -> Iterator[tuple[str, Known]]:
-    for record in body.split(b"\0"):
-        if record:
-            sha, size, mtime, ctime, ino, name = record.split(b" ", 5)
-            known = Known(sha.decode("ascii"), int(size), int(mtime), int(ctime), int(ino))
-            yield os.fsdecode(name), known
+    """The records, each ended by NUL. Raise ValueError if one is cut short or malformed."""
+    *records, rest = body.split(b"\0")
+    if rest:
+        raise ValueError("cut short")
+    for record in records:
+        sha, size, mtime, ctime, ino, name = record.split(b" ", 5)
+        yield os.fsdecode(name), Known(sha.decode("ascii"), int(size), int(mtime), int(ctime), int(ino))
 
 
 class Sent(NamedTuple):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from restore.backends.git import meta as git_meta
-from restore.backends.git.blobs import Blobs, StatCache
+from restore.backends.git.blobs import Blobs, Known, StatCache
 from restore.backends.git.tree import TreeEntry, Walked, count, kinds, tree_problems, walk
 from restore.errors import IntegrityError
 from restore.model import NoProgress
@@ -148,3 +148,34 @@ class TestMeta:
 
     def test_kinds(self):
         assert kinds([tree("a"), blob("a/b"), blob("l", "120000")]) == {"a": "d", "a/b": "f", "l": "l"}
+
+
+class TestStatCache:
+    """What a git backup may leave unread: only files the cache of the same tree vouches for."""
+
+    def write(self, tmp_path: Path, path: Path, *, started_ns: int) -> Path:
+        cache = tmp_path / "walk-cache"
+        known = {"odd name\nwith newline": Known.of("a" * 40, path.stat())}
+        StatCache.save(cache, "t" * 40, started_ns, known)
+        return cache
+
+    def test_unchanged_file_is_known_by_its_blob(self, tmp_path: Path) -> None:
+        path = write_file(tmp_path / "f", b"x")
+        cache = self.write(tmp_path, path, started_ns=path.stat().st_mtime_ns + 10**10)
+        assert StatCache.load(cache, "t" * 40).lookup("odd name\nwith newline", path.stat()) == "a" * 40
+
+    def test_another_tree_or_a_change_or_a_racy_mtime_is_read_again(self, tmp_path: Path) -> None:
+        path = write_file(tmp_path / "f", b"x")
+        cache = self.write(tmp_path, path, started_ns=path.stat().st_mtime_ns + 10**10)
+        assert StatCache.load(cache, "u" * 40).lookup("odd name\nwith newline", path.stat()) is None
+        racy = self.write(tmp_path, path, started_ns=path.stat().st_mtime_ns + 10**9)
+        assert StatCache.load(racy, "t" * 40).lookup("odd name\nwith newline", path.stat()) is None
+        cache = self.write(tmp_path, path, started_ns=path.stat().st_mtime_ns + 10**10)
+        write_file(path, b"y")  # same size and mtime; the ctime moved
+        assert StatCache.load(cache, "t" * 40).lookup("odd name\nwith newline", path.stat()) is None
+
+    def test_a_damaged_cache_only_costs_reading(self, tmp_path: Path) -> None:
+        path = write_file(tmp_path / "f", b"x")
+        cache = self.write(tmp_path, path, started_ns=path.stat().st_mtime_ns + 10**10)
+        cache.write_bytes(cache.read_bytes()[:-20])
+        assert StatCache.load(cache, "t" * 40).known == {}
