@@ -62,13 +62,14 @@ def caretaker_backup(tool: str, data: Path, state: Path, remote: Path) -> str:
 def bench(data: Path, tools: dict[str, str], reps: int, base: Path) -> list[Row]:
     def full(label: str, command: Callable[[Path, Path], str]) -> Callable[[], Sample]:
         def step() -> Sample:
-            fresh(base / label)
-            return timed(command(base / label / "state", bare(base / label / "remote.git")))
+            home = fresh(base / label.replace(" ", "-"))
+            return timed(command(home / "state", bare(home / "remote.git")))
 
         return step
 
     def again(label: str, command: Callable[[Path, Path], str]) -> Callable[[], Sample]:
-        return lambda: timed(command(base / label / "state", base / label / "remote.git"))
+        home = base / label.replace(" ", "-")
+        return lambda: timed(command(home / "state", home / "remote.git"))
 
     def with_tool(tool: str) -> Callable[[Path, Path], str]:
         return lambda state, remote: caretaker_backup(tool, data, state, remote)
