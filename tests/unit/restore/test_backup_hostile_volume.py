@@ -118,6 +118,24 @@ class TestSwappedWhileWalked:
         canary.assert_untouched()
 
 
+    def test_file_renamed_over_is_read_as_the_new_file(
+        self, engine: Engine, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # How apps save atomically: a new file renamed over the old one between look and read.
+        fill(source)
+        def save() -> None:
+            write_file(source / "new", b"saved\n").rename(source / "config")
+
+        after_look(monkeypatch, backup, "config", save)
+        with capture_logs() as logs:
+            result = engine.backup(source, BackupOptions())
+        assert result.stats.changed_during_read == 0
+        changing = [e["detail"] for e in logs if e["event"] == "backup.file_changing"]
+        assert changing == ["replaced by a different file"]
+        restored(engine, result.snapshot.id, tmp_path / "dest")
+        assert (tmp_path / "dest" / "config").read_bytes() == b"saved\n"
+
+
 class TestFifoSwappedIn:
     def test_fifo_in_place_of_a_file_never_blocks_the_backup(
         self, engine: Engine, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
