@@ -96,7 +96,9 @@ class TestS3:
         _, message, _ = timed_restore(target, s3_at(silent), RETRIED_DEADLINE)
         assert "ListObjectsV2 s3://backups/app" in message
         assert f"at http://127.0.0.1:{silent.port}" in message
-        assert f"no answer within the {RETRIED_DEADLINE:g}s deadline" in message
+        # The last attempt either runs into the deadline or into its own read timeout just
+        # before it (a loaded machine): both messages name the deadline and the attempts.
+        assert f"the {RETRIED_DEADLINE:g}s deadline" in message
         assert attempts_in(message) == silent.connections >= 2
 
     def test_a_tls_handshake_that_never_completes(self, silent, target):
