@@ -57,6 +57,10 @@ ELSEWHERE = {
     "prometheus": "not a pod: promtool checks and unit-tests it (tests/examples/test_prometheus.py)",
     "webdav-git": "tests/e2e/test_webdav_git.py runs manifests.yaml against a local sshd git host",
     "app-user": "tests/e2e/test_chart_pod.py runs the chart with its values.yaml",
+    "grafana": (
+        "not a pod: tests/integration/test_sidecar_prometheus.py queries every panel's expression "
+        "against a real Prometheus scraping a sidecar"
+    ),
 }
 RUN_HERE = (
     "init-container/pod.yaml",
