@@ -218,6 +218,26 @@ def ratio_table(rows: list[Row], subject: str, baselines: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def restic_repository(repository: str, password: str, work: Path, server_env: dict[str, str]) -> dict[str, str]:
+    """Initialise a restic repository; return the environment restic's commands need."""
+    env = {
+        **server_env,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "RESTIC_REPOSITORY": repository,
+        "RESTIC_PASSWORD": password,
+        "RESTIC_CACHE_DIR": str(work / "restic-cache"),
+    }
+    timed("restic init -q", env)
+    return env
+
+
+def listing(root: Path) -> list[tuple[str, int]]:
+    """Relative path and size of every file, the way a restore is checked for completeness."""
+    found = [(str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+    return sorted(entry for entry in found if not entry[0].startswith(".caretaker"))
+
+
 def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

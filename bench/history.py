@@ -24,10 +24,13 @@ from harness import ROOT, age_tree_mtimes, caretaker, fresh, interleave, runtime
 sys.path.insert(0, str(ROOT))
 from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
+from restore.snapshots.encryption import Encryption
 from restore.snapshots.format import INDEX
 from tests.support.seaweed import SeaweedServer
 
 FILES = 200
+# The unencrypted engine, as the other benchmarks measure it (bench/encryption.py: its cost).
+UNENCRYPTED = Encryption(unencrypted=True)
 OPERATIONS = ("backup, nothing changed", "restore")
 
 
@@ -42,7 +45,7 @@ def volume(root: Path) -> Path:
 def make_history(url: str, env: dict[str, str], data: Path, backups: int) -> None:
     """`backups` snapshots, one file changed before each. Written in-process, for speed:
     only the measured commands run as a user runs them."""
-    repository = open_repository(url, OpenOptions(environ=env, owner="bench"))
+    repository = open_repository(url, OpenOptions(environ=env, owner="bench", encryption=UNENCRYPTED))
     try:
         for number in range(backups):
             (data / f"f{number % FILES:03}.txt").write_bytes(text(20_000, 1000 + number))
@@ -53,7 +56,7 @@ def make_history(url: str, env: dict[str, str], data: Path, backups: int) -> Non
 
 
 def index_objects(url: str, env: dict[str, str]) -> int:
-    repository = open_repository(url, OpenOptions(environ=env, owner="bench"))
+    repository = open_repository(url, OpenOptions(environ=env, owner="bench", encryption=UNENCRYPTED))
     try:
         return sum(1 for _ in repository.store.list(INDEX))  # type: ignore[attr-defined]
     finally:

@@ -1,4 +1,6 @@
 """Local repository benchmark: caretaker vs `tar | zstd -T0 -3` on the same data, same run.
+The unencrypted engine (`--insecure-no-encryption`); bench/encryption.py measures what
+encryption adds.
 
 Usage: .venv/bin/python bench/local.py [--reps 3] [--only files|big]
 Prints one markdown table (medians, minima, peak RSS, ratio of minima to tar+zstd), the
@@ -50,7 +52,10 @@ def _datasets(base: Path, only: str | None) -> dict[str, Path]:
 
 def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> list[Row]:
     repo, tarball = base / "repo", base / "full.tar.zst"
-    backup = f"{tool} backup --repository file://{repo} --path {data} --log-level warning --json"
+    backup = (
+        f"{tool} backup --repository file://{repo} --insecure-no-encryption --path {data} "
+        "--log-level warning --json"
+    )
     full = interleave(
         reps,
         [
@@ -140,6 +145,7 @@ def unchanged_read(tool: str, data: Path, base: Path) -> int:
         "backup",
         "--repository",
         f"file://{repo}",
+        "--insecure-no-encryption",
         "--path",
         str(data),
         "--json",

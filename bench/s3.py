@@ -1,4 +1,6 @@
 """S3 benchmark: caretaker vs `tar | zstd -T0 | aws s3 cp -` and vs restic, one SeaweedFS, one run.
+The unencrypted engine (`--insecure-no-encryption`); bench/encryption.py measures what
+encryption adds.
 
 Usage: .venv/bin/python bench/s3.py [--reps 3] [--only files|big]
 Needs restic, zstd and GNU time (run scripts/bench-setup once) and awscli (dev extras).
@@ -30,8 +32,10 @@ from harness import (
     caretaker,
     change_files,
     fresh,
+    listing,
     mixed_files,
     ratio_table,
+    restic_repository,
     runtime_venv,
     timed,
     workdir,
@@ -67,15 +71,8 @@ class Tools:
             server.make_bucket(bucket)
         self.snar = base / f"tar-{rep}.snar"
         self.snar.unlink(missing_ok=True)
-        self.env = {
-            **server.env(),
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "RESTIC_REPOSITORY": f"s3:{server.endpoint}/{self.buckets['restic']}/restic",
-            "RESTIC_PASSWORD": "benchmark",
-            "RESTIC_CACHE_DIR": str(base / "restic-cache"),
-        }
-        timed("restic init -q", self.env)
+        restic = f"s3:{server.endpoint}/{self.buckets['restic']}/restic"
+        self.env = restic_repository(restic, "benchmark", base, server.env())
 
     def _aws(self, args: str) -> str:
         return f"{self.aws} --endpoint-url {self.server.endpoint} s3 {args} --only-show-errors"
@@ -89,7 +86,10 @@ class Tools:
 
     def _caretaker(self, verb: str, path: Path, extra: str = "") -> str:
         url = f"s3://{self.buckets['caretaker']}/repo"
-        return f"{self.tool} {verb} --repository {url} --path {path} --log-level warning {extra}"
+        return (
+            f"{self.tool} {verb} --repository {url} --insecure-no-encryption --path {path} "
+            f"--log-level warning {extra}"
+        )
 
     def backup(self, tool: str, archive: str) -> str:
         if tool == "caretaker":
@@ -114,12 +114,6 @@ class Tools:
         client = self.server.client()
         for bucket in self.buckets.values():
             client.delete_bucket(Bucket=bucket)  # SeaweedFS drops the objects (and their space) too
-
-
-def listing(root: Path) -> list[tuple[str, int]]:
-    """Relative path and size of every file, the way a restore is checked for completeness."""
-    found = [(str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
-    return sorted(entry for entry in found if not entry[0].startswith(".caretaker"))
 
 
 def restored_path(tool: str, tools: Tools) -> Path:

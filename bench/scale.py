@@ -37,7 +37,10 @@ def main() -> None:
     data = small_files(workdir() / f"small-{args.files}", args.files)
     base = fresh(workdir() / "scale")
     repo, out = base / "repo", base / "out"
-    backup = f"{tool} backup --repository file://{repo} --path {data} --exclude .complete --log-level warning"
+    backup = (
+        f"{tool} backup --repository file://{repo} --insecure-no-encryption --path {data} "
+        "--exclude .complete --log-level warning"
+    )
     restore = f"{tool} restore --repository file://{repo} --path {out} --termination-log {base / 't'} --log-level warning"
     rows = [
         Row(f"{args.files:,} files", "full backup", "caretaker", [timed(backup)]),

@@ -14,7 +14,7 @@ from typing import Any, cast, get_args
 import structlog
 
 from restore import __version__, logs
-from restore.commands import Command, Context, backup, prune, restore, snapshots, verify
+from restore.commands import Command, Context, backup, key, prune, restore, snapshots, verify
 from restore.commands.options import apply_environment, check_arguments, subcommand_parser
 from restore.deadline import Stop
 from restore.errors import (
@@ -66,7 +66,7 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
 
 def base_commands() -> list[Command]:
     """The commands of the base layer (no scheduler, no HTTP)."""
-    return [backup.COMMAND, restore.COMMAND, snapshots.COMMAND, verify.COMMAND, prune.COMMAND]
+    return [backup.COMMAND, restore.COMMAND, snapshots.COMMAND, verify.COMMAND, prune.COMMAND, key.COMMAND]
 
 
 def main(

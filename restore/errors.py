@@ -26,6 +26,7 @@ EXIT_REFUSED = 9
 EXIT_LOCAL_IO = 10
 EXIT_UNSAFE_VOLUME = 11
 EXIT_REPOSITORY_FULL = 12
+EXIT_PASSWORD = 13
 EXIT_SIGNAL_BASE = 128
 EXIT_CANCELLED = EXIT_SIGNAL_BASE + 2  # SIGINT, as a shell reports it
 # Out of file descriptors: the process's limit (`ulimit -n`) or the system's.
@@ -186,6 +187,20 @@ def resource_limit(error: BaseException, where: str) -> ResourceLimitError | Non
         f"{where}: {cause.strerror or 'too many open files'} "
         "(the process's open-file limit, ulimit -n, is used up)"
     )
+
+
+class PasswordError(CaretakerError):
+    """The repository's key cannot be used as configured: it is encrypted and no password was
+    given or none of its key slots opens with it, or a password was given for a repository
+    that is not encrypted (whose objects nothing authenticates)."""
+
+    exit_code = EXIT_PASSWORD
+    reason = "password"
+
+
+class AuthenticationError(IntegrityError):
+    """An encrypted object does not authenticate under the repository's key: damaged,
+    planted, copied from another repository or stored under another name."""
 
 
 class CancelledError(CaretakerError):

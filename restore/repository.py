@@ -31,7 +31,15 @@ class Repository(Protocol):
         """The repository URL with credentials removed, for logs and errors."""
 
     def snapshots(self) -> list[SnapshotInfo]:
-        """Every complete snapshot, newest first. A fresh repository has none."""
+        """Every complete snapshot, newest first. A fresh repository has none.
+
+        Raise PasswordError if the repository is encrypted and the password is missing or
+        wrong (never an empty list), IntegrityError if records exist but none can be read.
+        """
+
+    def encryption(self) -> str | None:
+        """The cipher protecting the stored objects (`aes-256-gcm`), or None when they are
+        stored in plain (an object store created with --insecure-no-encryption, or git)."""
 
     def initialization(self) -> str | None:
         """What shows that a backup has used this repository (its config object, its

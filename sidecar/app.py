@@ -72,7 +72,10 @@ class Sidecar:
         self.board = StatusBoard(config, self.metrics, clock)
 
         def opener(deadline: Deadline) -> Repository:
-            options = OpenOptions(environ=environ, clock=clock, owner=owner, deadline=deadline)
+            # One Encryption for every opening: it remembers the unlocked repository key.
+            options = OpenOptions(
+                environ=environ, clock=clock, owner=owner, deadline=deadline, encryption=config.encryption
+            )
             return open_repository(config.repository, options)
 
         self.notifier = Notifier(config, host=host_name(environ))

@@ -18,6 +18,7 @@ import structlog
 
 from restore.clock import Clock
 from restore.deadline import Deadline
+from restore.errors import BackendError, CaretakerError
 from restore.redaction import redact_text
 from restore.repository import Repository
 from sidecar.runner import RepositoryOpener
@@ -94,12 +95,16 @@ class Readiness:
             if self._repo is None:
                 self._repo = self._open(self._deadline)
             snapshots = self._repo.snapshots()
+            cipher = self._repo.encryption()
         except Exception as error:
             self._drop()
             reason = redact_text(str(error))
             structlog.get_logger().warning("readyz.repository_unreachable", error=reason)
-            return f"repository unreachable: {reason}"
+            # A wrong password or damaged data is no connection problem: say which it is.
+            what = "unreachable" if isinstance(error, BackendError) else f"unusable ({_reason(error)})"
+            return f"repository {what}: {reason}"
         self._board.snapshots(snapshots)
+        self._board.repository_encryption(cipher)
         if snapshots:
             self._had_snapshots = len(snapshots)
             return None
@@ -116,3 +121,7 @@ class Readiness:
                 repo.close()
             except Exception as error:
                 structlog.get_logger().debug("readyz.close_failed", error=str(error))
+
+
+def _reason(error: Exception) -> str:
+    return error.reason if isinstance(error, CaretakerError) else "error"

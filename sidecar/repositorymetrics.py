@@ -24,6 +24,7 @@ class RepositoryGauges:
     stored_bytes: Gauge
     read_at: Gauge
     last_backup: Gauge
+    encrypted: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> RepositoryGauges:
@@ -49,8 +50,13 @@ class RepositoryGauges:
                 "The newest good backup: the repository's newest snapshot or this sidecar's last "
                 "successful backup run, whichever is newer (0: none).",
             ),
+            encrypted=gauge(
+                "repository_encrypted",
+                "1 if the repository is encrypted, 0 if it is not, -1 until it was reached.",
+            ),
         )
         gauges.stored_bytes.set(0)
+        gauges.encrypted.set(-1)
         return gauges
 
     def listed(self, snapshots: Sequence[SnapshotInfo], at: datetime) -> None:

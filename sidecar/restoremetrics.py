@@ -27,6 +27,7 @@ class RestoreGauges:
     bytes: Gauge
     timestamp: Gauge
     exit_code: Gauge
+    snapshot_age: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> RestoreGauges:
@@ -40,6 +41,10 @@ class RestoreGauges:
             bytes=gauge("bytes", "Bytes restored."),
             timestamp=gauge("timestamp_seconds", "When the recorded restore finished (Unix time)."),
             exit_code=gauge("exit_code", "Exit code of the recorded restore."),
+            snapshot_age=gauge(
+                "snapshot_age_seconds",
+                "Age of the restored snapshot when the recorded restore finished (0 if none).",
+            ),
         )
         gauges.set(None)
         return gauges
@@ -54,6 +59,8 @@ class RestoreGauges:
         self.bytes.set(outcome.bytes if outcome else 0)
         self.timestamp.set(outcome.finished_at.timestamp() if outcome else 0)
         self.exit_code.set(outcome.exit_code if outcome else 0)
+        age = outcome.snapshot_age_seconds if outcome else None
+        self.snapshot_age.set(age or 0)
 
 
 class RestoreResultExport:

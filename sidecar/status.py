@@ -71,6 +71,8 @@ class StatusBoard:
         self.started_at = clock()
         self.stopping = False
         self.newest_snapshot_at: datetime | None = None
+        # Whether the repository is encrypted; None until it was reached.
+        self.encrypted: bool | None = None
         self._lock = threading.Lock()
         self._jobs = {job.name: JobState(job) for job in config.jobs}
 
@@ -128,6 +130,11 @@ class StatusBoard:
         last = self.last_backup_at()
         self.metrics.repository.last_backup.set(last.timestamp() if last else 0)
 
+    def repository_encryption(self, cipher: str | None) -> None:
+        """Record whether the repository is encrypted (None: it is not)."""
+        self.encrypted = cipher is not None
+        self.metrics.repository.encrypted.set(1 if self.encrypted else 0)
+
     def last_backup_at(self) -> datetime | None:
         """The newest evidence of a good backup: the repository's newest snapshot, or a
         backup job's last success if that is newer."""
@@ -152,5 +159,7 @@ class StatusBoard:
             "stopping": self.stopping,
             "rpo_seconds": self.config.rpo.total_seconds() if self.config.rpo else None,
             "newest_snapshot": _time(newest),
+            # null until the repository was reached; false: created with --insecure-no-encryption
+            "encrypted": self.encrypted,
             "jobs": jobs,
         }

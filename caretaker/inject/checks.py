@@ -32,11 +32,18 @@ _FLAGS = {
     "CARETAKER_LISTEN": "--metrics-port",
 }
 _VARIABLE = re.compile(r"CARETAKER_[A-Z0-9_]+")
+# Variables naming files only the pod mounts (a Secret): not at hand where inject runs.
+_MOUNTED_FILES = frozenset({"CARETAKER_PASSWORD_FILE"})
 
 
 def literal_env(container: Mapping[str, Any]) -> dict[str, str]:
-    """A container's `env` entries that carry a value (not `valueFrom`), as a mapping."""
-    return {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
+    """A container's `env` entries that carry a value (not `valueFrom`), as a mapping;
+    without those naming a file the pod mounts, which cannot be read here."""
+    return {
+        e["name"]: str(e["value"])
+        for e in container.get("env", [])
+        if "value" in e and e["name"] not in _MOUNTED_FILES
+    }
 
 
 def _parsed(command: Command, environ: Mapping[str, str]) -> argparse.Namespace:

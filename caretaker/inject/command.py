@@ -57,6 +57,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="caretaker image")
     parser.add_argument("--secret", metavar="NAME", help="Secret whose keys become env variables")
     parser.add_argument("--secret-files", metavar="NAME", help="Secret mounted at /etc/caretaker/secrets")
+    parser.add_argument(
+        "--password-secret",
+        metavar="NAME",
+        help="Secret holding the repository's password (required unless git or --insecure-no-encryption)",
+    )
+    parser.add_argument(
+        "--password-key", default="password", metavar="KEY", help="the password's key in that Secret"
+    )
+    parser.add_argument(
+        "--insecure-no-encryption",
+        action="store_true",
+        help="let the first backup create the repository unencrypted",
+    )
     parser.add_argument("--config-map", metavar="NAME", help="ConfigMap with the sidecar's config.yaml")
     parser.add_argument(
         "--schedule",
@@ -122,6 +135,9 @@ def options_from(args: argparse.Namespace, log: Any) -> InjectOptions:
         image=args.image,
         secret=args.secret,
         secret_files=args.secret_files,
+        password_secret=args.password_secret,
+        password_key=args.password_key,
+        insecure_no_encryption=args.insecure_no_encryption,
         config_map=args.config_map,
         schedule=schedule,
         env=tuple(args.env),
@@ -197,7 +213,8 @@ COMMAND = Command(
         "add the restore init container, the sidecar, their volumes, env from a Secret and the\n"
         "metrics port, and write them to stdout. Idempotent. Refuses (exit 2) when the named\n"
         "volume or container does not exist.\n\n"
-        "  caretaker inject app.yaml --volume data --repository s3://bucket/app --secret s3-creds"
+        "  caretaker inject app.yaml --volume data --repository s3://bucket/app --secret s3-creds \\\n"
+        "    --password-secret app-backup-password"
     ),
     configure=configure,
     run=run,

@@ -27,6 +27,8 @@ CONFIG_VOLUME = "caretaker-config"
 SECRET_VOLUME = "caretaker-secrets"  # noqa: S105 - a volume's name, not a secret
 CONFIG_DIR = "/etc/caretaker/config"
 SECRET_DIR = "/etc/caretaker/secrets"  # noqa: S105 - where a Secret is mounted
+PASSWORD_VOLUME = "caretaker-password"  # noqa: S105 - a volume's name, not a password
+PASSWORD_DIR = "/etc/caretaker/password"  # noqa: S105 - where its Secret is mounted
 TMP_DIR = "/tmp"  # noqa: S108 - a private emptyDir: the root filesystem is read-only
 METRICS_PORT_NAME = "ct-metrics"
 DEFAULT_IMAGE = f"ghcr.io/caretaker/caretaker:{__version__}"  # placeholder name, see docs
@@ -34,7 +36,7 @@ DEFAULT_UID = 65532
 DEFAULT_CONTAINER_KEY = "kubectl.kubernetes.io/default-container"
 
 _OWN_CONTAINERS = frozenset({RESTORE, SIDECAR})
-_OWN_VOLUMES = frozenset({TMP_VOLUME, CONFIG_VOLUME, SECRET_VOLUME})
+_OWN_VOLUMES = frozenset({TMP_VOLUME, CONFIG_VOLUME, SECRET_VOLUME, PASSWORD_VOLUME})
 # Where each workload kind keeps its pod: (path to the pod metadata, path to the pod spec).
 _TEMPLATE_PATHS = (("spec", "template", "metadata"), ("spec", "template", "spec"))
 _POD_PATHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -58,6 +60,9 @@ class InjectOptions:
     image: str = DEFAULT_IMAGE
     secret: str | None = None  # envFrom
     secret_files: str | None = None  # mounted at SECRET_DIR
+    password_secret: str | None = None  # the repository's password, mounted at PASSWORD_DIR
+    password_key: str = "password"  # noqa: S105 - the key in that Secret
+    insecure_no_encryption: bool = False
     config_map: str | None = None  # the sidecar's YAML config, key config.yaml
     schedule: str | None = None  # env-only mode: the backup job's schedule
     env: tuple[tuple[str, str], ...] = ()
@@ -98,6 +103,8 @@ def inject_documents(documents: list[Any], options: InjectOptions) -> int:
         raise ConfigError.single(
             "--repository", None, "give --repository, or a --secret holding CARETAKER_REPOSITORY"
         )
+    if (problem := _encryption_problem(options)) is not None:
+        raise ConfigError([problem])
     pods = [pod for pod in _pods(documents) if _selected(pod, options)]
     if not pods:
         raise ConfigError.single(
@@ -115,6 +122,23 @@ def inject_documents(documents: list[Any], options: InjectOptions) -> int:
     for pod, app, mount in plans:
         _apply(pod, app, mount, options)
     return len(pods)
+
+
+def _encryption_problem(options: InjectOptions) -> Problem | None:
+    """As the chart: a password for every repository but git's, unless explicitly opted out."""
+    git = (options.repository or "").startswith("git+")
+    if git and options.password_secret:
+        return Problem("--password-secret", options.password_secret, "git repositories cannot be encrypted")
+    if options.password_secret and options.insecure_no_encryption:
+        return Problem("--insecure-no-encryption", True, "give it or --password-secret, not both")
+    if not (git or options.password_secret or options.insecure_no_encryption):
+        return Problem(
+            "--password-secret",
+            None,
+            "name the Secret holding the repository's password (keep a copy outside the cluster: "
+            "losing it loses the backups), or pass --insecure-no-encryption",
+        )
+    return None
 
 
 def _selected(pod: _Pod, options: InjectOptions) -> bool:
@@ -248,7 +272,12 @@ def _env(options: InjectOptions, mount_path: str) -> list[dict[str, Any]]:
     ]
     if options.repository:
         env.append({"name": "CARETAKER_REPOSITORY", "value": options.repository})
-    env += [{"name": "CARETAKER_PATH", "value": mount_path}, {"name": "HOME", "value": TMP_DIR}]
+    env.append({"name": "CARETAKER_PATH", "value": mount_path})
+    if options.password_secret:
+        env.append({"name": "CARETAKER_PASSWORD_FILE", "value": f"{PASSWORD_DIR}/{options.password_key}"})
+    elif options.insecure_no_encryption:
+        env.append({"name": "CARETAKER_INSECURE_NO_ENCRYPTION", "value": "true"})
+    env.append({"name": "HOME", "value": TMP_DIR})
     env += [{"name": name, "value": value} for name, value in options.env]
     return env
 
@@ -260,6 +289,8 @@ def _mounts(options: InjectOptions, mount_path: str, sub_path: str | None) -> li
     mounts = [data, {"name": TMP_VOLUME, "mountPath": TMP_DIR}]
     if options.secret_files:
         mounts.append({"name": SECRET_VOLUME, "mountPath": SECRET_DIR, "readOnly": True})
+    if options.password_secret:
+        mounts.append({"name": PASSWORD_VOLUME, "mountPath": PASSWORD_DIR, "readOnly": True})
     return mounts
 
 
@@ -326,7 +357,7 @@ def sidecar_container(
 
 
 def caretaker_volumes(options: InjectOptions) -> list[dict[str, Any]]:
-    """caretaker's own volumes: a writable /tmp, the config and the file Secret when given."""
+    """caretaker's own volumes: a writable /tmp, the config, the file and password Secrets."""
     volumes: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}}]
     if options.config_map:
         volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": options.config_map}})
@@ -334,4 +365,7 @@ def caretaker_volumes(options: InjectOptions) -> list[dict[str, Any]]:
         # 0440: readable by the pod's fsGroup, not by others.
         secret = {"secretName": options.secret_files, "defaultMode": 0o440}
         volumes.append({"name": SECRET_VOLUME, "secret": secret})
+    if options.password_secret:
+        password = {"secretName": options.password_secret, "defaultMode": 0o440}
+        volumes.append({"name": PASSWORD_VOLUME, "secret": password})
     return volumes

@@ -16,6 +16,7 @@ from restore.deadline import Deadline
 from restore.errors import ConfigError, Problem
 from restore.redaction import has_userinfo, redact_url
 from restore.repository import Repository
+from restore.snapshots.encryption import Encryption
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -28,6 +29,8 @@ class OpenOptions:
     owner: str = ""
     # Bounds every storage call of the run, and stops them all on SIGTERM or a cancelled job.
     deadline: Deadline = dataclasses.field(default_factory=Deadline)
+    # The password (or the opt-out of encryption); one per repository opened.
+    encryption: Encryption = dataclasses.field(default_factory=Encryption)
 
 
 RepositoryFactory = Callable[[SplitResult, OpenOptions], Repository]
@@ -37,7 +40,8 @@ def _local(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.backends.local import LocalStore  # noqa: PLC0415 - keeps start-up light
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
-    return Engine(LocalStore.from_url(url), clock=options.clock, owner=options.owner)
+    store = LocalStore.from_url(url)
+    return Engine(store, encryption=options.encryption, clock=options.clock, owner=options.owner)
 
 
 def _s3(url: SplitResult, options: OpenOptions) -> Repository:
@@ -45,7 +49,7 @@ def _s3(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
     store = S3Store.from_url(url, options.environ, options.deadline)
-    return Engine(store, clock=options.clock, owner=options.owner)
+    return Engine(store, encryption=options.encryption, clock=options.clock, owner=options.owner)
 
 
 def _git(url: SplitResult, options: OpenOptions) -> Repository:
@@ -63,6 +67,19 @@ _FACTORIES: dict[str, RepositoryFactory] = {
     "git+file": _git,
     "git+git": _git,  # git daemon (git://): unauthenticated, for trusted networks and tests
 }
+
+
+def password_problem(url: str, encryption: Encryption) -> Problem | None:
+    """A password given for a git repository: git stores browsable files by design, and a
+    password it silently ignored would promise a protection that is not there."""
+    if encryption.password is None or not urlsplit(url).scheme.startswith("git+"):
+        return None
+    return Problem(
+        encryption.password_source,
+        "***",
+        "git repositories store the volume as browsable files, unencrypted by design; remove "
+        "the password, or use a file:// or s3:// repository to have the data encrypted",
+    )
 
 
 def scheme_problem(url: str) -> str | None:
@@ -148,11 +165,15 @@ def _as_written(url: str, error: ConfigError) -> ConfigError:
 def open_repository(url: str, options: OpenOptions) -> Repository:
     """Open the repository a URL names.
 
-    Raise ConfigError for an unknown scheme, credentials in the URL or a bad URL.
+    Raise ConfigError for an unknown scheme, credentials in the URL, a bad URL, or a
+    password for a git repository.
     """
     problem = scheme_problem(url) or credentials_problem(url)
     if problem is not None:
         raise ConfigError.single("repository", redact_url(url), problem)
+    refused = password_problem(url, options.encryption)
+    if refused is not None:
+        raise ConfigError([refused])
     parts = urlsplit(url)
     factory = _FACTORIES[parts.scheme]
     try:

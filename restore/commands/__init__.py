@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import Clock, utc_now
+from restore.commands.options import PASSWORD_VARIABLE, encryption_from
 from restore.deadline import Deadline, Stop
 from restore.errors import ConfigError
 
@@ -68,16 +69,23 @@ class Command:
 def open_from_args(
     args: argparse.Namespace, ctx: Context, deadline: Deadline | None = None
 ) -> Repository:
-    """Open the repository named by --repository, its storage calls bounded by `deadline`
-    (default: none, but stopped by a signal). Raise ConfigError if none was given."""
+    """Open the repository named by --repository, with its password, its storage calls
+    bounded by `deadline` (default: none, but stopped by a signal). Raise ConfigError if
+    none was given, or the password cannot be read or is given with the opt-out."""
     if not args.repository:
         raise ConfigError.single(
             "repository", None, "no repository given: set --repository or CARETAKER_REPOSITORY"
         )
+    encryption, problems = encryption_from(
+        args.password_file, ctx.environ.get(PASSWORD_VARIABLE), insecure=args.insecure_no_encryption
+    )
+    if problems:
+        raise ConfigError(problems)
     options = OpenOptions(
         environ=ctx.environ,
         clock=ctx.clock,
         owner=ctx.owner(),
         deadline=deadline or Deadline(stop=ctx.stop),
+        encryption=encryption,
     )
     return open_repository(args.repository, options)

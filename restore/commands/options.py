@@ -18,11 +18,15 @@ from typing import Any
 
 from restore.backends.registry import repository_problems
 from restore.errors import ConfigError, Problem
+from restore.snapshots.encryption import Encryption
 from restore.values import boolean
 
 ENV_PREFIX = "CARETAKER_"
 DEFAULT_PATH = Path("/data")
 _NOT_SHOWN: tuple[object, ...] = (None, False, [], (), "", argparse.SUPPRESS)
+# The weaker way to give the password, without a flag: a value on a command line is
+# readable by every process of the machine (/proc/*/cmdline).
+PASSWORD_VARIABLE = "CARETAKER_PASSWORD"  # noqa: S105 - the variable's name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,10 +129,60 @@ def check_arguments(args: argparse.Namespace, environ: Mapping[str, str] | None 
 
 
 def add_repository_options(parser: argparse.ArgumentParser, *, path_help: str) -> None:
-    """The options (nearly) every command shares: where the repository is, which folder."""
+    """The options (nearly) every command shares: where the repository is, which folder,
+    and its password."""
     parser.add_argument(
         "--repository",
         metavar="URL",
         help="repository URL: file:///dir, s3://bucket/prefix, git+ssh://host/repo.git, ...",
     )
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help=path_help)
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"the repository's password (a mounted Secret; or the weaker {PASSWORD_VARIABLE})",
+    )
+    parser.add_argument(
+        "--insecure-no-encryption",
+        action="store_true",
+        help="create a new repository unencrypted: whoever can write to the storage can plant snapshots",
+    )
+
+
+def flag_key(option: str) -> str:
+    """How problems name a flag: `--password-file (CARETAKER_PASSWORD_FILE)`."""
+    return f"{option} ({env_name(option)})"
+
+
+def encryption_from(
+    password_file: Path | None, variable: str | None, *, insecure: bool
+) -> tuple[Encryption, list[Problem]]:
+    """The password (from the file, else the value of CARETAKER_PASSWORD) or the opt-out,
+    and what is wrong with them. Leading and trailing whitespace (a final newline) is not
+    part of a password."""
+    direct = (variable or "").strip() or None
+    file_key, opt_out_key = flag_key("--password-file"), flag_key("--insecure-no-encryption")
+    problems: list[Problem] = []
+    if password_file is not None and direct is not None:
+        problems.append(Problem(PASSWORD_VARIABLE, "***", f"set it or {file_key}, not both"))
+    password, source = direct, PASSWORD_VARIABLE
+    if password_file is not None:
+        password, source = read_password(password_file, file_key, problems), file_key
+    if insecure and password is not None:
+        problems.append(Problem(opt_out_key, True, f"a password was given too ({source}): choose one"))
+    return Encryption(password=password, password_source=source, unencrypted=insecure), problems
+
+
+def read_password(path: Path, key: str, problems: list[Problem]) -> str | None:
+    """The password in a file, or None with a problem naming `key` if there is none."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        problems.append(Problem(key, str(path), f"cannot read: {reason or error}"))
+        return None
+    if not text:
+        problems.append(Problem(key, str(path), "file is empty"))
+        return None
+    return text

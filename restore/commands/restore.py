@@ -252,8 +252,8 @@ COMMAND = Command(
         "Exit codes: 0 ready (restored, skipped, first-boot); 1 unexpected; 2 usage; 3 no\n"
         "snapshot; 4 repository unreachable; 5 access denied; 7 no good snapshot; 8 check\n"
         "failed on restored data too; 10 local disk/permission; 11 .caretaker holds what\n"
-        "caretaker did not put there (a symlink, FIFO, foreign journal: left alone);\n"
-        "128+N stopped by signal N."
+        "caretaker did not put there (a symlink, FIFO, foreign journal: left alone); 13 the\n"
+        "repository is encrypted and the password is missing or wrong; 128+N stopped by signal N."
     ),
     configure=configure,
     run=run,

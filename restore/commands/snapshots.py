@@ -1,4 +1,5 @@
-"""`caretaker snapshots`: list the repository's snapshots, newest first."""
+"""`caretaker snapshots`: list the repository's snapshots, newest first, and say whether the
+repository is encrypted (an unencrypted one is worth noticing every time it is listed)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with contextlib.closing(open_from_args(args, ctx)) as repo:
         found = repo.snapshots()
+        cipher = repo.encryption()
+        where = repo.describe()
     if args.json:
-        ctx.print_json([snap.to_json() for snap in found])
+        ctx.print_json([{**snap.to_json(), "encrypted": cipher is not None} for snap in found])
         return 0
+    state = f"encrypted ({cipher})" if cipher else "NOT ENCRYPTED (the storage can read and plant data)"
+    ctx.stdout.write(f"repository {where}: {state}\n")
     ctx.stdout.write(f"{'ID':<18} {'TIME':<22} {'FILES':>9} {'BYTES':>14}  HOST\n")
     for snap in found:
         ctx.stdout.write(
@@ -33,7 +38,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 COMMAND = Command(
     name="snapshots",
     help="list snapshots, newest first",
-    description="List the complete snapshots in --repository, newest first.",
+    description=(
+        "List the complete snapshots in --repository, newest first, after a line saying whether\n"
+        "the repository is encrypted (with --json: an `encrypted` field in each snapshot)."
+    ),
     configure=configure,
     run=run,
     checks_repository=True,

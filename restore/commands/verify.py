@@ -55,8 +55,9 @@ COMMAND = Command(
     help="check snapshots for missing or corrupt data",
     description=(
         "Check that every object each snapshot needs exists; with --read-data, also download\n"
-        "that share of the data and check every byte against its SHA-256. Exit 7 if any\n"
-        "snapshot is damaged, naming the objects and the files affected."
+        "that share of the data and check every byte against its id (and, in an encrypted\n"
+        "repository, its authentication tag). Exit 7 if any snapshot is damaged, naming the\n"
+        "objects and the files affected."
     ),
     configure=configure,
     run=run,

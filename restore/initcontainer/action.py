@@ -278,13 +278,15 @@ class InitRun:
     ) -> Outcome:
         """Build a successful outcome; counts come from `stats`, else from the snapshot record."""
         counted = stats or snapshot
+        finished = self.effects.clock()
         return Outcome(
             outcome=kind,
             exit_code=EXIT_OK,
-            finished_at=self.effects.clock(),
+            finished_at=finished,
             reason=reason or self.reason,
             snapshot=snapshot.id if snapshot else None,
             snapshot_time=snapshot.time if snapshot else None,
+            snapshot_age_seconds=round((finished - snapshot.time).total_seconds(), 3) if snapshot else None,
             files=counted.files if counted else 0,
             bytes=counted.bytes if counted else 0,
             duration_seconds=round(self.effects.monotonic() - self.started, 3),

@@ -58,6 +58,9 @@ class Outcome:
     reason: str = ""
     snapshot: str | None = None
     snapshot_time: datetime | None = None
+    # How old the restored snapshot was when the restore finished: a restore of an older
+    # snapshot than expected (deleted newer ones, a replayed record) shows here.
+    snapshot_age_seconds: float | None = None
     files: int = 0
     bytes: int = 0
     duration_seconds: float = 0.0

@@ -1,4 +1,4 @@
-"""Hashing and compressing chunks on a thread pool while the walk reads the next files.
+"""Hashing, compressing and sealing chunks on a thread pool while the walk reads the next files.
 
 Results are consumed strictly in submission order, so the manifest and the packs come out
 deterministic; at most `_WINDOW` bytes (and `_QUEUE_ITEMS` entries) are in flight, whatever
@@ -14,7 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import zstandard
 
 from restore.model import BackupStats
-from restore.snapshots.format import blob_id
+from restore.snapshots.codec import Codec
+from restore.snapshots.format import KIND_DATA
 from restore.snapshots.manifest import Entry, ManifestWriter
 from restore.snapshots.packer import Packer
 
@@ -54,10 +55,13 @@ class _Compressors(threading.local):
 
 
 class ChunkPipeline:
-    """Hashes and compresses chunks on a pool; delivers them to packs in submission order."""
+    """Names, compresses and seals chunks on a pool; delivers them to packs in submission order."""
 
-    def __init__(self, packer: Packer, pool: ThreadPoolExecutor, level: int, stats: BackupStats) -> None:
+    def __init__(
+        self, packer: Packer, pool: ThreadPoolExecutor, level: int, stats: BackupStats, codec: Codec
+    ) -> None:
         self._packer = packer
+        self._codec = codec
         self._pool = pool
         self._local = _Compressors(level)
         self._stats = stats
@@ -67,11 +71,12 @@ class ChunkPipeline:
         self.ready: list[Slot] = []
 
     def _work(self, items: list[bytes]) -> list[tuple[bytes, bytes | None]]:
-        compress = self._local.compressor.compress
+        compress, codec = self._local.compressor.compress, self._codec
         results: list[tuple[bytes, bytes | None]] = []
         for data in items:
-            digest = blob_id(data)
-            results.append((digest, None if self._packer.knows(digest) else compress(data)))
+            digest = codec.blob_id(data)
+            known = self._packer.knows(digest)
+            results.append((digest, None if known else codec.seal_blob(compress(data), digest, KIND_DATA)))
         return results
 
     def knows(self, blob: bytes) -> bool:

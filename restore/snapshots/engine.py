@@ -18,7 +18,6 @@ from restore.errors import (
     CaretakerError,
     IntegrityError,
     NoSnapshotError,
-    ObjectNotFoundError,
     RefusedError,
 )
 from restore.model import (
@@ -37,23 +36,18 @@ from restore.retention import RetentionPolicy, select
 from restore.snapshots import prune as gc
 from restore.snapshots.backup import BackupRun, tolerant
 from restore.snapshots.chunks import ChunkPipeline
+from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
+from restore.snapshots.encryption import CIPHER, Encryption
 from restore.snapshots.extract import extract_tree
-from restore.snapshots.format import (
-    CONFIG_KEY,
-    KIND_DATA,
-    KIND_MANIFEST,
-    SNAPSHOTS,
-    SnapshotRecord,
-    blob_id,
-    check_config,
-    config_document,
-    snapshot_key,
-)
+from restore.snapshots.format import CONFIG_KEY, KIND_DATA, KIND_MANIFEST, SnapshotRecord, snapshot_key
 from restore.snapshots.index import BlobIndex, load_index
+from restore.snapshots.keyring import KeyRing
 from restore.snapshots.lease import Lease
 from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
 from restore.snapshots.packer import Packer, Uploader
 from restore.snapshots.reader import BlobLoader
+from restore.snapshots.records import Records
+from restore.snapshots.repokey import codec_for, create_repository, read_config
 from restore.snapshots.store import ObjectStore
 from restore.snapshots.verify import verify_records
 
@@ -62,20 +56,23 @@ class Engine:
     """Snapshots stored as content-addressed packs in an ObjectStore."""
 
     def __init__(
-        self, store: ObjectStore, *, clock: Clock = utc_now, owner: str = "", workers: int = 4
+        self,
+        store: ObjectStore,
+        *,
+        encryption: Encryption,
+        clock: Clock = utc_now,
+        owner: str = "",
+        workers: int = 4,
     ) -> None:
         self.store = store
+        self._encryption = encryption
         self._clock = clock
         self._owner = owner or f"pid-{os.getpid()}"
         self._workers = workers
         self._cpu = max(1, min(os.cpu_count() or 1, 8))
-        # Snapshot records never change once written: decode each one once (readiness
-        # probes list snapshots every few seconds; on S3 each record is a request).
-        self._record_cache: dict[str, SnapshotRecord] = {}
-        # Records that exist but do not decode: hidden from listings, reported by verify.
-        self._unreadable: dict[str, str] = {}
-        # The config object is never rewritten: checking it once per engine is enough.
-        self._config_checked = False
+        self._records = Records(store, workers)
+        # How objects are named and sealed; known once the config was read (it never changes).
+        self._codec: Codec | None = None
 
     def describe(self) -> str:
         return self.store.describe()
@@ -85,66 +82,56 @@ class Engine:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _records(self) -> list[SnapshotRecord]:
-        keys = [item.key for item in self.store.list(SNAPSHOTS)]
-        if keys:
-            self._check_config()
-        new = [key for key in keys if key not in self._record_cache]
-        if new:
-            with ThreadPoolExecutor(max_workers=self._workers) as pool:
-                list(pool.map(self._load_record, new))
-        records = [r for key in keys if (r := self._record_cache.get(key)) is not None]
-        listed = set(keys)
-        for gone in self._record_cache.keys() - listed:
-            del self._record_cache[gone]
-        return sorted(records, key=lambda r: r.info.time, reverse=True)
+    def _opened(self) -> Codec | None:
+        """The codec of the repository, or None if it does not exist yet.
 
-    def _load_record(self, key: str) -> SnapshotRecord | None:
-        cached = self._record_cache.get(key)
-        if cached is not None:
-            return cached
-        try:
-            record = SnapshotRecord.decode(self.store.get(key), key)
-        except ObjectNotFoundError:
-            return None  # forgotten by a prune while we listed
-        except IntegrityError as error:
-            # One damaged record must not hide every other snapshot from restore.
-            structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
-            self._unreadable[key] = str(error)
-            return None
-        self._record_cache[key] = record
-        return record
+        Raise PasswordError if its key cannot be used as configured, IntegrityError if its
+        config is damaged or of an unknown format.
+        """
+        if self._codec is None:
+            config = read_config(self.store)
+            if config is not None:
+                self._codec = codec_for(self.store, config, self._encryption)
+        return self._codec
 
-    def _check_config(self) -> None:
-        if not self._config_checked:
-            check_config(self.store.get(CONFIG_KEY), self.describe())
-            self._config_checked = True
-
-    def _record(self, snapshot_id: str) -> SnapshotRecord:
-        records = self._records()
-        matches = [r for r in records if r.info.id.startswith(snapshot_id)] if snapshot_id else []
-        if len(matches) != 1:
-            problem = "is ambiguous" if matches else "does not exist"
-            raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self.describe()}")
-        return matches[0]
+    def _known_codec(self) -> Codec:
+        """The codec, once a listing found records (so the repository exists)."""
+        codec = self._opened()
+        if codec is None:
+            raise NoSnapshotError(f"{self.describe()} does not exist yet")
+        return codec
 
     def snapshots(self) -> list[SnapshotInfo]:
-        return [r.info for r in self._records()]
+        """Raise IntegrityError if records exist but none can be read (never "no snapshot")."""
+        return [r.info for r in self._records.readable(self._opened)]
+
+    def encryption(self) -> str | None:
+        """The cipher sealing the repository's objects (or, before it exists, the one its
+        first backup will use), or None for an unencrypted repository."""
+        codec = self._opened()
+        if codec is not None:
+            return codec.cipher
+        return CIPHER if self._encryption.password is not None else None
+
+    def key_ring(self, *, host: str) -> KeyRing:
+        """The repository's key slots, opened with the password (see KeyRing); new slots
+        record `host`."""
+        return KeyRing(self.store, self._encryption, clock=self._clock, host=host)
+
+    def _host(self) -> str:
+        return self._owner.partition("/")[0]
 
     def initialization(self) -> str | None:
         # The first backup writes the config object before any snapshot; nothing deletes it.
-        if self.store.stat(CONFIG_KEY) is None:
-            return None
-        unreadable = len(self._unreadable)
-        records = f"{unreadable} snapshot record{'' if unreadable == 1 else 's'}"
-        return "its config object exists" + (f", and {records} that cannot be read" if unreadable else "")
+        # (Snapshot records that exist but cannot be read fail the listing before this.)
+        return None if self.store.stat(CONFIG_KEY) is None else "its config object exists"
 
     def stored_bytes(self) -> int:
         return sum(item.size for item in self.store.list(""))
 
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
-        record = self._record(snapshot_id)
-        index = load_index(self.store, self._workers)
+        record = self._records.find(self._opened, snapshot_id)
+        index = load_index(self.store, self._known_codec(), self._workers)
         return extract_tree(
             store=self.store,
             index=index,
@@ -157,34 +144,50 @@ class Engine:
     def verify(
         self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
     ) -> list[VerifyResult]:
-        self._unreadable.clear()
-        records = [self._record(s) for s in snapshot_ids] if snapshot_ids else self._records()
-        index = load_index(self.store, self._workers)
+        self._records.unreadable.clear()
+        if snapshot_ids:
+            records = [self._records.find(self._opened, s) for s in snapshot_ids]
+        else:
+            records = self._records.listing(self._opened)
+        codec = self._opened()
+        if codec is None:
+            return []
+        index = load_index(self.store, codec, self._workers)
         results = verify_records(self.store, index, records, read_data, self._workers)
         unreadable = [
             VerifyResult(snapshot_id=key.rpartition("/")[2], damage=(Damage(object=key, problem=problem),))
-            for key, problem in sorted(self._unreadable.items())
+            for key, problem in sorted({**self._records.unreadable, **index.unreadable}.items())
         ]
         return results + unreadable
 
     # -- writing -------------------------------------------------------------------------
 
-    def _ensure_config(self) -> None:
-        # Looked for first: a conditional create that fails costs a write (on S3 a PUT).
-        if self.store.stat(CONFIG_KEY) is not None or not self.store.create(
-            CONFIG_KEY, config_document(secrets.token_hex(16))
-        ):
-            self._check_config()
+    def _ensure_repository(self) -> Codec:
+        """The codec, creating the repository first if it does not exist (under the lease).
+
+        Raise ConfigError if it must be created and there is neither a password nor the
+        opt-out of encryption.
+        """
+        codec = self._opened()
+        if codec is None:
+            # Looked for first (above): creating costs writes, a key derivation with a password.
+            self._codec = create_repository(
+                self.store, self._encryption, created=self._clock(), host=self._host()
+            )
+            codec = self._opened()  # another writer's repository, if it was quicker
+        if codec is None:
+            raise IntegrityError(f"{self.describe()}: the repository config vanished as it was created")
+        return codec
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
         with Lease(self.store, owner=self._owner, clock=self._clock) as lease:
-            self._ensure_config()
-            records = self._records()
+            codec = self._ensure_repository()
+            records = self._records.listing(self._opened)
             previous = records[0] if records else None
-            index = load_index(self.store, self._workers)
-            uploader = Uploader(self.store, workers=self._workers, in_flight=2)
+            index = load_index(self.store, codec, self._workers)
+            uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)
             try:
                 stats, pieces, count = self._write(
                     source=source,
@@ -249,7 +252,7 @@ class Engine:
         a failure here is only worth a warning."""
         try:
             lease.check()
-            merged = gc.merge_small(self.store, load_index(self.store, self._workers))
+            merged = gc.merge_small(self.store, load_index(self.store, self._known_codec(), self._workers))
         except CaretakerError as error:
             structlog.get_logger().warning("backup.index_merge_failed", error=str(error))
             return
@@ -270,13 +273,14 @@ class Engine:
         # The previous snapshot's size is the best guess of this one's: it gives an ETA.
         totals = previous.info if previous else None
         progress.start(files=totals.files if totals else 0, bytes=totals.bytes if totals else 0)
+        codec = index.codec
         data = Packer(index, uploader, kind=KIND_DATA)
         manifests = Packer(index, uploader, kind=KIND_MANIFEST)
         compressor = zstandard.ZstdCompressor(level=options.compression_level)
 
         def store_piece(raw: bytes) -> bytes:
-            piece = blob_id(raw)
-            frame = compressor.compress(raw)
+            piece = codec.blob_id(raw)
+            frame = codec.seal_blob(compressor.compress(raw), piece, KIND_MANIFEST)
             if manifests.add(piece, frame, len(raw)):
                 stats.bytes_stored += len(frame)
             return piece
@@ -284,7 +288,7 @@ class Engine:
         writer = ManifestWriter(store_piece)
         old = self._previous_entries(previous, index)
         with ThreadPoolExecutor(max_workers=self._cpu, thread_name_prefix="chunk") as pool:
-            pipeline = ChunkPipeline(data, pool, options.compression_level, stats)
+            pipeline = ChunkPipeline(data, pool, options.compression_level, stats, codec)
             BackupRun(
                 pipeline=pipeline,
                 stats=stats,
@@ -351,16 +355,26 @@ class Engine:
             stats=stats.to_json(),
         )
         # Written last: from this moment on the snapshot exists, and everything it needs is durable.
-        self.store.create(snapshot_key(info.id), record.encode())
+        key = snapshot_key(info.id)
+        self.store.create(key, self._known_codec().seal(record.encode(), SNAPSHOT_RECORD, key))
         return info
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
         with Lease(self.store, owner=self._owner, clock=self._clock):
-            records = self._records()
+            records = self._records.listing(self._opened)
+            codec = self._opened()
+            if codec is None:  # nothing was ever stored
+                return PruneResult(kept=(), removed=(), reasons={}, dry_run=dry_run)
             chosen = select([r.info for r in records], policy, now)
             removed_ids = {s.id for s in chosen.remove}
             kept = [r for r in records if r.info.id not in removed_ids]
-            index = load_index(self.store, self._workers)
+            index = load_index(self.store, codec, self._workers)
+            if index.unreadable:
+                raise IntegrityError(
+                    "refusing to prune: index objects that do not authenticate (planted, or damaged) "
+                    f"would leave packs unaccounted for: {', '.join(sorted(index.unreadable))}; "
+                    "delete them if they were planted, then prune again"
+                )
             used = gc.referenced_blobs(kept, BlobLoader(self.store, index))
             cleanup = gc.unused_objects(self.store, index, used, now)
             if not dry_run:

@@ -8,7 +8,10 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from restore.errors import ObjectNotFoundError, TransientBackendError
+import structlog
+
+from restore.errors import AuthenticationError, ObjectNotFoundError, TransientBackendError
+from restore.snapshots.codec import INDEX_OBJECT, Codec
 from restore.snapshots.format import INDEX, BlobEntry, decode_index
 from restore.snapshots.store import ObjectStore
 
@@ -39,10 +42,12 @@ class BlobIndex:
     """Blob id -> location, for every blob of every indexed pack.
 
     Locations are packed into one int per blob: a volume of a million small files is a
-    million entries, and a tuple each would cost several times the memory.
+    million entries, and a tuple each would cost several times the memory. The index
+    belongs to one repository key: `codec` names its blobs and opens them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
         self.packs: list[bytes] = []
         # Bytes of each pack that indexed blobs cover: its expected size.
         self.pack_sizes: list[int] = []
@@ -50,6 +55,9 @@ class BlobIndex:
         self._blobs: dict[bytes, int] = {}
         # Every index object read, by key: prune replaces objects, it never edits one.
         self.objects: dict[str, IndexObject] = {}
+        # Index objects of an encrypted repository that do not authenticate (planted or
+        # damaged), by key: left out, so a restore can still fall back to what the rest indexes.
+        self.unreadable: dict[str, str] = {}
 
     def __contains__(self, blob: object) -> bool:
         return blob in self._blobs
@@ -112,7 +120,7 @@ class BlobIndex:
         return iter(self._blobs)
 
 
-def load_index(store: ObjectStore, workers: int) -> BlobIndex:
+def load_index(store: ObjectStore, codec: Codec, workers: int) -> BlobIndex:
     """Read every index object (several at a time: on S3 each is a round trip).
 
     A prune replaces index objects while others read, writing every replacement before it
@@ -123,13 +131,16 @@ def load_index(store: ObjectStore, workers: int) -> BlobIndex:
     prune is deleting: then start over). An object that vanished without a replacement
     described only packs no snapshot needs. Raise TransientBackendError if the index keeps
     changing.
+
+    An object that does not authenticate under the repository's key is left out and named
+    in `unreadable` (and logged); whether that is fatal is the caller's decision.
     """
-    index, read = BlobIndex(), set[str]()
+    index, read = BlobIndex(codec), set[str]()
     for number in range(_LOAD_ROUNDS):
         listed = [item.key for item in store.list(INDEX)]
         settled = number > 0 and read.issubset(listed)
         if not settled:
-            index, read = BlobIndex(), set()
+            index, read = BlobIndex(codec), set()
         new = [key for key in listed if key not in read]
         gone = _read_into(index, store, new, workers)
         read.update(key for key in new if key not in gone)
@@ -146,7 +157,13 @@ def _read_into(index: BlobIndex, store: ObjectStore, keys: list[str], workers: i
             if data is None:
                 gone.append(key)
                 continue
-            for pack, entries in decode_index(data, key):
+            try:
+                plain = index.codec.open(data, INDEX_OBJECT, key)
+            except AuthenticationError as error:
+                structlog.get_logger().warning("index.unreadable", key=key, error=str(error))
+                index.unreadable[key] = str(error)
+                continue
+            for pack, entries in decode_index(plain, key):
                 index.add(pack, entries, key)
     return gone
 

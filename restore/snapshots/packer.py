@@ -6,6 +6,7 @@ import secrets
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from restore.snapshots.codec import INDEX_OBJECT, Codec
 from restore.snapshots.format import BlobEntry, encode_index, index_key, pack_key
 from restore.snapshots.index import BlobIndex
 from restore.snapshots.store import ObjectStore
@@ -19,8 +20,9 @@ PACK_MAX_BLOBS = 20_000
 class Uploader:
     """Writes packs (then their index object) with at most `in_flight` packs in memory."""
 
-    def __init__(self, store: ObjectStore, *, workers: int, in_flight: int) -> None:
+    def __init__(self, store: ObjectStore, codec: Codec, *, workers: int, in_flight: int) -> None:
         self._store = store
+        self._codec = codec
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload")
         self._slots = threading.BoundedSemaphore(in_flight)
         self._futures: list[Future[None]] = []
@@ -35,7 +37,8 @@ class Uploader:
         try:
             self._store.put(pack_key(pack), data)
             # The index object names the pack, so it must follow the pack, never precede it.
-            self._store.put(index_key(pack), encode_index([(pack, entries)]))
+            key = index_key(pack)
+            self._store.put(key, self._codec.seal(encode_index([(pack, entries)]), INDEX_OBJECT, key))
         finally:
             self._slots.release()
 

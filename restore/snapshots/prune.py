@@ -17,11 +17,11 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from restore.snapshots.codec import INDEX_OBJECT
 from restore.snapshots.format import (
     DATA,
     BlobEntry,
     SnapshotRecord,
-    blob_id,
     encode_index,
     index_key,
     pack_key,
@@ -115,16 +115,17 @@ def _batches(index: BlobIndex, packs: list[int]) -> Iterator[list[tuple[bytes, l
 
 
 def write_index(store: ObjectStore, index: BlobIndex, packs: list[int]) -> set[str]:
-    """Index `packs` in new objects, each named after its content; return their keys.
+    """Index `packs` in new objects, each named after its content (its id, as a blob's);
+    return their keys.
 
-    A prune repeated after a crash writes the same bytes again, under the same key as the
+    A prune repeated after a crash writes the same content again, under the same key as the
     object it left: that key must then not be deleted with the objects it replaces.
     """
     written = set()
     for batch in _batches(index, packs):
         data = encode_index(batch)
-        key = index_key(blob_id(data))
-        store.put(key, data)
+        key = index_key(index.codec.blob_id(data))
+        store.put(key, index.codec.seal(data, INDEX_OBJECT, key))
         written.add(key)
     return written
 

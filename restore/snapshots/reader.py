@@ -1,4 +1,8 @@
-"""Reading blobs back: one at a time (manifests), or pack by pack with prefetch (restore)."""
+"""Reading blobs back: one at a time (manifests), or pack by pack with prefetch (restore).
+
+Every blob is opened by the index's codec: authenticated (encrypted repositories),
+decompressed and checked against its id before anyone sees a byte of it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from restore.errors import ObjectNotFoundError
-from restore.snapshots.format import BlobDamageError, decompress_blob, pack_key
+from restore.snapshots.format import BlobDamageError, pack_key
 from restore.snapshots.index import BlobIndex, Location
 from restore.snapshots.store import ObjectStore
 
@@ -35,7 +39,7 @@ class BlobLoader:
             raise BlobDamageError("pack is missing", blob=blob, pack=key) from error
         if len(frame) != where.length:
             raise BlobDamageError("pack is truncated", blob=blob, pack=key)
-        return decompress_blob(frame, blob, key)
+        return self._index.codec.open_blob(frame, blob, where.kind, key)
 
 
 class PackPlan:
@@ -130,7 +134,7 @@ class PackReader:
         frame = memoryview(data)[where.offset : where.offset + where.length]
         if len(frame) != where.length:
             raise BlobDamageError("pack is truncated", blob=blob, pack=pack_key(where.pack))
-        plain = decompress_blob(frame, blob, pack_key(where.pack))
+        plain = self._index.codec.open_blob(frame, blob, where.kind, pack_key(where.pack))
         with self._lock:
             self._plan.refs[number] -= 1
             if self._plan.refs[number] <= 0:

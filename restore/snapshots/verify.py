@@ -13,7 +13,6 @@ from restore.snapshots.format import (
     DATA,
     BlobDamageError,
     SnapshotRecord,
-    decompress_blob,
     pack_key,
 )
 from restore.snapshots.index import BlobIndex
@@ -63,7 +62,7 @@ def read_packs(
             where = index.locate(blob)
             assert where is not None  # noqa: S101 - listed from the index itself
             try:
-                decompress_blob(data[where.offset : where.offset + where.length], blob, key)
+                index.codec.open_blob(data[where.offset : where.offset + where.length], blob, where.kind, key)
             except BlobDamageError as error:
                 bad[blob] = f"{error.problem} in {key}"
         return len(data)

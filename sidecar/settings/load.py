@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from restore import values
-from restore.backends.registry import repository_problems
-from restore.commands.options import DEFAULT_PATH
+from restore.backends.registry import password_problem, repository_problems
+from restore.commands.options import DEFAULT_PATH, PASSWORD_VARIABLE, encryption_from
 from restore.errors import ConfigError, Problem
 from restore.retention import NO_RULE, RetentionPolicy
 from sidecar.settings.model import (
@@ -80,7 +80,11 @@ def _merged(
     source: str,
 ) -> SidecarConfig:
     """Flags over the file over the defaults; problems go to `problems`."""
-    return SidecarConfig(
+    encryption, refused = encryption_from(
+        flags.password_file, environ.get(PASSWORD_VARIABLE), insecure=flags.insecure_no_encryption
+    )
+    problems += refused
+    config = SidecarConfig(
         repository=_repository(flags, file, environ, problems),
         path=(flags.path or Path(file.path or DEFAULT_PATH)).absolute(),
         listen=_listen(flags, file, problems),
@@ -94,7 +98,11 @@ def _merged(
         backup_on_shutdown=_first(flags.backup_on_shutdown, file.backup_on_shutdown, False),
         notify=global_notify(flags, file.notify, problems),
         source=source,
+        encryption=encryption,
     )
+    if (git := password_problem(config.repository, encryption)) is not None:
+        problems.append(git)
+    return config
 
 
 def _first(flag: T | None, file: T | None, default: T) -> T:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from restore.notify import Notify
 from restore.redaction import has_userinfo
 from restore.retention import RetentionPolicy
+from restore.snapshots.encryption import Encryption
 from sidecar.settings.schedule import Schedule
 
 JobKind = Literal["backup", "prune", "verify", "command", "http"]
@@ -130,6 +131,9 @@ class SidecarConfig:
     # Every job's notifications; the heartbeat pings around backup runs.
     notify: Notify = dataclasses.field(default_factory=Notify)
     source: str = "environment"  # or the config file's path, for logs
+    # The repository's password (never printed) or the opt-out; one for the process, so the
+    # password's key derivation is paid once, not by every job.
+    encryption: Encryption = dataclasses.field(default_factory=Encryption)
 
     def job(self, name: str) -> JobConfig:
         return next(job for job in self.jobs if job.name == name)

@@ -31,6 +31,8 @@ class Flags:
 
     repository: str | None = None
     path: Path | None = None
+    password_file: Path | None = None
+    insecure_no_encryption: bool = False
     config: Path | None = None
     listen: str | None = None
     rpo: str | None = None
@@ -139,6 +141,8 @@ def flags_from_args(args: argparse.Namespace) -> Flags:
     return Flags(
         repository=args.repository,
         path=args.path,
+        password_file=args.password_file,
+        insecure_no_encryption=args.insecure_no_encryption,
         config=args.config,
         listen=args.listen,
         rpo=args.rpo,

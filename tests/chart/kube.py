@@ -140,3 +140,14 @@ def check_sidecar_config(config_text: str, tmp_path: Path) -> str:
 
 def promtool(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run([tool("promtool"), *args], check=check)
+
+
+def assert_password_mounted(spec: dict[str, Any], secret: str, key: str) -> None:
+    """Both caretaker containers read the repository's password from the mounted Secret."""
+    mount = {"name": "caretaker-password", "mountPath": "/etc/caretaker/password", "readOnly": True}
+    for name, init in (("caretaker-restore", True), ("caretaker", False)):
+        item = container(spec, name, init=init)
+        assert env_of(item)["CARETAKER_PASSWORD_FILE"] == f"/etc/caretaker/password/{key}"
+        assert mount in item["volumeMounts"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "caretaker-password")
+    assert volume["secret"] == {"secretName": secret, "defaultMode": 0o440}

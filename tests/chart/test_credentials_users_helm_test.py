@@ -26,7 +26,11 @@ from tests.chart.kube import (
 pytestmark = pytest.mark.integration
 
 APP = {"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-BASE = {"repository": {"url": "s3://shop-backups/orders"}, "workload": {"containers": [APP]}}
+BASE = {
+    "repository": {"url": "s3://shop-backups/orders"},
+    "encryption": {"passwordSecret": "orders-password"},
+    "workload": {"containers": [APP]},
+}
 
 
 def caretaker_containers(values: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,11 @@ from tests.chart.kube import container, env_of, install_notes, one, pod_spec, re
 pytestmark = pytest.mark.integration
 
 APP = {"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-BASE = {"repository": {"url": "s3://shop-backups/orders"}, "workload": {"containers": [APP]}}
+BASE = {
+    "repository": {"url": "s3://shop-backups/orders"},
+    "encryption": {"passwordSecret": "orders-password"},
+    "workload": {"containers": [APP]},
+}
 
 
 def restore_env(values: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def _chart_pod(native: bool) -> dict[str, Any]:
     values = {
         "repository": {"url": "s3://shop-backups/orders"},
         "credentials": {"envSecret": "orders-s3"},
+        "encryption": {"passwordSecret": "orders-password"},
         "sidecar": {"native": native},
         "workload": {
             "containers": [
@@ -77,6 +78,7 @@ def _injected_pod(native: bool, config_map: str) -> dict[str, Any]:
         volume="data",
         repository="s3://shop-backups/orders",
         secret="orders-s3",
+        password_secret="orders-password",
         config_map=config_map,
         native=native,
     )

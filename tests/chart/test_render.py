@@ -13,6 +13,7 @@ import yaml
 from tests.chart.kube import (
     CHART,
     EXAMPLES,
+    assert_password_mounted,
     check_sidecar_config,
     container,
     env_of,
@@ -45,6 +46,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "s3": {"endpoint": "http://minio.storage:9000", "pathStyle": True, "sse": "AES256"},
         },
         "credentials": {"envSecret": "orders-s3"},
+        "encryption": {"passwordSecret": "orders-backup-password"},
         "restore": {"checkCommand": "test -s orders.db", "timeout": "10m"},
         "sidecar": {"rpo": "2h", "jobs": {"backup": {"excludes": ["*.tmp"], "jitter": "30s"}}},
         "workload": {"containers": [APP]},
@@ -71,12 +73,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "irsa-existing-claim": {
         "repository": {"url": "s3://shop-backups/catalog", "s3": {"region": "eu-central-1"}},
+        "encryption": {"passwordSecret": "catalog-password", "passwordKey": "key.txt"},
         "serviceAccount": {"irsaRoleArn": "arn:aws:iam::123456789012:role/catalog-backup"},
         "workload": {"containers": [APP], "persistence": {"existingClaim": "catalog-data"}},
     },
     "existing-service-account-restore-only": {
         "repository": {"url": "s3://shop-backups/cache"},
         "credentials": {"envSecret": "cache-s3"},
+        "encryption": {"insecureNoEncryption": True},
         "serviceAccount": {"create": False, "name": "shared"},
         "sidecar": {"enabled": False},
         "metrics": {"service": {"enabled": False}},
@@ -307,9 +311,33 @@ def test_config_checksum_follows_the_jobs() -> None:
         (
             {
                 "repository": {"url": "s3://b/p"},
+                "encryption": {"passwordSecret": "p"},
                 "workload": {"containers": [APP], "persistence": {"volumeClaimTemplate": {"a": 1}}},
             },
             "volumeClaimTemplate needs workload.kind StatefulSet",
+        ),
+        (
+            {"repository": {"url": "s3://b/p"}, "workload": {"containers": [APP]}},
+            (
+                "set encryption.passwordSecret to an existing Secret holding the repository's password "
+                "(keep a copy outside the cluster"
+            ),
+        ),
+        (
+            {
+                "repository": {"url": "s3://b/p"},
+                "encryption": {"passwordSecret": "p", "insecureNoEncryption": True},
+                "workload": {"containers": [APP]},
+            },
+            "not both",
+        ),
+        (
+            {
+                "repository": {"url": "git+ssh://git@h/r.git"},
+                "encryption": {"passwordSecret": "p"},
+                "workload": {"containers": [APP]},
+            },
+            "git repositories store browsable files and cannot be encrypted",
         ),
         ({"sidecar": {"jobs": {"backup": {"schedul": "@daily"}}}}, "'schedul' not allowed"),
         ({"sidecar": {"jobs": {"Nightly": {"kind": "backup"}}}}, "Nightly"),
@@ -324,6 +352,9 @@ def test_config_checksum_follows_the_jobs() -> None:
     ids=[
         "no-repository",
         "claim-template-on-deployment",
+        "no-password",
+        "password-and-opt-out",
+        "password-for-git",
         "typo",
         "bad-job-name",
         "command-without-argv",
@@ -357,3 +388,22 @@ def test_grafana_dashboard_is_a_labelled_configmap_when_enabled() -> None:
     assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Backups"}
     shipped = (CHART / "dashboards" / "caretaker.json").read_text()
     assert json.loads(dashboard["data"]["caretaker.json"]) == json.loads(shipped)
+
+
+def test_notes_say_that_losing_the_password_loses_the_backups(tmp_path: Path) -> None:
+    notes = " ".join(install_notes(VALUE_SETS["s3-classic-monitoring"], tmp_path).split())
+    assert 'password in Secret "orders-backup-password"' in notes
+    assert "LOSING THAT PASSWORD LOSES THE BACKUPS" in notes
+    assert "Keep a copy OUTSIDE the cluster" in notes
+    unencrypted = " ".join(install_notes(VALUE_SETS["existing-service-account-restore-only"], tmp_path).split())
+    assert "WARNING: encryption.insecureNoEncryption is set" in unencrypted
+
+
+def test_the_password_file_reaches_both_containers() -> None:
+    assert_password_mounted(pod_spec(_workload(_render_set("irsa-existing-claim"))), "catalog-password", "key.txt")
+    opted_out = container(
+        pod_spec(_workload(_render_set("existing-service-account-restore-only"))),
+        "caretaker-restore",
+        init=True,
+    )
+    assert env_of(opted_out)["CARETAKER_INSECURE_NO_ENCRYPTION"] == "true"

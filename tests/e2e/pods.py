@@ -34,6 +34,9 @@ Document = dict[str, Any]
 # The kinds `kube play` turns into a pod (podman 4.3 plays Pods and Deployments).
 WORKLOAD_KINDS = ("Pod", "Deployment")
 RESULT_FILE = "/data/.caretaker/restore-result.json"
+# The repository password the tests put into the examples' Secrets (over their placeholder);
+# the host's caretaker uses it too, to seed and list those repositories.
+E2E_PASSWORD = "e2e repository password"
 BACKUP_SUCCESS = ("caretaker_job_runs_total", (("kind", "backup"), ("result", "success"), ("task", "backup")))
 
 
@@ -293,11 +296,16 @@ def backups_done(listen: str) -> float:
     return (scrape(listen) or {}).get(BACKUP_SUCCESS, 0.0)
 
 
+def _host_env(e2e_s3: SeaweedServer) -> dict[str, str]:
+    """The host's caretaker: the test's SeaweedFS, and the tests' repository password."""
+    return {"PATH": "/usr/bin:/bin", **e2e_s3.env(), "CARETAKER_PASSWORD": E2E_PASSWORD}
+
+
 def host_backup(e2e_s3: SeaweedServer, repository: str, path: Path) -> None:
     """A snapshot of `path` made by the host's caretaker, for a pod to restore."""
     subprocess.run(
         [sys.executable, "-m", "caretaker", "backup", "--repository", repository, "--path", str(path)],
-        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
+        env=_host_env(e2e_s3),
         capture_output=True,
         text=True,
         check=True,
@@ -309,7 +317,7 @@ def host_snapshots(e2e_s3: SeaweedServer, repository: str) -> list[dict[str, Any
     """The repository's snapshots as the host's caretaker sees them, newest first."""
     done = subprocess.run(
         [sys.executable, "-m", "caretaker", "snapshots", "--json", "--repository", repository],
-        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
+        env=_host_env(e2e_s3),
         capture_output=True,
         text=True,
         check=True,

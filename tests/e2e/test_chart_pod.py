@@ -31,6 +31,7 @@ from tests.chart.kube import CHART, EXAMPLES, load_documents, run, tool
 from tests.e2e.podman import Podman, project_version
 from tests.e2e.pods import (
     BACKUP_SUCCESS,
+    E2E_PASSWORD,
     KubePod,
     backups_done,
     for_podman,
@@ -46,6 +47,7 @@ pytestmark = pytest.mark.e2e
 VALUES = EXAMPLES / "chart-e2e-values.yaml"
 APP_USER = EXAMPLES / "app-user" / "values.yaml"
 SECRET = "caretaker-e2e-s3"
+PASSWORD_SECRET = "caretaker-e2e-password"
 RELEASE = "e2e"
 HELM_TEST_HOOK = "test"
 
@@ -56,6 +58,7 @@ def render(e2e_s3: SeaweedServer, repository: str, port: int, *files: Path) -> l
         "repository.url": repository,
         "repository.s3.endpoint": e2e_s3.endpoint,
         "credentials.existingSecret": SECRET,
+        "encryption.passwordSecret": PASSWORD_SECRET,
         "extraEnv[0].name": "CARETAKER_LISTEN",
         "extraEnv[0].value": f"127.0.0.1:{port}",
     }
@@ -92,6 +95,7 @@ def chart_pods(
         secrets[SECRET] = {
             "stringData": {"AWS_ACCESS_KEY_ID": e2e_s3.access_key, "AWS_SECRET_ACCESS_KEY": e2e_s3.secret_key}
         }
+        secrets[PASSWORD_SECRET] = {"stringData": {"password": E2E_PASSWORD}}  # a Secret volume
         pod = KubePod(podman, tmp_path / f"chart-{len(made)}.yaml", docs, secrets)
         (hook,) = hooks
         test_docs, _ = for_podman([hook])

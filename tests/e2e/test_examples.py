@@ -29,6 +29,7 @@ import pytest
 
 from tests.e2e.podman import REPO, Podman
 from tests.e2e.pods import (
+    E2E_PASSWORD,
     KubePod,
     backups_done,
     for_podman,
@@ -115,6 +116,7 @@ def example_pod(
             credentials={
                 "AWS_ACCESS_KEY_ID": e2e_s3.access_key,
                 "AWS_SECRET_ACCESS_KEY": e2e_s3.secret_key,
+                "CARETAKER_PASSWORD": E2E_PASSWORD,
                 "CARETAKER_S3_ENDPOINT": e2e_s3.endpoint,
             },
         )

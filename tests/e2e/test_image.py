@@ -5,14 +5,13 @@ test's SeaweedFS listens on 127.0.0.1)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
 
 from tests.e2e.podman import Podman, project_version, run_locked_down
+from tests.e2e.pods import E2E_PASSWORD, host_backup
 from tests.e2e.test_dockerfile import locked
 from tests.support.seaweed import SeaweedServer
 
@@ -44,15 +43,10 @@ def test_version_on_a_read_only_root(podman: Podman, caretaker_image: str) -> No
 def test_snapshots_lists_what_the_host_backed_up(
     podman: Podman, caretaker_image: str, e2e_s3: SeaweedServer, bucket: str, tmp_path: Path
 ) -> None:
+    """The image's own `cryptography` opens what the host encrypted (key slot included)."""
     repository = f"s3://{bucket}/smoke"
     (tmp_path / "hello.txt").write_text("hello\n")
-    subprocess.run(
-        [sys.executable, "-m", "caretaker", "backup", "--repository", repository, "--path", str(tmp_path)],
-        env={"PATH": "/usr/bin:/bin", **e2e_s3.env()},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    host_backup(e2e_s3, repository, tmp_path)
     done = run_locked_down(
         podman,
         caretaker_image,
@@ -60,10 +54,10 @@ def test_snapshots_lists_what_the_host_backed_up(
         "--json",
         "--repository",
         repository,
-        env=e2e_s3.env(),
+        env={**e2e_s3.env(), "CARETAKER_PASSWORD": E2E_PASSWORD},
     )
     (snapshot,) = json.loads(done.stdout)
-    assert snapshot["files"] == 1
+    assert (snapshot["files"], snapshot["encrypted"]) == (1, True)
 
 
 def test_tools_present_and_no_build_leftovers(podman: Podman, caretaker_image: str) -> None:

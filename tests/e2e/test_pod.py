@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.podman import BUSYBOX_IMAGE, REPO, Podman
 from tests.e2e.pods import (
+    E2E_PASSWORD,
     RESULT_FILE,
     KubePod,
     backups_done,
@@ -52,6 +53,7 @@ def make_pod(
             credentials={
                 "AWS_ACCESS_KEY_ID": e2e_s3.access_key,
                 "AWS_SECRET_ACCESS_KEY": e2e_s3.secret_key,
+                "CARETAKER_PASSWORD": E2E_PASSWORD,
             },
             app_env={"LISTEN": app_listen},
         )

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.chart.kube import EXAMPLES, container, load_documents, of_kind, pod_spec
+from tests.support.keys import password_file
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +42,7 @@ class Pod:
         self.config = yaml.safe_load(by_name["sqlite-demo-caretaker"]["config.yaml"])
         self.spec = pod_spec(of_kind(docs, "Deployment")[0])
         self.repository = (root / "repo").as_uri()
+        self.password = password_file(root)  # the example's Secret holds one
 
     def argv(self, argv: list[str], data: Path | None = None) -> list[str]:
         """A pod command with python3 as this Python and the pod's folders mapped."""
@@ -68,6 +70,8 @@ class Pod:
             *args,
             "--repository",
             self.repository,
+            "--password-file",
+            str(self.password),
             "--log-format",
             "json",
         ]

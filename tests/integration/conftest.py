@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.keys import password_env
 from tests.support.repos import repository_url  # noqa: F401 - a fixture, re-exported
 from tests.support.restore_runs import Repo
 from tests.support.seaweed import SeaweedServer
@@ -46,9 +47,10 @@ def fresh_bucket(server: SeaweedServer) -> str:
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedServer) -> dict[str, str]:
-    """What the S3 backend reads: endpoint, region, credentials, and a small retry budget."""
-    return {**s3_server.env(), **S3_TEST_TUNING}
+def s3_env(s3_server: SeaweedServer, tmp_path: Path) -> dict[str, str]:
+    """What the S3 backend reads: endpoint, region, credentials, and a small retry budget;
+    and the repository's password (in a file), as every new repository is encrypted."""
+    return {**s3_server.env(), **S3_TEST_TUNING, **password_env(tmp_path)}
 
 
 @pytest.fixture(scope="session")

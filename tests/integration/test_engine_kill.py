@@ -1,4 +1,5 @@
-"""A backup killed with SIGKILL at any point leaves no visible snapshot; the next one works."""
+"""A backup killed with SIGKILL at any point leaves no visible snapshot; the next one works
+(in an encrypted repository, as every new one is)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,19 @@ import pytest
 from restore.backends.local import LocalStore
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
+from tests.support.keys import password_env, sealed
 from tests.support.trees import describe, write_file
 
 pytestmark = pytest.mark.integration
 
 
 def _backup_process(repo: Path, source: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CARETAKER_REPOSITORY": f"file://{repo}", "CARETAKER_PATH": str(source)}
+    env = {
+        **os.environ,
+        "CARETAKER_REPOSITORY": f"file://{repo}",
+        "CARETAKER_PATH": str(source),
+        **password_env(repo.parent),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "caretaker", "backup"],
         env=env,
@@ -72,7 +79,7 @@ def test_sigkill_leaves_no_snapshot_and_next_backup_works(point: str, volume: Pa
         process.wait()
     assert killed_mid_way, "the backup finished before the kill point: make the volume bigger"
     store = LocalStore(repo)
-    engine = Engine(store, owner="next")
+    engine = Engine(store, encryption=sealed(), owner="next")
     assert engine.snapshots() == []
     # The killed writer's lease would block for one lease period; a dead pod's lease must
     # not need manual unlocking, so expire it as time would.
@@ -98,7 +105,7 @@ def test_killed_writer_lease_expires_by_itself(volume: Path, tmp_path: Path) -> 
     process.send_signal(signal.SIGKILL)
     process.wait()
     with pytest.raises(LeaseHeldError, match="locked by"):
-        Engine(LocalStore(repo), owner="next").backup(volume, BackupOptions())
-    later = Engine(LocalStore(repo), owner="next", clock=lambda: utc_now() + timedelta(minutes=6))
+        Engine(LocalStore(repo), encryption=sealed(), owner="next").backup(volume, BackupOptions())
+    later = Engine(LocalStore(repo), encryption=sealed(), owner="next", clock=lambda: utc_now() + timedelta(minutes=6))
     later.backup(volume, BackupOptions())
     assert len(later.snapshots()) == 1

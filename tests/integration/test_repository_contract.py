@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.registry import open_repository
 from restore.errors import LeaseHeldError, NoSnapshotError
 from restore.model import BackupOptions
 from restore.repository import Repository
 from restore.retention import RetentionPolicy
 from restore.snapshots.prune import MERGE_ABOVE
 from tests.conftest import FakeClock
+from tests.support.keys import open_options
 from tests.support.trees import PAST_NS, age_tree, describe, write_file
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ class Opener:
         self.opened: list[Repository] = []
 
     def __call__(self, owner: str = "test/1", **extra_env: str) -> Repository:
-        options = OpenOptions(environ={**self.environ, **extra_env}, clock=self.clock, owner=owner)
+        options = open_options({**self.environ, **extra_env}, clock=self.clock, owner=owner)
         repository = open_repository(self.url, options)
         self.opened.append(repository)
         return repository

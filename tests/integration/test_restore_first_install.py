@@ -83,7 +83,7 @@ class TestNewRepository:
         # The way out the message names: one explicit empty start.
         assert_reported(restore(target, repo, "--allow-empty=always"), "first-boot", 0)
 
-    def test_snapshot_records_that_cannot_be_read_are_named(self, repo, target, tmp_path):
+    def test_snapshot_records_that_cannot_be_read_fail_closed_naming_them(self, repo, target, tmp_path):
         if repo.url.startswith("git+"):
             pytest.skip("git has no snapshot records: a commit that is not one is no snapshot")
         repo.backup(sample_tree(tmp_path / "source"))
@@ -95,8 +95,9 @@ class TestNewRepository:
         finally:
             engine.close()
         run = restore(target, repo, *NEW)
-        assert_reported(run, "failed", 3)
-        assert "its config object exists, and 1 snapshot record that cannot be read" in run.termination["error"]
+        assert_reported(run, "failed", 7)  # damaged (or planted) records: corrupt, never a first start
+        assert "none of the 1 snapshot records" in run.termination["error"]
+        assert record in run.termination["error"]
 
     def test_the_default_still_fails_closed_on_any_repository_without_snapshots(self, repo, target):
         run = restore(target, repo)

@@ -18,6 +18,7 @@ import pytest
 
 from restore.model import STATE_DIR
 from tests.support.canary import VICTIM, Canary
+from tests.support.keys import password_env
 from tests.support.restore_runs import Repo, Run, assert_reported, restore, sample_tree
 from tests.support.trees import describe, write_file
 
@@ -28,7 +29,7 @@ STAMP = "20260101T000000Z"
 
 @pytest.fixture
 def local(tmp_path: Path) -> Repo:
-    repo = Repo((tmp_path / "repository").as_uri(), {})
+    repo = Repo((tmp_path / "repository").as_uri(), password_env(tmp_path))
     repo.backup(sample_tree(tmp_path / "source"))
     return repo
 

@@ -20,7 +20,7 @@ PROBE = """
 import json, sys
 from caretaker.cli import main
 code = main(sys.argv[1:])
-print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "git", "apscheduler", "prometheus_client", "yaml", "zstandard", "apprise", "requests"})))
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "git", "apscheduler", "prometheus_client", "yaml", "zstandard", "apprise", "requests", "cryptography"})))
 sys.exit(code)
 """
 

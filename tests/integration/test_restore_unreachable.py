@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from restore.model import STATE_DIR
 from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
+from tests.support.keys import password_env
 from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree, start
 from tests.support.seaweed import SeaweedServer
 from tests.support.trees import describe
@@ -18,13 +20,13 @@ from tests.support.trees import describe
 pytestmark = pytest.mark.integration
 
 
-def s3_repo(server: SeaweedServer) -> Repo:
-    return Repo(f"s3://{fresh_bucket(server)}/repo", {**server.env(), **S3_TEST_TUNING})
+def s3_repo(server: SeaweedServer, folder: Path) -> Repo:
+    return Repo(f"s3://{fresh_bucket(server)}/repo", {**server.env(), **S3_TEST_TUNING, **password_env(folder)})
 
 
 class TestUnreachable:
     def test_down_until_the_timeout_is_exit_4_and_writes_no_data(self, private_s3_server, target, tmp_path):
-        repo = s3_repo(private_s3_server)
+        repo = s3_repo(private_s3_server, tmp_path)
         repo.backup(sample_tree(tmp_path / "source"))
         private_s3_server.kill()
         started = time.monotonic()
@@ -38,7 +40,7 @@ class TestUnreachable:
         assert os.listdir(target) == [STATE_DIR]
 
     def test_back_within_the_timeout_is_restored(self, private_s3_server, target, tmp_path):
-        repo = s3_repo(private_s3_server)
+        repo = s3_repo(private_s3_server, tmp_path)
         source = sample_tree(tmp_path / "source")
         snapshot = repo.backup(source)
         private_s3_server.kill()
@@ -56,7 +58,7 @@ class TestUnreachable:
 
 class TestDenied:
     def test_wrong_credentials_are_exit_5_without_retrying(self, s3_server, target, tmp_path):
-        repo = s3_repo(s3_server)
+        repo = s3_repo(s3_server, tmp_path)
         repo.backup(sample_tree(tmp_path / "source"))
         wrong = Repo(repo.url, {**repo.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"})
         run = restore(target, wrong, "--timeout", "1m")

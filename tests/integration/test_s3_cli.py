@@ -17,12 +17,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.registry import open_repository
 from restore.clock import utc_now
 from restore.errors import EXIT_BACKEND_DENIED, EXIT_CORRUPT, EXIT_UNREACHABLE
 from restore.model import STATE_DIR, BackupOptions
 from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
 from tests.support.cli import CARETAKER, run_caretaker
+from tests.support.keys import open_options, password_env
 from tests.support.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ def test_server_down_at_snapshots_and_restore_exit_4(
     server = private_s3_server
     url, environ = (
         f"s3://{fresh_bucket(server)}/app",
-        {**server.env(), **S3_TEST_TUNING, "CARETAKER_TIMEOUT": "3s"},
+        {**server.env(), **S3_TEST_TUNING, "CARETAKER_TIMEOUT": "3s", **password_env(tmp_path)},
     )
     source = make_tree(tmp_path / "src", files=3, size=1000)
     assert (
@@ -123,7 +124,7 @@ def test_server_killed_mid_backup_leaves_no_snapshot(
 ) -> None:
     server = private_s3_server
     bucket = fresh_bucket(server)
-    url, environ = f"s3://{bucket}/app", {**server.env(), **S3_TEST_TUNING}
+    url, environ = f"s3://{bucket}/app", {**server.env(), **S3_TEST_TUNING, **password_env(tmp_path)}
     source = make_tree(tmp_path / "src", files=60, size=3_000_000)  # ~180 MB: several seconds
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **environ}
     backup = subprocess.Popen(
@@ -146,7 +147,7 @@ def test_server_killed_mid_backup_leaves_no_snapshot(
     assert snapshot_ids(url, environ) == []
     # The dead backup could not release its lease; it expires by itself (5 min by default).
     later = utc_now() + timedelta(minutes=6)
-    repository = open_repository(url, OpenOptions(environ=environ, clock=lambda: later, owner="next"))
+    repository = open_repository(url, open_options(environ, clock=lambda: later, owner="next"))
     try:
         result = repository.backup(source, BackupOptions())
         assert result.stats.files == 60

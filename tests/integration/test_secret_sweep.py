@@ -1,7 +1,7 @@
 """No secret reaches a log line at any level, an HTTP response, the restore result file or the
 termination log. Runs at `--log-level debug` against a real SeaweedFS and real sidecar and
 restore processes, with secrets planted where they reach caretaker in practice: the S3 secret
-key in the environment, an STS session token in the environment (SeaweedFS rejects it, so
+key and the repository's password in the environment, an STS session token in the environment (SeaweedFS rejects it, so
 those runs fail — after botocore signed and sent requests carrying it), credentials in
 repository URLs, a token in hook URLs and in a redirect's target, tokens in notification and
 heartbeat URLs. Everything printed is searched for every planted value."""
@@ -29,6 +29,7 @@ REDIRECT_TOKEN = "planted-redirect-token-5d8e"
 URL_SECRET = "planted/url+secret-0b4d"  # with a slash, as AWS secret keys may have
 GIT_TOKEN = "planted-git-token-2a6f"
 NOTIFY_TOKEN = "planted-notify-token-8e1b"
+PASSWORD = "planted-repository-password-3c1e"
 # A request's Authorization header (signature and credential scope) in botocore's debug log.
 SIGNED_HEADER = "AWS4-HMAC-SHA256"
 
@@ -59,6 +60,7 @@ def planted(server: SeaweedServer) -> list[str]:
         URL_SECRET.split("/")[1],
         GIT_TOKEN,
         NOTIFY_TOKEN,
+        PASSWORD,
         SIGNED_HEADER,
     ]
 
@@ -76,7 +78,8 @@ def http_texts(sidecar: Sidecar) -> dict[str, str]:
 def s3(s3_server: SeaweedServer) -> tuple[SeaweedServer, str, dict[str, str]]:
     bucket = f"sweep-{uuid.uuid4().hex[:8]}"
     s3_server.make_bucket(bucket)
-    return s3_server, f"s3://{bucket}/{uuid.uuid4().hex[:8]}", {**s3_server.env(), **S3_TEST_TUNING}
+    env = {**s3_server.env(), **S3_TEST_TUNING, "CARETAKER_PASSWORD": PASSWORD}
+    return s3_server, f"s3://{bucket}/{uuid.uuid4().hex[:8]}", env
 
 
 @pytest.fixture(scope="module")

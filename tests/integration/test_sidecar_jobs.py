@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.registry import open_repository
 from restore.initcontainer.outcome import Outcome, write_result
+from tests.support.keys import open_options, password_env
 from tests.support.sidecar import App, Samples, Sidecar, parse_metrics, process_gone, wait_until
 from tests.support.trees import write_file
 
@@ -139,7 +140,7 @@ def test_backups_fire_and_produce_snapshots(run):
     assert run.value("caretaker_backup_files", **backup, state="new") == 0
     assert run.value("caretaker_backup_source_bytes", **backup) == 15000
     assert run.value("caretaker_backup_read_bytes", **backup) == 0
-    repo = open_repository(f"file://{run.workdir / 'repo'}", OpenOptions(environ={}))
+    repo = open_repository(f"file://{run.workdir / 'repo'}", open_options(password_env(run.workdir)))
     try:
         snapshots = repo.snapshots()
     finally:

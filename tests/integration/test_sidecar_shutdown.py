@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.registry import open_repository
 from restore.model import BackupOptions
+from tests.support.keys import UNENCRYPTED_ENV, open_options
 from tests.support.sidecar import Sidecar, process_gone, wait_until
 from tests.support.trees import write_file
 
@@ -53,16 +54,22 @@ def wait_backup_running(sidecar: Sidecar) -> None:
 
 
 def snapshots(url: str, env: dict[str, str]) -> list[str]:
-    repo = open_repository(url, OpenOptions(environ=env))
+    repo = open_repository(url, open_options(env))
     try:
         return [s.id for s in repo.snapshots()]
     finally:
         repo.close()
 
 
+def unencrypted(env: dict[str, str]) -> dict[str, str]:
+    """Timing tests: a password's key derivation at the start of the first backup (an
+    uninterruptible 0.35 s or more on a loaded machine) would blur what they measure."""
+    return {**{k: v for k, v in env.items() if k != "CARETAKER_PASSWORD_FILE"}, **UNENCRYPTED_ENV}
+
+
 def test_sigterm_during_a_long_backup_aborts_it_cleanly_within_the_grace(tmp_path, big_data, s3_url, s3_env):
     config = long_backup_config(s3_url, big_data, "2s")  # aborted at 60%: 1.2 s
-    with Sidecar(tmp_path, [], env=s3_env, config=config) as sidecar:
+    with Sidecar(tmp_path, [], env=unencrypted(s3_env), config=config) as sidecar:
         wait_backup_running(sidecar)
         started = time.monotonic()
         sidecar.signal(signal.SIGTERM)
@@ -74,11 +81,11 @@ def test_sigterm_during_a_long_backup_aborts_it_cleanly_within_the_grace(tmp_pat
     failure = sidecar.events("job.failure", job="backup")
     assert failure[0]["error"] == "sidecar shutting down"
     assert failure[0]["reason"] == "aborted"
-    assert snapshots(s3_url, s3_env) == []
+    assert snapshots(s3_url, sidecar.env) == []
     # The writer lease went with the aborted backup: the next writer need not wait for it.
     small = tmp_path / "small"
     write_file(small / "f", b"after")
-    repo = open_repository(s3_url, OpenOptions(environ=s3_env))
+    repo = open_repository(s3_url, open_options(sidecar.env))
     try:
         assert repo.backup(small, BackupOptions()).snapshot.files == 1
     finally:
@@ -87,7 +94,7 @@ def test_sigterm_during_a_long_backup_aborts_it_cleanly_within_the_grace(tmp_pat
 
 def test_a_second_signal_exits_at_once_without_a_snapshot(tmp_path, big_data, s3_url, s3_env):
     config = long_backup_config(s3_url, big_data, "60s")
-    with Sidecar(tmp_path, [], env=s3_env, config=config) as sidecar:
+    with Sidecar(tmp_path, [], env=unencrypted(s3_env), config=config) as sidecar:
         wait_backup_running(sidecar)
         sidecar.signal(signal.SIGTERM)
         wait_until(lambda: sidecar.events("shutdown.start"), 5, "shutdown to begin")
@@ -99,7 +106,7 @@ def test_a_second_signal_exits_at_once_without_a_snapshot(tmp_path, big_data, s3
     killed = sidecar.events("sidecar.killed")
     assert killed[0]["signal"] == "SIGINT"
     assert killed[0]["running"] == ["backup"]
-    assert snapshots(s3_url, s3_env) == []
+    assert snapshots(s3_url, sidecar.env) == []
 
 
 def test_backup_on_shutdown_leaves_a_final_snapshot(tmp_path):
@@ -117,12 +124,12 @@ jobs:
     before: [{{command: [sh, -c, "echo flushed >> {tmp_path}/trail"]}}]
 """
     with Sidecar(tmp_path, [], config=config) as sidecar:
-        assert snapshots(url, {}) == []
+        assert snapshots(url, sidecar.env) == []
         write_file(data / "late.txt", b"written just before the pod stops")
         assert sidecar.stop(15) == 0
-    ids = snapshots(url, {})
+    ids = snapshots(url, sidecar.env)
     assert len(ids) == 1
-    repo = open_repository(url, OpenOptions(environ={}))
+    repo = open_repository(url, open_options(sidecar.env))
     try:
         assert repo.snapshots()[0].files == 2
     finally:

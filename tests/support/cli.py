@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from caretaker.cli import main
 
 CARETAKER = str(Path(sys.executable).parent / "caretaker")
 
@@ -38,3 +43,18 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+def run_main(
+    args: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, list[dict[str, object]]]:
+    """Run the CLI in this process; return exit code, stdout's non-log text, and the log events.
+
+    With --json the log goes to stderr and stdout is one JSON document.
+    """
+    code = main([*args, "--log-format", "json"], env)
+    captured = capsys.readouterr()
+    as_json = "--json" in args or env.get("CARETAKER_JSON") == "true"
+    log_text = captured.err if as_json else captured.out
+    logs = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    return code, captured.out if as_json else "", logs

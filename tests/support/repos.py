@@ -1,5 +1,6 @@
 """One fixture, every backend: `repository_url` yields (url, environ) for a fresh, empty
-repository of each kind, so a suite written once runs on local, S3 and git alike.
+repository of each kind, so a suite written once runs on local, S3 and git alike. Local and
+S3 repositories are encrypted (the default), their password in a file; git ones cannot be.
 
 The "s3" kind needs the `s3_url`/`s3_env` fixtures of tests/integration/conftest.py;
 "git" uses tests.support.git_remotes and is skipped while that module does not exist.
@@ -11,6 +12,8 @@ import importlib
 from pathlib import Path
 
 import pytest
+
+from tests.support.keys import password_env
 
 REPOSITORY_KINDS = ["local", "s3", "git"]
 
@@ -30,9 +33,9 @@ def repository_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str,
     """(url, environ) of a fresh empty repository of the parametrized kind."""
     kind = request.param
     if kind == "local":
-        return (tmp_path / "repository").as_uri(), {}
+        return (tmp_path / "repository").as_uri(), password_env(tmp_path)
     if kind == "s3":
         url: str = request.getfixturevalue("s3_url")
         environ: dict[str, str] = request.getfixturevalue("s3_env")
-        return url, dict(environ)
+        return url, {**environ, **password_env(tmp_path)}
     return _git(tmp_path)

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.registry import open_repository
 from restore.initcontainer.outcome import Outcome, read_result
 from restore.model import BackupOptions, SnapshotInfo
 from restore.repository import Repository
+from tests.support.keys import open_options
 from tests.support.trees import age_tree, write_file
 
 
@@ -26,7 +27,7 @@ class Repo:
     environ: dict[str, str]
 
     def open(self) -> Repository:
-        return open_repository(self.url, OpenOptions(environ=self.environ, owner="test"))
+        return open_repository(self.url, open_options(self.environ, owner="test"))
 
     def backup(self, source: Path) -> SnapshotInfo:
         age_tree(source)

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.keys import UNENCRYPTED_ENV, password_env
 from tests.support.seaweed import free_ports
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -129,7 +130,9 @@ class Sidecar:
             config_path.write_text(config, encoding="utf-8")
             self.args += ["--config", str(config_path)]
         base = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")}
-        self.env = {**base, **(env or {})}
+        # Encrypted with a password file, as every new repository is, unless `env` says how.
+        keyed = set(env or {}) & {"CARETAKER_PASSWORD", "CARETAKER_PASSWORD_FILE", *UNENCRYPTED_ENV}
+        self.env = {**base, **({} if keyed else password_env(workdir)), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
 

@@ -125,6 +125,7 @@ its older name credentials.envSecret (both work; naming two different Secrets is
 {{- end }}
 - name: CARETAKER_PATH
   value: {{ $v.data.mountPath | quote }}
+{{- include "caretaker.encryptionEnv" . }}
 - name: HOME
   value: /tmp
 {{- $env := dict
@@ -163,6 +164,28 @@ its older name credentials.envSecret (both work; naming two different Secrets is
 {{- end }}
 {{- end }}
 
+{{/* The repository's password, from a Secret; required unless opted out (or git, which cannot be encrypted). */}}
+{{- define "caretaker.encryptionEnv" -}}
+{{- $e := .values.encryption }}
+{{- $git := hasPrefix "git+" (toString .values.repository.url) }}
+{{- if and $git $e.passwordSecret }}
+{{- fail "caretaker: encryption.passwordSecret is set, but git repositories store browsable files and cannot be encrypted: remove it" }}
+{{- end }}
+{{- if and $e.passwordSecret $e.insecureNoEncryption }}
+{{- fail "caretaker: set encryption.passwordSecret or encryption.insecureNoEncryption, not both" }}
+{{- end }}
+{{- if not (or $git $e.passwordSecret $e.insecureNoEncryption) }}
+{{- fail "caretaker: set encryption.passwordSecret to an existing Secret holding the repository's password (keep a copy outside the cluster: losing it loses the backups), or encryption.insecureNoEncryption=true" }}
+{{- end }}
+{{- if $e.passwordSecret }}
+- name: CARETAKER_PASSWORD_FILE
+  value: {{ printf "/etc/caretaker/password/%s" $e.passwordKey | quote }}
+{{- else if $e.insecureNoEncryption }}
+- name: CARETAKER_INSECURE_NO_ENCRYPTION
+  value: "true"
+{{- end }}
+{{- end }}
+
 {{- define "caretaker.mounts" -}}
 - name: {{ .values.data.volumeName }}
   mountPath: {{ .values.data.mountPath }}
@@ -174,6 +197,11 @@ its older name credentials.envSecret (both work; naming two different Secrets is
 {{- if .values.credentials.fileSecret }}
 - name: caretaker-secrets
   mountPath: {{ .values.credentials.fileMountPath }}
+  readOnly: true
+{{- end }}
+{{- if .values.encryption.passwordSecret }}
+- name: caretaker-password
+  mountPath: /etc/caretaker/password
   readOnly: true
 {{- end }}
 {{- end }}
@@ -306,5 +334,11 @@ httpGet:
   secret:
     secretName: {{ . }}
     defaultMode: 288  {{- /* 0440: readable by the pod's fsGroup, not by others */}}
+{{- end }}
+{{- with .values.encryption.passwordSecret }}
+- name: caretaker-password
+  secret:
+    secretName: {{ . }}
+    defaultMode: 288
 {{- end }}
 {{- end }}

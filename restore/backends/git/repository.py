@@ -103,6 +103,9 @@ class GitRepository:
     def stored_bytes(self) -> None:
         return None
 
+    def encryption(self) -> str | None:
+        return None  # browsable files by design (docs/git.md); a password is refused
+
     # -- restore ---------------------------------------------------------------------------
 
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:

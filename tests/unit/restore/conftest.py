@@ -7,6 +7,7 @@ import pytest
 from restore.backends.local import LocalStore
 from restore.snapshots.engine import Engine
 from tests.conftest import FakeClock
+from tests.support.keys import UNENCRYPTED
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def store(tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def engine(store: LocalStore, clock: FakeClock) -> Engine:
-    return Engine(store, clock=clock, owner="test")
+    return Engine(store, encryption=UNENCRYPTED, clock=clock, owner="test")
 
 
 @pytest.fixture

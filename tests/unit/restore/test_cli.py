@@ -15,35 +15,26 @@ from caretaker.cli import main
 from restore.backends.local import LocalStore
 from restore.snapshots.lease import Lease
 from tests.conftest import FakeClock
+from tests.support.cli import run_main
+from tests.support.keys import UNENCRYPTED_ENV
 from tests.support.trees import write_file
-
-
-def _run(
-    args: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, list[dict[str, object]]]:
-    """Run the CLI; return exit code, stdout's non-log text, and the log events.
-
-    With --json the log goes to stderr and stdout is one JSON document.
-    """
-    code = main([*args, "--log-format", "json"], env)
-    captured = capsys.readouterr()
-    as_json = "--json" in args or env.get("CARETAKER_JSON") == "true"
-    log_text = captured.err if as_json else captured.out
-    logs = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
-    return code, captured.out if as_json else "", logs
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     source = tmp_path / "data"
     write_file(source / "a.txt", b"hello")
-    return {"CARETAKER_REPOSITORY": f"file://{tmp_path / 'repo'}", "CARETAKER_PATH": str(source)}
+    return {
+        "CARETAKER_REPOSITORY": f"file://{tmp_path / 'repo'}",
+        "CARETAKER_PATH": str(source),
+        **UNENCRYPTED_ENV,
+    }
 
 
 def test_backup_logs_a_finished_event_with_counts(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, logs = _run(["backup"], env, capsys)
+    code, _, logs = run_main(["backup"], env, capsys)
     assert code == 0
     [finished] = [e for e in logs if e["event"] == "backup.finished"]
     assert finished["files"] == 1
@@ -54,8 +45,8 @@ def test_backup_logs_a_finished_event_with_counts(
 
 
 def test_snapshots_json_is_newest_first(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    _run(["backup"], env, capsys)
-    _run(["backup"], env, capsys)
+    run_main(["backup"], env, capsys)
+    run_main(["backup"], env, capsys)
     code = main(["snapshots", "--json"], env)
     listed = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -68,7 +59,7 @@ def test_flag_wins_over_environment(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     other = tmp_path / "other"
-    code, _, _ = _run(["backup", "--repository", f"file://{other}"], env, capsys)
+    code, _, _ = run_main(["backup", "--repository", f"file://{other}"], env, capsys)
     assert code == 0
     assert (other / "snapshots").exists()
     assert not (tmp_path / "repo").exists()
@@ -78,7 +69,7 @@ def test_boolean_and_list_twins(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_file(tmp_path / "data" / "skip.tmp", b"x")
-    code, out, _ = _run(
+    code, out, _ = run_main(
         ["backup"], {**env, "CARETAKER_JSON": "true", "CARETAKER_EXCLUDE": "*.tmp, nothing"}, capsys
     )
     assert code == 0
@@ -88,7 +79,7 @@ def test_boolean_and_list_twins(
 def test_bad_environment_value_exits_2_naming_the_variable(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, logs = _run(
+    code, _, logs = run_main(
         ["prune"], {**env, "CARETAKER_KEEP_LAST": "many", "CARETAKER_DRY_RUN": "perhaps"}, capsys
     )
     assert code == 2
@@ -98,14 +89,14 @@ def test_bad_environment_value_exits_2_naming_the_variable(
 
 
 def test_missing_repository_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, logs = _run(["snapshots"], {}, capsys)
+    code, _, logs = run_main(["snapshots"], {}, capsys)
     assert code == 2
     assert "CARETAKER_REPOSITORY" in str(logs[-1]["problems"])
 
 
 @pytest.mark.parametrize("url", ["ftp://host/x", "file://relative/path", "file:relative", "/plain/path"])
 def test_bad_repository_url_exits_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, logs = _run(["snapshots", "--repository", url], {}, capsys)
+    code, _, logs = run_main(["snapshots", "--repository", url], {}, capsys)
     assert code == 2
     assert url in str(logs[-1]["problems"])
 
@@ -126,7 +117,7 @@ def test_lease_held_exits_6(env: dict[str, str], tmp_path: Path, capsys: pytest.
     with Lease(
         LocalStore(tmp_path / "repo"), owner="pod-a/7", clock=FakeClock(FakeClock().now.replace(year=2999))
     ):
-        code, _, logs = _run(["backup"], env, capsys)
+        code, _, logs = run_main(["backup"], env, capsys)
     assert code == 6
     assert logs[-1]["event"] == "backup.failed"
     assert "pod-a/7" in str(logs[-1]["error"])
@@ -135,39 +126,39 @@ def test_lease_held_exits_6(env: dict[str, str], tmp_path: Path, capsys: pytest.
 def test_empty_volume_over_data_exits_9(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run(["backup"], env, capsys)
+    run_main(["backup"], env, capsys)
     (tmp_path / "data" / "a.txt").unlink()
-    code, _, logs = _run(["backup"], env, capsys)
+    code, _, logs = run_main(["backup"], env, capsys)
     assert code == 9
     assert logs[-1]["reason"] == "refused"
-    assert _run(["backup", "--allow-empty"], env, capsys)[0] == 0
+    assert run_main(["backup", "--allow-empty"], env, capsys)[0] == 0
 
 
 def test_verify_damage_exits_7(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run(["backup"], env, capsys)
+    run_main(["backup"], env, capsys)
     for pack in (tmp_path / "repo" / "data").rglob("*"):
         if pack.is_file():
             pack.unlink()
-    code, _, logs = _run(["verify"], env, capsys)
+    code, _, logs = run_main(["verify"], env, capsys)
     assert code == 7
     assert any(e["event"] == "verify.damage" for e in logs)
 
 
 def test_prune_dry_run_prints_the_plan(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(3):
-        _run(["backup"], env, capsys)
-    code, out, _ = _run(["prune", "--keep-last", "1", "--dry-run", "--json"], env, capsys)
+        run_main(["backup"], env, capsys)
+    code, out, _ = run_main(["prune", "--keep-last", "1", "--dry-run", "--json"], env, capsys)
     plan = json.loads(out)
     assert code == 0
     assert plan["dry_run"] is True
     assert len(plan["removed"]) == 2
-    assert len(json.loads(_run(["snapshots", "--json"], env, capsys)[1])) == 3
+    assert len(json.loads(run_main(["snapshots", "--json"], env, capsys)[1])) == 3
 
 
 def test_unreadable_data_folder_exits_10(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, logs = _run(["backup", "--path", "/nonexistent/data"], env, capsys)
+    code, _, logs = run_main(["backup", "--path", "/nonexistent/data"], env, capsys)
     assert code == 10
     assert "/nonexistent/data" in str(logs[-1]["error"])
 
@@ -190,7 +181,7 @@ def test_another_commands_variable_does_not_concern_this_one(
 ) -> None:
     # The chart gives init container and sidecar one environment; the sidecar's prune
     # settings must not stop `backup` (or `restore`), which has no such flag.
-    code, _, _ = _run(
+    code, _, _ = run_main(
         ["backup"], {**env, "CARETAKER_KEEP_LAST": "ten", "CARETAKER_SCHEDULE": "@nonsense"}, capsys
     )
     assert code == 0
@@ -215,7 +206,7 @@ def test_allow_empty_takes_a_mode_and_the_older_boolean(
     env = {"CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(), "CARETAKER_PATH": str(tmp_path / "data")}
     if variable is not None:
         env["CARETAKER_ALLOW_EMPTY"] = variable
-    code, out, logs = _run(["restore", "--dry-run", "--json", *args], env, capsys)
+    code, out, logs = run_main(["restore", "--dry-run", "--json", *args], env, capsys)
     if expected == "never":
         assert code == 3
         assert "--allow-empty=new-repository allows it" in str(logs)
@@ -227,6 +218,6 @@ def test_allow_empty_takes_a_mode_and_the_older_boolean(
 
 def test_a_bad_allow_empty_is_exit_2_naming_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = {"CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(), "CARETAKER_ALLOW_EMPTY": "sometimes"}
-    code, _, logs = _run(["restore", "--path", str(tmp_path)], env, capsys)
+    code, _, logs = run_main(["restore", "--path", str(tmp_path)], env, capsys)
     assert code == 2
     assert "CARETAKER_ALLOW_EMPTY='sometimes': must be one of never, new-repository, always" in str(logs)

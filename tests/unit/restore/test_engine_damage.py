@@ -10,6 +10,7 @@ import pytest
 from restore.backends.local import LocalStore
 from restore.errors import IntegrityError
 from restore.model import BackupOptions
+from restore.snapshots.codec import PlainCodec
 from restore.snapshots.engine import Engine
 from tests.support.trees import write_file
 
@@ -34,8 +35,8 @@ def _pack_of(engine: Engine, store: LocalStore, path: str, chunk: int) -> str:
     from restore.snapshots.manifest import entries_of
     from restore.snapshots.reader import BlobLoader
 
-    index = load_index(store, 2)
-    record = engine._records()[0]
+    index = load_index(store, PlainCodec(), 2)
+    record = engine._records.listing(engine._opened)[0]
     entry = next(e for e in entries_of(record, BlobLoader(store, index)) if e.path == path)
     where = index.locate(entry.chunks[chunk])
     assert where is not None

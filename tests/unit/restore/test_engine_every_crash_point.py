@@ -21,12 +21,14 @@ from restore.errors import ObjectNotFoundError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
 from restore.snapshots import prune as gc
+from restore.snapshots.codec import PlainCodec
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import DATA, INDEX, LEASE_KEY, SNAPSHOTS, SnapshotRecord, decode_index, pack_key
 from restore.snapshots.index import load_index
 from restore.snapshots.reader import BlobLoader
 from restore.snapshots.store import StoredObject
 from tests.conftest import FakeClock
+from tests.support.keys import UNENCRYPTED
 from tests.support.trees import write_file
 
 Operation = tuple[str, str, bytes | None]
@@ -90,7 +92,7 @@ def problems(state: State) -> list[str]:
         pack_key(p) for k, v in state.objects.items() if k.startswith(INDEX) for p, _ in decode_index(v, k)
     }
     found = [f"index names missing pack {key}" for key in sorted(named - stored)]
-    index = load_index(state, workers=1)  # type: ignore[arg-type]
+    index = load_index(state, PlainCodec(), workers=1)  # type: ignore[arg-type]
     records = [SnapshotRecord.decode(v, k) for k, v in state.objects.items() if k.startswith(SNAPSHOTS)]
     needed = gc.referenced_blobs(records, BlobLoader(state, index))  # type: ignore[arg-type]
     found += [f"needed blob {blob.hex()} is not indexed" for blob in needed if blob not in index]
@@ -104,7 +106,7 @@ def test_every_state_of_backups_and_prunes_that_replace_index_objects_is_sound(
     monkeypatch.setattr(gc, "BLOBS_PER_INDEX", 6)
     store = Recording(tmp_path / "repo")
     clock = FakeClock()
-    engine = Engine(store, clock=clock, owner="test", workers=1)
+    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, owner="test", workers=1)
     source = tmp_path / "data"
     for day in range(gc.MERGE_ABOVE + 2):
         write_file(source / f"day{day}.bin", os.urandom(3000 + day))

@@ -19,13 +19,13 @@ from restore.backends.local import LocalStore
 from restore.errors import PermanentBackendError, TransientBackendError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
+from restore.snapshots.codec import PlainCodec
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import (
     DATA,
     INDEX,
     KIND_DATA,
     BlobEntry,
-    blob_id,
     decode_index,
     encode_index,
     pack_key,
@@ -35,6 +35,7 @@ from restore.snapshots.prune import MERGE_ABOVE, MERGE_ABOVE_IN_BACKUP
 from restore.snapshots.store import StoredObject
 from tests.conftest import FakeClock
 from tests.support.forge import forge_snapshot, line
+from tests.support.keys import UNENCRYPTED
 from tests.support.trees import describe, restored, write_file
 
 KEEP_ALL = RetentionPolicy(last=1000)
@@ -130,7 +131,7 @@ class RefusesIndexDeletes(LocalStore):
 def test_a_failed_merge_after_a_backup_does_not_fail_the_backup(engine, store, clock, source):
     daily_backups(engine, clock, source, MERGE_ABOVE_IN_BACKUP // 2)
     write_file(source / "one more", b"tips it over")
-    refusing = Engine(RefusesIndexDeletes(store.root), clock=clock, owner="test")
+    refusing = Engine(RefusesIndexDeletes(store.root), encryption=UNENCRYPTED, clock=clock, owner="test")
     with capture_logs() as logs:
         result = refusing.backup(source, BackupOptions())
     assert result.snapshot.id in {s.id for s in engine.snapshots()}
@@ -202,7 +203,7 @@ def test_a_prune_killed_at_any_step_leaves_a_usable_repository(
     for name in list(merged)[:-3]:
         (source / name).unlink()
     engine.backup(source, BackupOptions())
-    crashing = Engine(CrashingStore(store.root, CRASH_POINTS[point]), clock=clock, owner="test")
+    crashing = Engine(CrashingStore(store.root, CRASH_POINTS[point]), encryption=UNENCRYPTED, clock=clock, owner="test")
     with pytest.raises(_Crash):
         crashing.prune(RetentionPolicy(last=1), now=clock())
     assert_indexed_packs_exist(store)
@@ -235,7 +236,7 @@ def test_a_merge_repeated_after_it_was_cut_short_keeps_the_index_it_writes(
         else RefusesIndexDeletes(store.root)
     )
     with pytest.raises((_Crash, PermanentBackendError)):
-        Engine(cut_short, clock=clock, owner="test").prune(KEEP_ALL, now=clock())
+        Engine(cut_short, encryption=UNENCRYPTED, clock=clock, owner="test").prune(KEEP_ALL, now=clock())
     store.delete(["lease"])
     engine.prune(KEEP_ALL, now=clock())
     assert len(index_objects(store)) == 1
@@ -247,7 +248,7 @@ def test_a_merge_repeated_after_it_was_cut_short_keeps_the_index_it_writes(
 def test_a_backup_merge_repeated_after_failed_deletes_keeps_the_index_it_writes(engine, store, clock, source):
     daily_backups(engine, clock, source, MERGE_ABOVE_IN_BACKUP // 2)
     write_file(source / "one more", b"tips it over")
-    refusing = Engine(RefusesIndexDeletes(store.root), clock=clock, owner="test")
+    refusing = Engine(RefusesIndexDeletes(store.root), encryption=UNENCRYPTED, clock=clock, owner="test")
     refusing.backup(source, BackupOptions())  # merged object written, old ones kept
     refusing.backup(source, BackupOptions())  # nothing changed: the same merged object again
     engine.backup(source, BackupOptions())
@@ -260,7 +261,7 @@ def _pack(store: LocalStore, blobs: list[bytes]) -> tuple[bytes, list[BlobEntry]
     pack, body, entries = os.urandom(32), b"", []
     for data in blobs:
         frame = zstandard.ZstdCompressor().compress(data)
-        entries.append(BlobEntry(blob_id(data), KIND_DATA, len(body), len(frame), len(data)))
+        entries.append(BlobEntry(PlainCodec().blob_id(data), KIND_DATA, len(body), len(frame), len(data)))
         body += frame
     store.put(pack_key(pack), body)
     return pack, entries
@@ -281,20 +282,20 @@ def test_a_blob_stored_twice_keeps_an_index_entry_when_descriptions_overlap(stor
     day = datetime(2030, 1, 1, tzinfo=UTC)
     forge_snapshot(
         store,
-        [line("b", size=1000, chunks=[blob_id(b)]), line("c", size=1000, chunks=[blob_id(c)])],
+        [line("b", size=1000, chunks=[PlainCodec().blob_id(b)]), line("c", size=1000, chunks=[PlainCodec().blob_id(c)])],
         "0000000000000001",
         day,
     )
     keep = forge_snapshot(
         store,
-        [line("a", size=1000, chunks=[blob_id(a)]), line("x", size=1000, chunks=[blob_id(x)])],
+        [line("a", size=1000, chunks=[PlainCodec().blob_id(a)]), line("x", size=1000, chunks=[PlainCodec().blob_id(x)])],
         "0000000000000002",
         day + timedelta(days=1),
     )
-    engine = Engine(store, clock=FakeClock(day + timedelta(days=2)), owner="test")
+    engine = Engine(store, encryption=UNENCRYPTED, clock=FakeClock(day + timedelta(days=2)), owner="test")
     engine.prune(RetentionPolicy(last=1), now=day + timedelta(days=2))
     assert [s.id for s in engine.snapshots()] == [keep]
-    assert blob_id(x) in load_index(store, workers=2)
+    assert PlainCodec().blob_id(x) in load_index(store, PlainCodec(), workers=2)
     assert_indexed_packs_exist(store)
     assert all(r.ok for r in engine.verify(read_data=1.0))
     assert set(restored(engine, keep, tmp_path / "dest")) == {"a", "x"}
@@ -320,7 +321,7 @@ class ListsThenPrunes(LocalStore):
 def test_a_reader_that_listed_replaced_index_objects_lists_again(engine, store, clock, source):
     daily_backups(engine, clock, source, MERGE_ABOVE + 2)
     racing = ListsThenPrunes(store.root, lambda _: engine.prune(KEEP_ALL, now=clock()), times=1)
-    index = load_index(racing, workers=2)
+    index = load_index(racing, PlainCodec(), workers=2)
     assert len(index_objects(store)) == 1  # the prune did run in between
     assert len(index.objects) == 1
     assert sum(d.blobs for d in index.objects.values()) == len(index)
@@ -344,10 +345,10 @@ def test_a_reader_whose_objects_were_replaced_after_it_read_them_starts_over(eng
     # Kept, the objects read first could name packs the prune deletes next.
     daily_backups(engine, clock, source, MERGE_ABOVE + 2)
     racing = PrunesBeforeTheSecondListing(store.root, lambda: engine.prune(KEEP_ALL, now=clock()))
-    index = load_index(racing, workers=2)
+    index = load_index(racing, PlainCodec(), workers=2)
     assert racing.listings == 3
     assert set(index.objects) == set(index_objects(store))
-    assert set(index.blobs()) == set(load_index(store, workers=2).blobs())
+    assert set(index.blobs()) == set(load_index(store, PlainCodec(), workers=2).blobs())
 
 
 class PagedListing(LocalStore):
@@ -372,7 +373,7 @@ class PagedListing(LocalStore):
 
 def test_a_reader_whose_paged_listing_missed_a_replacement_lists_again(engine, store, clock, source):
     daily_backups(engine, clock, source, 4)
-    complete = load_index(store, workers=2)
+    complete = load_index(store, PlainCodec(), workers=2)
     first, *others = index_objects(store)
 
     def replace_the_others() -> None:
@@ -383,7 +384,7 @@ def test_a_reader_whose_paged_listing_missed_a_replacement_lists_again(engine, s
         store.put(replacement, encode_index(complete.pack_entries(packs)))
         store.delete(others)
 
-    index = load_index(PagedListing(store.root, replace_the_others), workers=2)
+    index = load_index(PagedListing(store.root, replace_the_others), PlainCodec(), workers=2)
     assert set(index.blobs()) == set(complete.blobs())
 
 
@@ -406,13 +407,13 @@ class ListsAGhost(LocalStore):
 def test_a_listed_object_gone_without_replacement_is_skipped(engine, store, clock, source):
     # What a prune does to an object whose packs are all dead: deletes it, replaces nothing.
     daily_backups(engine, clock, source, 2)
-    index = load_index(ListsAGhost(store.root, times=1), workers=2)
-    assert set(index.blobs()) == set(load_index(store, workers=2).blobs())
+    index = load_index(ListsAGhost(store.root, times=1), PlainCodec(), workers=2)
+    assert set(index.blobs()) == set(load_index(store, PlainCodec(), workers=2).blobs())
 
 
 def test_a_reader_gives_up_when_index_objects_keep_vanishing(engine, store, clock, source):
     daily_backups(engine, clock, source, 2)
     ghosts = ListsAGhost(store.root, times=100)
     with pytest.raises(TransientBackendError, match="the index kept changing while it was read"):
-        load_index(ghosts, workers=2)
+        load_index(ghosts, PlainCodec(), workers=2)
     assert ghosts.listings == 4

@@ -15,6 +15,7 @@ from restore.backends.local import LocalStore
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
 from tests.conftest import FakeClock
+from tests.support.keys import UNENCRYPTED
 from tests.support.trees import PAST_NS, describe, write_file
 
 _NAMES = st.text(alphabet="abcdefghij_-. é", min_size=1, max_size=8).filter(lambda n: n not in {".", ".."})
@@ -76,7 +77,7 @@ def test_round_trip_is_identical(entries: list[tuple[str, str, object]]) -> None
         source.mkdir()
         dest.mkdir()
         _materialize(source, entries)
-        engine = Engine(LocalStore(root / "repo"), clock=FakeClock(), owner="t")
+        engine = Engine(LocalStore(root / "repo"), encryption=UNENCRYPTED, clock=FakeClock(), owner="t")
         result = engine.backup(source, BackupOptions(allow_empty=True))
         engine.restore(result.snapshot.id, dest)
         assert describe(dest) == describe(source)

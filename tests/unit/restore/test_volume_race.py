@@ -26,6 +26,7 @@ from restore.initcontainer.outcome import write_result
 from restore.model import BackupOptions
 from restore.snapshots.engine import Engine
 from tests.support.canary import Canary
+from tests.support.keys import sealed
 from tests.support.racing import Swapper
 from tests.support.trees import write_file
 
@@ -44,8 +45,12 @@ def test_swapping_state_folders_for_links_never_reaches_outside(tmp_path):
     for n in range(20):
         write_file(source / f"dir{n % 4}" / f"file{n}", os.urandom(2000))
     store = LocalStore(tmp_path / "repository")
-    Engine(store, owner="test").backup(source, BackupOptions())
-    effects = Effects(open_repository=lambda _deadline: Engine(store, owner="test"), log=structlog.get_logger())
+    encryption = sealed()
+    Engine(store, encryption=encryption, owner="test").backup(source, BackupOptions())
+    effects = Effects(
+        open_repository=lambda _deadline: Engine(store, encryption=encryption, owner="test"),
+        log=structlog.get_logger(),
+    )
 
     swapper = Swapper({volume / name: canary.path / inside for name, inside in SWAPPED.items()})
     swapper.start()

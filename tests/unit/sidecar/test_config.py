@@ -57,9 +57,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def problems_of(flags: Flags) -> dict[str, str]:
+def problems_of(flags: Flags, environ: dict[str, str] | None = None) -> dict[str, str]:
     with pytest.raises(ConfigError) as caught:
-        load(flags)
+        load(flags, environ)
     return {p.key: p.message for p in caught.value.problems}
 
 
@@ -357,3 +357,28 @@ def test_inherit_env_and_follow_redirects_are_read_and_checked(tmp_path):
     problems = problems_of(Flags(config=write(tmp_path, bad)))
     assert "environment variable names" in problems["jobs.dump.inherit_env"]
     assert "true or false" in problems["jobs.dump.after[0].http.follow_redirects"]
+
+
+def test_the_password_reaches_the_configuration_without_being_shown(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    config = load(Flags(repository="file:///backups", schedule="@hourly", password_file=secret))
+    assert config.encryption.password == "s3cret"
+    assert "s3cret" not in repr(config)
+    variable = {"CARETAKER_PASSWORD": "p"}
+    assert load(Flags(repository="file:///b", schedule="@hourly"), variable).encryption.password == "p"
+
+
+def test_a_password_for_git_or_with_the_opt_out_is_refused_with_the_other_problems(tmp_path):
+    found = problems_of(
+        Flags(repository="git+file:///srv/backups.git", schedule="@nonsense", listen="x"), {"CARETAKER_PASSWORD": "p"}
+    )
+    assert found["CARETAKER_PASSWORD"].startswith("git repositories store the volume as browsable files")
+    assert set(found) == {"CARETAKER_PASSWORD", "--schedule (CARETAKER_SCHEDULE)", "--listen (CARETAKER_LISTEN)"}
+    found = problems_of(
+        Flags(repository="file:///b", schedule="@hourly", insecure_no_encryption=True), {"CARETAKER_PASSWORD": "p"}
+    )
+    assert found == {
+        "--insecure-no-encryption (CARETAKER_INSECURE_NO_ENCRYPTION)": "a password was given too "
+        "(CARETAKER_PASSWORD): choose one"
+    }

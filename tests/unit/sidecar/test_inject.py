@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import yaml
 
 from caretaker.inject.manifests import InjectOptions, inject_documents
 from restore.errors import ConfigError
-from tests.chart.kube import container, env_of, pod_spec, validate
+from tests.chart.kube import assert_password_mounted, container, env_of, pod_spec, validate
 
 MANIFESTS = Path(__file__).parent / "manifests"
 
@@ -22,6 +23,8 @@ def _load(name: str) -> list[Any]:
 
 def _inject(docs: list[Any], **options: Any) -> list[Any]:
     options.setdefault("repository", "s3://backups/app")
+    if not options["repository"].startswith("git+"):
+        options.setdefault("password_secret", "app-password")
     inject_documents(docs, InjectOptions(**options))
     return docs
 
@@ -110,7 +113,7 @@ class TestStatefulSet:
         assert restore["volumeMounts"][0] == mount
         assert restore["securityContext"]["runAsUser"] == 999
         assert env_of(container(spec, "caretaker"))["CARETAKER_SCHEDULE"] == "@hourly"
-        assert [v["name"] for v in spec["volumes"]] == ["caretaker-tmp"]
+        assert [v["name"] for v in spec["volumes"]] == ["caretaker-tmp", "caretaker-password"]
         validate(docs)
 
     def test_native_sidecar_follows_the_restore(self) -> None:
@@ -216,3 +219,35 @@ class TestRefusals:
         docs[0]["items"][1]["spec"]["containers"][0]["volumeMounts"][0]["name"] = "scratch-space"
         [problem] = self._problems(docs, volume="cache")
         assert "Pod/scratch has no such volume (it has: scratch-space)" in problem
+
+
+class TestPassword:
+    def test_the_password_secret_is_mounted_for_both_containers(self) -> None:
+        spec = pod_spec(_inject(_load("shop-deployment.yaml"), volume="shop-data", container="shop")[1])
+        assert_password_mounted(spec, "app-password", "password")
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"password_secret": None}, "--password-secret=None: name the Secret holding"),
+            ({"insecure_no_encryption": True}, "--insecure-no-encryption=True: give it or --password-secret"),
+            ({"repository": "git+ssh://git@h/r.git"}, "--password-secret='app-password': git repositories"),
+        ],
+    )
+    def test_refused_without_a_password_with_two_or_for_git(self, options: dict[str, Any], message: str) -> None:
+        opts = {"repository": "s3://b/a", "password_secret": "app-password", **options}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            inject_documents(_load("shop-deployment.yaml"), InjectOptions(volume="shop-data", **opts))
+
+    def test_the_opt_out_reaches_both_containers(self) -> None:
+        docs = _inject(
+            _load("shop-deployment.yaml"),
+            volume="shop-data",
+            container="shop",
+            password_secret=None,
+            insecure_no_encryption=True,
+        )
+        spec = pod_spec(docs[1])
+        for item in (container(spec, "caretaker-restore", init=True), container(spec, "caretaker")):
+            assert env_of(item)["CARETAKER_INSECURE_NO_ENCRYPTION"] == "true"
+            assert "CARETAKER_PASSWORD_FILE" not in env_of(item)

@@ -16,7 +16,7 @@ from caretaker.cli import main
 
 MANIFESTS = Path(__file__).parent / "manifests"
 SHOP = str(MANIFESTS / "shop-deployment.yaml")
-BASE = ["--repository", "s3://backups/shop", "--log-format", "json"]
+BASE = ["--repository", "s3://backups/shop", "--password-secret", "shop-password", "--log-format", "json"]
 
 
 def _run(
@@ -97,6 +97,7 @@ def test_flags_have_env_twins(capsys: pytest.CaptureFixture[str]) -> None:
         "CARETAKER_REPOSITORY": "s3://backups/from-env",
         "CARETAKER_NATIVE": "true",
         "CARETAKER_ENV": "CARETAKER_S3_REGION=eu-west-1,CARETAKER_S3_PATH_STYLE=true",
+        "CARETAKER_PASSWORD_SECRET": "shop-password",
     }
     assert main(["inject", SHOP, "--log-format", "json"], env) == 0
     out = capsys.readouterr().out
@@ -106,6 +107,7 @@ def test_flags_have_env_twins(capsys: pytest.CaptureFixture[str]) -> None:
     assert env_values["CARETAKER_REPOSITORY"] == "s3://backups/from-env"
     assert env_values["CARETAKER_S3_REGION"] == "eu-west-1"
     assert env_values["CARETAKER_S3_PATH_STYLE"] == "true"
+    assert env_values["CARETAKER_PASSWORD_FILE"] == "/etc/caretaker/password/password"
     assert sidecar["restartPolicy"] == "Always"
 
 

@@ -13,6 +13,7 @@ from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
 from sidecar import jobs
 from sidecar.settings.model import CommandSpec, HttpSpec
+from tests.support.keys import UNENCRYPTED
 from tests.support.sidecar import process_gone
 
 
@@ -154,7 +155,7 @@ def test_backup_aborts_cleanly_when_cancelled(tmp_path):
     data.mkdir()
     for index in range(20):
         (data / f"f{index}").write_bytes(os.urandom(300_000))
-    repo = open_repository(f"file://{tmp_path / 'repo'}", OpenOptions(environ={}))
+    repo = open_repository(f"file://{tmp_path / 'repo'}", OpenOptions(environ={}, encryption=UNENCRYPTED))
     try:
         first = jobs.backup(repo=repo, path=data, options=BackupOptions(), cancel=jobs.Cancel())
         for index in range(20):

@@ -48,6 +48,8 @@ def test_every_job_series_exists_at_start_with_zero():
     assert found[("caretaker_repository_stored_bytes", ())] == 0
     assert found[("caretaker_repository_read_timestamp_seconds", ())] == 0
     assert found[("caretaker_last_backup_timestamp_seconds", ())] == 0
+    assert found[("caretaker_repository_encrypted", ())] == -1  # not known before it was reached
+    assert found[("caretaker_restore_snapshot_age_seconds", ())] == 0
     assert found[("caretaker_build_info", (("version", "1.2.3"),))] == 1
     for outcome in OUTCOMES:
         assert found[("caretaker_restore_outcome", (("outcome", outcome),))] == 0
@@ -131,6 +133,7 @@ def test_restore_result_file_is_exported_and_followed(tmp_path):
             exit_code=0,
             finished_at=finished,
             snapshot="abc",
+            snapshot_age_seconds=5400.0,
             files=12,
             bytes=3456,
             duration_seconds=7.5,
@@ -144,6 +147,7 @@ def test_restore_result_file_is_exported_and_followed(tmp_path):
     assert value("caretaker_restore_bytes") == 3456
     assert value("caretaker_restore_duration_seconds") == 7.5
     assert value("caretaker_restore_timestamp_seconds") == finished.timestamp()
+    assert value("caretaker_restore_snapshot_age_seconds") == 5400.0
     write_result(tmp_path, Outcome(outcome="failed", exit_code=4, finished_at=finished, files=1))
     export.refresh()
     assert value("caretaker_restore_outcome", {"outcome": "restored"}) == 0

@@ -10,23 +10,28 @@ from restore.backends.registry import OpenOptions, open_repository
 from restore.deadline import Deadline
 from restore.model import BackupOptions
 from restore.repository import Repository
+from restore.snapshots.encryption import Encryption
 from sidecar import readiness as module
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.readiness import Readiness
 from sidecar.settings.model import BackupAction, JobConfig, Listen, SidecarConfig
 from sidecar.status import StatusBoard
 from tests.conftest import FakeClock
+from tests.support.keys import UNENCRYPTED, sealed
 
 BACKUP = JobConfig(name="backup", kind="backup", action=BackupAction(), schedule=None)
 
 
-def make(tmp_path: Path, clock: FakeClock, rpo: timedelta | None = None):
+def make(tmp_path: Path, clock: FakeClock, rpo: timedelta | None = None, encryption: Encryption | None = None):
     url = f"file://{tmp_path / 'repo'}"
     config = SidecarConfig(repository=url, path=tmp_path, listen=Listen("", 0), jobs=(BACKUP,), rpo=rpo)
     registry = CollectorRegistry()
     board = StatusBoard(config, Metrics.create(registry, [JobLabels("backup", "backup")], version="t"), clock)
+    chosen = encryption or sealed()
+
     def opener(deadline: Deadline | None = None) -> Repository:
-        return open_repository(url, OpenOptions(environ={}, clock=clock, deadline=deadline or Deadline()))
+        options = OpenOptions(environ={}, clock=clock, deadline=deadline or Deadline(), encryption=chosen)
+        return open_repository(url, options)
 
     return Readiness(board=board, open_repository=opener, clock=clock, rpo=rpo), board, opener, registry
 
@@ -41,12 +46,31 @@ def backup(opener, tmp_path: Path) -> None:
 
 
 def test_ready_with_a_fresh_repository_and_counts_snapshots(tmp_path, clock):
-    ready, _, opener, registry = make(tmp_path, clock)
+    ready, board, opener, registry = make(tmp_path, clock)
     assert ready.check() == []
     backup(opener, tmp_path)
     ready._last = None  # skip the cache
     assert ready.check() == []
     assert registry.get_sample_value("caretaker_repository_snapshots") == 1
+    assert registry.get_sample_value("caretaker_repository_encrypted") == 1
+    assert board.to_json()["encrypted"] is True
+
+
+def test_an_unencrypted_repository_shows_in_status_and_metrics(tmp_path, clock):
+    ready, board, _, registry = make(tmp_path, clock, encryption=UNENCRYPTED)
+    assert board.to_json()["encrypted"] is None
+    assert ready.check() == []
+    assert registry.get_sample_value("caretaker_repository_encrypted") == 0
+    assert board.to_json()["encrypted"] is False
+
+
+def test_a_wrong_password_is_not_ready(tmp_path, clock):
+    _, _, opener, _ = make(tmp_path, clock)
+    backup(opener, tmp_path)
+    ready, _, _, registry = make(tmp_path, clock, encryption=sealed("wrong"))
+    (problem,) = ready.check()
+    assert problem.startswith("repository unusable (password): the password")
+    assert registry.get_sample_value("caretaker_repository_encrypted") == -1
 
 
 def test_a_repository_that_lost_its_snapshots_is_not_ready(tmp_path, clock, monkeypatch):

@@ -25,6 +25,7 @@ from sidecar.settings.model import (
 )
 from sidecar.settings.schedule import parse_schedule
 from sidecar.status import StatusBoard
+from tests.support.keys import sealed
 from tests.support.trees import write_file
 
 HOURLY = parse_schedule("@hourly")
@@ -37,6 +38,7 @@ class Rig:
         self.data = tmp_path / "data"
         self.data.mkdir(exist_ok=True)
         self.url = f"file://{tmp_path / 'repo'}"
+        self.encryption = sealed()
         self.registry = CollectorRegistry()
         self.config = SidecarConfig(
             repository=self.url, path=self.data, listen=Listen("", 0), jobs=tuple(jobs)
@@ -52,7 +54,8 @@ class Rig:
         )
 
     def open(self, deadline: Deadline | None = None):
-        return open_repository(self.url, OpenOptions(environ={}, deadline=deadline or Deadline()))
+        options = OpenOptions(environ={}, deadline=deadline or Deadline(), encryption=self.encryption)
+        return open_repository(self.url, options)
 
     def runs(self, job: str, kind: str, result: str) -> float | None:
         return self.registry.get_sample_value(

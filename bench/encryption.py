@@ -1,0 +1,199 @@
+"""What encryption costs: caretaker encrypted vs unencrypted vs restic (which always encrypts),
+on a local directory and on S3 (SeaweedFS), in one run.
+
+Usage: .venv/bin/python bench/encryption.py [--reps 3] [--only files|big] [--store local|s3]
+Needs restic and GNU time (run scripts/bench-setup once).
+
+For each store, data set (2,000 mixed files of ~200 MB; one 1 GiB file, half random) and
+repetition, the three tools get fresh repositories and run interleaved: full backup,
+incremental backup after changing 1% of the files (2.1 s later, out of the "racy" window),
+restore of the latest state into an empty folder. Then each opens its repository once more
+doing nothing else (`caretaker snapshots`, `restic snapshots`): the fixed cost of a process
+opening an encrypted repository, the password's key derivation (caretaker: Argon2id, 64 MiB,
+3 passes; restic: scrypt), which the sidecar pays once and a command pays every time.
+Printed: one table (median and minimum wall time, client CPU, server CPU, peak RSS; ratios
+of minima of encrypted caretaker to unencrypted caretaker and to restic) and a closing note
+with the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import (
+    ROOT,
+    TIME,
+    Row,
+    Sample,
+    age_tree_mtimes,
+    big_file,
+    caretaker,
+    change_files,
+    fresh,
+    listing,
+    mixed_files,
+    ratio_table,
+    restic_repository,
+    runtime_venv,
+    timed,
+    workdir,
+)
+
+sys.path.insert(0, str(ROOT))
+from tests.support.seaweed import SeaweedServer
+
+ENCRYPTED, PLAIN, RESTIC = "caretaker (encrypted)", "caretaker (unencrypted)", "restic"
+TOOLS = (ENCRYPTED, PLAIN, RESTIC)
+NAMES = {ENCRYPTED: "enc", PLAIN: "plain", RESTIC: "restic"}
+PHASES = ("full backup", "incremental (1% changed)", "restore", "open only")
+PASSWORD = "benchmark password"
+
+
+@dataclasses.dataclass
+class Store:
+    """Where one repetition's three repositories live: local folders or buckets of one server."""
+
+    base: Path
+    server: SeaweedServer | None = None
+    rep: int = 0
+
+    def bucket(self, tool: str) -> str:
+        return f"{NAMES[tool]}-{self.rep}"
+
+    def url(self, tool: str) -> str:
+        if self.server is None:
+            local = self.base / NAMES[tool]
+            return str(local) if tool == RESTIC else f"file://{local}"
+        prefix = f"s3:{self.server.endpoint}/" if tool == RESTIC else "s3://"
+        return f"{prefix}{self.bucket(tool)}/repo"
+
+    def prepare(self) -> None:
+        if self.server is not None:
+            for tool in TOOLS:
+                self.server.make_bucket(self.bucket(tool))
+
+    def drop(self) -> None:
+        if self.server is None:
+            shutil.rmtree(self.base, ignore_errors=True)
+            return
+        client = self.server.client()
+        for tool in TOOLS:
+            client.delete_bucket(Bucket=self.bucket(tool))  # SeaweedFS drops the objects too
+
+
+class Tools:
+    """The command lines of the three tools for one repetition."""
+
+    def __init__(self, tool: str, store: Store, data: Path, base: Path) -> None:
+        self.tool, self.store, self.data, self.base = tool, store, data, base
+        self.out = base / "out"
+        (base / "password").write_text(PASSWORD + "\n")
+        server_env = store.server.env() if store.server else {}
+        self.env = restic_repository(store.url(RESTIC), PASSWORD, base, server_env)
+
+    def _caretaker(self, tool: str, verb: str, extra: str = "") -> str:
+        key = f"--password-file {self.base / 'password'}" if tool == ENCRYPTED else "--insecure-no-encryption"
+        return f"{self.tool} {verb} --repository {self.store.url(tool)} {key} --log-level warning {extra}"
+
+    def command(self, tool: str, phase: str) -> str:
+        if tool == RESTIC:
+            return {
+                "restore": f"restic restore latest -q --target {self.out}",
+                "open only": "restic snapshots -q > /dev/null",
+            }.get(phase, f"restic backup -q {self.data}")
+        return {
+            "restore": self._caretaker(tool, "restore", f"--path {self.out} --termination-log {self.base / 'term'}"),
+            "open only": self._caretaker(tool, "snapshots", "--json > /dev/null"),
+        }.get(phase, self._caretaker(tool, "backup", f"--path {self.data}"))
+
+    def restored(self, tool: str) -> Path:
+        # restic restores the absolute source path below --target.
+        return self.out / str(self.data).lstrip("/") if tool == RESTIC else self.out
+
+
+def one_rep(tools: Tools, data: Path, rep: int, report: Callable[[str, str, Sample], None]) -> None:
+    server_pid = tools.store.server.pid if tools.store.server else None
+    for phase in PHASES:
+        if phase.startswith("incremental"):
+            change_files(data, 0.01, 100 + rep)
+            time.sleep(2.1)
+        for tool in TOOLS:
+            fresh(tools.out)
+            sample = timed(tools.command(tool, phase), tools.env, server_pid=server_pid)
+            report(phase, tool, sample)
+            if phase == "restore" and listing(tools.restored(tool)) != listing(data):
+                sys.exit(f"{tool} restored something else than {data}")
+
+
+def bench(label: str, data: Path, reps: int, tool: str, server: SeaweedServer | None) -> list[Row]:
+    samples: dict[tuple[str, str], list[Sample]] = {(p, t): [] for p in PHASES for t in TOOLS}
+
+    def report(phase: str, name: str, sample: Sample) -> None:
+        samples[phase, name].append(sample)
+        print(
+            f"  {label} rep {rep} {phase:<26} {name:<24} {sample.wall:6.2f} s cpu {sample.cpu:6.2f} s "
+            f"server {sample.server_cpu:6.2f} s {sample.rss_mib:5.0f} MiB",
+            flush=True,
+        )
+
+    base = workdir() / "encryption"
+    for rep in range(reps):
+        store = Store(fresh(base / "repos"), server, rep)
+        store.prepare()
+        one_rep(Tools(tool, store, data, fresh(base / "work")), data, rep, report)
+        store.drop()
+    return [Row(label, phase, name, samples[phase, name]) for phase in PHASES for name in TOOLS]
+
+
+def closing_note(rows: list[Row]) -> str:
+    def best(data: str, phase: str, tool: str) -> float:
+        return next(r for r in rows if (r.data, r.operation, r.tool) == (data, phase, tool)).minimum("wall")
+
+    lines = ["", "Targets (ratios of minimum wall times): encrypted <= 1.10x unencrypted, and < 1x restic."]
+    for data in dict.fromkeys(r.data for r in rows):
+        unlock = best(data, "open only", ENCRYPTED) - best(data, "open only", PLAIN)
+        lines.append(f"- {data}: opening the encrypted repository costs {unlock:.2f} s more per process")
+        for phase in PHASES[:3]:
+            enc, plain, restic = (best(data, phase, t) for t in TOOLS)
+            data_path = (enc - unlock) / plain
+            lines.append(
+                f"  - {phase}: {enc / plain:.2f}x unencrypted ({data_path:.2f}x without the per-process "
+                f"key derivation, as in the sidecar), {enc / restic:.2f}x restic"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", choices=("files", "big"))
+    parser.add_argument("--store", choices=("local", "s3"))
+    args = parser.parse_args()
+    missing = [name for name in ("restic",) if shutil.which(name) is None]
+    if missing or not Path(TIME).exists():
+        sys.exit(f"missing: {', '.join(missing) or TIME}; run scripts/bench-setup first")
+    tool = caretaker(runtime_venv())
+    datasets = {"files": ("2,000 files", mixed_files), "big": ("1 GiB file", big_file)}
+    chosen = {key: value for key, value in datasets.items() if args.only in (None, key)}
+    rows: list[Row] = []
+    for key, (name, make) in chosen.items():
+        data = make(workdir() / "data" / key)
+        age_tree_mtimes(data)
+        if args.store in (None, "local"):
+            rows += bench(f"{name}, local", data, args.reps, tool, None)
+        if args.store in (None, "s3"):
+            with SeaweedServer(fresh(workdir() / "encryption" / "seaweed"), volume_size_mb=1024) as server:
+                rows += bench(f"{name}, S3", data, args.reps, tool, server)
+    print()
+    print(ratio_table(rows, subject=ENCRYPTED, baselines=(PLAIN, RESTIC)))
+    print(closing_note(rows))
+
+
+if __name__ == "__main__":
+    main()

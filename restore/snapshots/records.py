@@ -1,0 +1,92 @@
+"""The repository's snapshot records: listed, opened and decoded once each, newest first.
+
+A record that does not decode, or (encrypted repositories) does not authenticate, is never
+restored: it is left out of listings, logged, and reported by verify. When records exist but
+none can be read, listing them is an IntegrityError, never an empty repository: a restore
+must fail closed, not boot the app on an empty volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+
+from restore.errors import IntegrityError, NoSnapshotError, ObjectNotFoundError
+from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
+from restore.snapshots.format import SNAPSHOTS, SnapshotRecord, snapshot_key
+from restore.snapshots.store import ObjectStore
+
+
+class Records:
+    def __init__(self, store: ObjectStore, workers: int) -> None:
+        self._store = store
+        self._workers = workers
+        # Snapshot records never change once written: decode each one once (readiness
+        # probes list snapshots every few seconds; on S3 each record is a request).
+        self._cache: dict[str, SnapshotRecord] = {}
+        # Records that exist but cannot be read, by key: the problem.
+        self.unreadable: dict[str, str] = {}
+
+    def listing(self, opened: Callable[[], Codec | None]) -> list[SnapshotRecord]:
+        """Every readable record, newest first. `opened` gives the repository's codec (None:
+        no repository), asked after the listing so records never meet an unknown codec.
+
+        Raise IntegrityError if records exist but the repository config does not.
+        """
+        keys = [item.key for item in self._store.list(SNAPSHOTS)]
+        codec = opened()
+        if codec is None:
+            if keys:
+                raise IntegrityError(
+                    f"{self._store.describe()} holds snapshot records but no repository config: "
+                    "nothing it holds can be trusted"
+                )
+            return []
+        listed = set(keys)
+        self.unreadable = {key: problem for key, problem in self.unreadable.items() if key in listed}
+        new = [key for key in keys if key not in self._cache and key not in self.unreadable]
+        if new:
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                list(pool.map(lambda key: self._load(key, codec), new))
+        for gone in self._cache.keys() - listed:
+            del self._cache[gone]
+        records = [r for key in keys if (r := self._cache.get(key)) is not None]
+        return sorted(records, key=lambda r: r.info.time, reverse=True)
+
+    def _load(self, key: str, codec: Codec) -> None:
+        try:
+            record = SnapshotRecord.decode(codec.open(self._store.get(key), SNAPSHOT_RECORD, key), key)
+        except ObjectNotFoundError:
+            return  # forgotten by a prune while we listed
+        except IntegrityError as error:
+            # One damaged or planted record must not hide every other snapshot from restore.
+            structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
+            self.unreadable[key] = str(error)
+            return
+        self._cache[key] = record
+
+    def readable(self, opened: Callable[[], Codec | None]) -> list[SnapshotRecord]:
+        """`listing`, raising IntegrityError if records exist but none can be read."""
+        records = self.listing(opened)
+        if not records and self.unreadable:
+            named = "; ".join(f"{key}: {problem}" for key, problem in sorted(self.unreadable.items())[:3])
+            raise IntegrityError(
+                f"none of the {len(self.unreadable)} snapshot records in {self._store.describe()} "
+                f"can be read: {named}"
+            )
+        return records
+
+    def find(self, opened: Callable[[], Codec | None], snapshot_id: str) -> SnapshotRecord:
+        """The record whose id starts with `snapshot_id`. Raise NoSnapshotError if none or
+        several match, IntegrityError if the one matching cannot be read."""
+        records = self.listing(opened)
+        matches = [r for r in records if r.info.id.startswith(snapshot_id)] if snapshot_id else []
+        if len(matches) == 1:
+            return matches[0]
+        bad = [key for key in self.unreadable if snapshot_id and key.startswith(snapshot_key(snapshot_id))]
+        if not matches and len(bad) == 1:
+            raise IntegrityError(f"snapshot {snapshot_id!r} cannot be used: {self.unreadable[bad[0]]}")
+        problem = "is ambiguous" if matches else "does not exist"
+        raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self._store.describe()}")

@@ -1,0 +1,207 @@
+"""The repository config, and the codec a repository needs: in plain, or sealed under its key.
+
+`config` is written once, in plain JSON (nothing could authenticate it before the key is
+known):
+
+    unencrypted  {"version": 1, "id": "<32 hex>", "chunk_size": 1048576}
+    encrypted    {"version": 2, "id": "<32 hex>", "chunk_size": 1048576,
+                  "encryption": "aes-256-gcm", "content_ids": "hmac-sha256"}
+
+Version 2 makes caretaker versions without encryption refuse an encrypted repository instead
+of listing it as empty. What the config says is never trusted to lower protection: with a
+password, an unencrypted config is refused (a bucket writer may have put it in place of an
+encrypted one's); without one, an encrypted config is a PasswordError, never "no snapshot".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime
+
+import structlog
+
+from restore.errors import (
+    AuthenticationError,
+    ConfigError,
+    IntegrityError,
+    ObjectNotFoundError,
+    PasswordError,
+)
+from restore.snapshots.codec import MASTER_KEY_BYTES, Codec, PlainCodec, SealedCodec
+from restore.snapshots.encryption import CIPHER, Encryption
+from restore.snapshots.format import CHUNK_SIZE, CONFIG_KEY, KEYS
+from restore.snapshots.keys import REPOSITORY_ID_BYTES, KeySlot, open_slot, seal_slot
+from restore.snapshots.store import ObjectStore
+
+PLAIN_FORMAT = 1
+SEALED_FORMAT = 2
+CONTENT_IDS = "hmac-sha256"
+# A password is tried against at most this many slots (each try costs a key derivation).
+MAX_SLOTS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class RepositoryConfig:
+    id: str
+    encrypted: bool
+
+    def encode(self) -> bytes:
+        document: dict[str, object] = {
+            "version": SEALED_FORMAT if self.encrypted else PLAIN_FORMAT,
+            "id": self.id,
+            "chunk_size": CHUNK_SIZE,
+        }
+        if self.encrypted:
+            document |= {"encryption": CIPHER, "content_ids": CONTENT_IDS}
+        return json.dumps(document).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> RepositoryConfig:
+        """Raise IntegrityError if this is not a config this version understands."""
+        try:
+            doc = json.loads(data)
+            version = doc["version"]
+            if version not in (PLAIN_FORMAT, SEALED_FORMAT):
+                raise IntegrityError(
+                    f"repository at {where} has format {version}; this caretaker reads "
+                    f"{PLAIN_FORMAT} and {SEALED_FORMAT}"
+                )
+            repository_id = str(doc["id"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise IntegrityError(f"repository config at {where} is malformed") from error
+        if version == PLAIN_FORMAT:
+            return cls(repository_id, encrypted=False)
+        if (doc.get("encryption"), doc.get("content_ids")) != (CIPHER, CONTENT_IDS):
+            raise IntegrityError(
+                f"repository at {where} uses encryption {doc.get('encryption')!r} with content ids "
+                f"{doc.get('content_ids')!r}; this caretaker knows {CIPHER} with {CONTENT_IDS}"
+            )
+        return cls(repository_id, encrypted=True)
+
+
+def read_config(store: ObjectStore) -> RepositoryConfig | None:
+    """The config, or None if the repository was never created. Raise IntegrityError if bad."""
+    try:
+        data = store.get(CONFIG_KEY)
+    except ObjectNotFoundError:
+        return None
+    return RepositoryConfig.decode(data, store.describe())
+
+
+def codec_for(store: ObjectStore, config: RepositoryConfig, encryption: Encryption) -> Codec:
+    """The codec of an existing repository. Raise PasswordError if the password is missing,
+    opens no key slot, or was given for an unencrypted repository."""
+    where = store.describe()
+    if not config.encrypted:
+        if encryption.password is not None:
+            raise PasswordError(
+                f"{where} is not encrypted, but a password was given ({encryption.password_source}): "
+                "nothing authenticates its objects, so refusing to use it as if it were encrypted "
+                "(whoever can write to the storage could have replaced an encrypted repository's "
+                "config); leave the password out to use it unencrypted"
+            )
+        return PlainCodec()
+    if encryption.password is None:
+        raise missing_password(where)
+    master = encryption.unlocked.get(config.id)
+    if master is None:
+        master = unlock(store, config, encryption)[0]
+        encryption.unlocked.put(config.id, master)
+    return SealedCodec(master)
+
+
+def missing_password(where: str) -> PasswordError:
+    return PasswordError(
+        f"{where} is encrypted: give its password with --password-file (CARETAKER_PASSWORD_FILE) "
+        "or CARETAKER_PASSWORD"
+    )
+
+
+def read_slots(store: ObjectStore) -> Iterator[KeySlot]:
+    """The repository's readable key slots; malformed ones are logged and left out."""
+    for item in store.list(KEYS):
+        try:
+            yield KeySlot.decode(store.get(item.key), item.key)
+        except ObjectNotFoundError:
+            continue  # removed while we listed
+        except IntegrityError as error:
+            structlog.get_logger().warning("key.slot_unreadable", key=item.key, error=str(error))
+
+
+def unlock(store: ObjectStore, config: RepositoryConfig, encryption: Encryption) -> tuple[bytes, KeySlot]:
+    """(master key, the slot that opened). Raise PasswordError if no slot of this repository
+    opens with the password."""
+    password = encryption.password
+    assert password is not None  # noqa: S101 - callers check
+    tried = 0
+    for slot in read_slots(store):
+        if tried == MAX_SLOTS:
+            break
+        tried += 1
+        try:
+            repository_id, master = open_slot(slot, password)
+        except AuthenticationError:
+            continue
+        if repository_id.hex() != config.id:
+            structlog.get_logger().warning(
+                "key.foreign_slot", key=slot.key, repository=repository_id.hex(), expected=config.id
+            )
+            continue
+        return master, slot
+    raise PasswordError(
+        f"the password ({encryption.password_source}) opens no key slot of {store.describe()} "
+        f"({tried} tried): a wrong password, or its key slots were removed, damaged or replaced"
+    )
+
+
+def create_repository(
+    store: ObjectStore, encryption: Encryption, *, created: datetime, host: str
+) -> Codec | None:
+    """Create the repository: encrypted with a password, unencrypted only when asked.
+
+    The key slot is written before the config: a crash in between leaves a slot no config
+    names (ignored), never a config no slot opens. Return None if another writer created
+    the repository first. Raise ConfigError if there is no password and no opt-out.
+    """
+    if encryption.password is None and not encryption.unencrypted:
+        raise ConfigError.single(
+            "--password-file (CARETAKER_PASSWORD_FILE)",
+            None,
+            f"{store.describe()} does not exist yet, and new repositories are encrypted: give a "
+            "password (a mounted Secret; CARETAKER_PASSWORD works too), or create it unencrypted "
+            "with --insecure-no-encryption (CARETAKER_INSECURE_NO_ENCRYPTION=true)",
+        )
+    repository_id = os.urandom(REPOSITORY_ID_BYTES)
+    config = RepositoryConfig(repository_id.hex(), encrypted=encryption.password is not None)
+    slot: KeySlot | None = None
+    codec: Codec = PlainCodec()
+    if encryption.password is not None:
+        master = os.urandom(MASTER_KEY_BYTES)
+        slot = seal_slot(
+            master=master,
+            repository_id=repository_id,
+            password=encryption.password,
+            kdf=encryption.kdf,
+            created=created,
+            host=host,
+        )
+        store.create(slot.key, slot.encode())
+        codec = SealedCodec(master)
+    if not store.create(CONFIG_KEY, config.encode()):
+        if slot is not None:
+            store.delete([slot.key])
+        return None
+    if slot is None:
+        structlog.get_logger().warning(
+            "repository.created_unencrypted",
+            repository=store.describe(),
+            detail="--insecure-no-encryption: whoever can read the storage reads the data, "
+            "and whoever can write to it can plant snapshots that restore",
+        )
+    else:
+        encryption.unlocked.put(config.id, master)
+        structlog.get_logger().info("repository.created", repository=store.describe(), cipher=CIPHER)
+    return codec
