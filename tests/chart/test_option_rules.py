@@ -21,7 +21,11 @@ APP = {
     "image": "docker.io/library/busybox:1.36",
     "volumeMounts": [{"name": "data", "mountPath": "/data"}],
 }
-BASE = {"repository": {"url": "s3://shop-backups/orders"}, "workload": {"containers": [APP]}}
+BASE = {
+    "repository": {"url": "s3://shop-backups/orders"},
+    "encryption": {"passwordSecret": "orders-password"},
+    "workload": {"containers": [APP]},
+}
 
 
 def refusal(values: dict[str, Any], tmp_path: Path) -> str:

@@ -19,6 +19,7 @@ import pytest
 from restore.model import STATE_DIR
 from tests.support.cli import run_caretaker
 from tests.support.git_remotes import bare_repository, git_env
+from tests.support.keys import password_env
 from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree
 from tests.support.trees import write_file
 
@@ -57,7 +58,7 @@ class TestFullRepository:
         repo = tmpfs("repo")
         run = run_caretaker(
             "backup", "--repository", (repo / "app").as_uri(), "--path", str(big_tree(tmp_path / "data")),
-            environ={},
+            environ=password_env(tmp_path),
         )
         assert run.returncode == 12, run.stdout
         assert '"reason": "repository-full"' in run.stdout
@@ -88,7 +89,7 @@ class TestFullRepository:
 
 class TestFullVolume:
     def test_a_restore_into_a_full_volume_is_exit_10_and_leaves_it_as_it_was(self, tmpfs, tmp_path):
-        repo = Repo((tmp_path / "repo").as_uri(), {})
+        repo = Repo((tmp_path / "repo").as_uri(), password_env(tmp_path))
         repo.backup(big_tree(tmp_path / "source"))
         target = tmpfs("volume") / "data"
         target.mkdir()
@@ -125,7 +126,7 @@ class TestLocalRepositoryThatIsNotThere:
 
 class TestNamedSnapshotOnAPopulatedVolume:
     def test_it_is_skipped_saying_that_force_is_needed(self, target, tmp_path):
-        repo = Repo((tmp_path / "repo").as_uri(), {})
+        repo = Repo((tmp_path / "repo").as_uri(), password_env(tmp_path))
         snapshot = repo.backup(sample_tree(tmp_path / "source"))
         write_file(target / "app.db", b"mine")
         run = restore(target, repo, "--snapshot", snapshot.id)

@@ -33,6 +33,7 @@ from sidecar.status import StatusBoard
 from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
 from tests.support.git_remotes import git_env
 from tests.support.hangs import SilentServer, StallingProxy, StallingServer
+from tests.support.keys import password_env
 from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree, start
 from tests.support.seaweed import SeaweedServer
 from tests.support.sidecar import Sidecar
@@ -124,9 +125,10 @@ class TestS3:
 def stalled_packs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Repo, StallingProxy]]:
     """A repository with a snapshot, reached through a proxy that stalls every pack download."""
     url = f"s3://{fresh_bucket(s3_server)}/repo"
-    Repo(url, {**s3_server.env(), **S3_TEST_TUNING}).backup(sample_tree(tmp_path / "source"))
+    password = password_env(tmp_path)
+    Repo(url, {**s3_server.env(), **S3_TEST_TUNING, **password}).backup(sample_tree(tmp_path / "source"))
     with StallingProxy(int(urlsplit(s3_server.endpoint).port or 0), "/data/") as proxy:
-        yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint}), proxy
+        yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
 
 
 class TestStalledDownload:
