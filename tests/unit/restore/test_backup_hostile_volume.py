@@ -23,6 +23,7 @@ from restore.model import BackupOptions
 from restore.snapshots import backup
 from restore.snapshots.engine import Engine
 from tests.support.canary import Canary
+from tests.support.keys import sealed
 from tests.support.racing import Swapper, after_look, in_thread
 from tests.support.trees import describe, restored, write_file
 
@@ -67,7 +68,9 @@ class TestSwappedWhileWalked:
             started = time.monotonic()
             while len(snapshots) < 30 or time.monotonic() - started < 2:
                 # A new repository each time: every file is read, none trusted as unchanged.
-                engine = Engine(LocalStore(tmp_path / f"repo{len(snapshots)}"), owner="test")
+                engine = Engine(
+                    LocalStore(tmp_path / f"repo{len(snapshots)}"), encryption=sealed(), owner="test"
+                )
                 snapshots.append((engine, engine.backup(source, BackupOptions()).snapshot.id))
         assert swapper.swaps > 100
         seen_links = 0
@@ -123,6 +126,7 @@ class TestSwappedWhileWalked:
     ) -> None:
         # How apps save atomically: a new file renamed over the old one between look and read.
         fill(source)
+
         def save() -> None:
             write_file(source / "new", b"saved\n").rename(source / "config")
 
