@@ -45,7 +45,7 @@ def volume(root: Path) -> Path:
 def make_history(url: str, env: dict[str, str], data: Path, backups: int) -> None:
     """`backups` snapshots, one file changed before each. Written in-process, for speed:
     only the measured commands run as a user runs them."""
-    repository = open_repository(url, OpenOptions(environ=env, owner="bench", encryption=UNENCRYPTED))
+    repository = open_repository(url, OpenOptions(environ=env, encryption=UNENCRYPTED))
     try:
         for number in range(backups):
             (data / f"f{number % FILES:03}.txt").write_bytes(text(20_000, 1000 + number))
@@ -56,7 +56,7 @@ def make_history(url: str, env: dict[str, str], data: Path, backups: int) -> Non
 
 
 def index_objects(url: str, env: dict[str, str]) -> int:
-    repository = open_repository(url, OpenOptions(environ=env, owner="bench", encryption=UNENCRYPTED))
+    repository = open_repository(url, OpenOptions(environ=env, encryption=UNENCRYPTED))
     try:
         return sum(1 for _ in repository.store.list(INDEX))  # type: ignore[attr-defined]
     finally:

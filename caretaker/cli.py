@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from caretaker.inject import command as inject
 from restore import cli
+from restore.clock import Clock, utc_now
 from restore.commands import Command
 from sidecar import command as sidecar
 from sidecar import trigger
@@ -21,8 +22,10 @@ def all_commands() -> list[Command]:
     return [*cli.base_commands(), sidecar.COMMAND, trigger.COMMAND, inject.COMMAND]
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    return cli.main(argv, environ, all_commands())
+def main(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, clock: Clock = utc_now
+) -> int:
+    return cli.main(argv, environ, all_commands(), clock)
 
 
 def run() -> None:

@@ -14,7 +14,8 @@ from typing import Any, cast, get_args
 import structlog
 
 from restore import __version__, logs
-from restore.commands import Command, Context, backup, key, prune, restore, snapshots, verify
+from restore.clock import Clock, utc_now
+from restore.commands import Command, Context, backup, key, prune, restore, snapshots, unlock, verify
 from restore.commands.options import apply_environment, check_arguments, subcommand_parser
 from restore.deadline import Stop
 from restore.errors import (
@@ -66,15 +67,27 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
 
 def base_commands() -> list[Command]:
     """The commands of the base layer (no scheduler, no HTTP)."""
-    return [backup.COMMAND, restore.COMMAND, snapshots.COMMAND, verify.COMMAND, prune.COMMAND, key.COMMAND]
+    return [
+        backup.COMMAND,
+        restore.COMMAND,
+        snapshots.COMMAND,
+        verify.COMMAND,
+        prune.COMMAND,
+        unlock.COMMAND,
+        key.COMMAND,
+    ]
 
 
 def main(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
     commands: Sequence[Command] | None = None,
+    clock: Clock = utc_now,
 ) -> int:
-    """Run one command; return its exit code (see the README's exit code table)."""
+    """Run one command; return its exit code (see the README's exit code table).
+
+    `clock` is the wall clock every command reads (tests run processes with a skewed one).
+    """
     env = os.environ if environ is None else environ
     parser = build_parser(base_commands() if commands is None else commands)
     args = parse(parser, sys.argv[1:] if argv is None else list(argv), env)
@@ -91,7 +104,9 @@ def main(
     stop = Stop()
     try:
         with SignalGuard(stop) as guard:
-            ctx = Context(environ=env, stdout=stdout.as_text(), stop=stop, shielded=guard.shielded)
+            ctx = Context(
+                environ=env, clock=clock, stdout=stdout.as_text(), stop=stop, shielded=guard.shielded
+            )
             return _checked_run(command, args, ctx)
     except KeyboardInterrupt:
         log.warning(f"{args.command_name}.cancelled")

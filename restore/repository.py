@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from restore.claims.record import ClaimSlot
 from restore.model import (
     BackupOptions,
     BackupResult,
@@ -29,6 +30,9 @@ class Repository(Protocol):
 
     def describe(self) -> str:
         """The repository URL with credentials removed, for logs and errors."""
+
+    def claim_slot(self) -> ClaimSlot:
+        """Where the writer claim lives (restore.claims); backup and prune hold it."""
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every complete snapshot, newest first. A fresh repository has none.
@@ -50,9 +54,9 @@ class Repository(Protocol):
         cheaply (git: the remote's pack sizes are not visible to a client)."""
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
-        """Record `source` as a new snapshot, taking the writer lease for the duration.
+        """Record `source` as a new snapshot, holding the writer claim for the duration.
 
-        Raise LeaseHeldError if another writer holds the repository, RefusedError if the
+        Raise LeaseHeldError if another writer's claim is live, RefusedError if the
         source is empty while the newest snapshot is not (unless options.allow_empty).
         """
 
@@ -77,4 +81,4 @@ class Repository(Protocol):
         """
 
     def close(self) -> None:
-        """Release connections and the lease if held."""
+        """Release connections."""

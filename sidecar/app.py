@@ -10,6 +10,7 @@ its data, so even that leaves the repository consistent (the writer lease expire
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,21 +25,24 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from restore import __version__
 from restore.backends.registry import OpenOptions, open_repository
+from restore.claims.holder import Claimant
 from restore.clock import Clock, format_time
-from restore.commands import host_name
 from restore.deadline import Deadline
 from restore.errors import EXIT_OK, EXIT_SIGNAL_BASE, ConfigError
+from restore.identity import host_name
 from restore.redaction import redact_url
 from restore.repository import Repository
 from sidecar.backup_now import BackupNow
+from sidecar.claim import ClaimKeeper
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.notifier import Notifier
-from sidecar.readiness import Readiness
+from sidecar.readiness import CHECK_TIMEOUT_SECONDS, Readiness
 from sidecar.restoremetrics import RestoreResultExport
-from sidecar.runner import Runner
+from sidecar.runner import RepositoryOpener, Runner
 from sidecar.scheduler import Scheduler
 from sidecar.server import JSON, TEXT, HttpServer, Request, Response
 from sidecar.settings.model import SidecarConfig
+from sidecar.standing import StandingRepository
 from sidecar.status import StatusBoard
 
 # Part of the grace kept for aborting what still runs (an aborted backup still waits for
@@ -58,7 +62,6 @@ class Sidecar:
         *,
         environ: Mapping[str, str],
         clock: Clock,
-        owner: str,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = config
@@ -71,13 +74,7 @@ class Sidecar:
         self.metrics.rpo.set(config.rpo.total_seconds() if config.rpo else 0)
         self.board = StatusBoard(config, self.metrics, clock)
 
-        def opener(deadline: Deadline) -> Repository:
-            # One Encryption for every opening: it remembers the unlocked repository key.
-            options = OpenOptions(
-                environ=environ, clock=clock, owner=owner, deadline=deadline, encryption=config.encryption
-            )
-            return open_repository(config.repository, options)
-
+        opener = self._writer(environ, clock)
         self.notifier = Notifier(config, host=host_name(environ))
         self.runner = Runner(
             config=config,
@@ -89,11 +86,37 @@ class Sidecar:
         )
         self.backup_now = BackupNow(config, self.runner)
         self.scheduler = Scheduler(config.jobs, self.runner.run, self.board)
-        self.readiness = Readiness(board=self.board, open_repository=opener, clock=clock, rpo=config.rpo)
+        self.readiness = Readiness(
+            board=self.board,
+            repository=self.standing,
+            clock=clock,
+            rpo=config.rpo,
+            unready_on_standby=config.unready_on_standby,
+        )
         self._stop = threading.Event()
         self._signal: int | None = None
         self._signal_at = 0.0
         self.server = self._bind()
+
+    def _writer(self, environ: Mapping[str, str], clock: Clock) -> RepositoryOpener:
+        """Set up the writer claim (when a job writes) and the standing repository; return
+        how jobs open the repository: under the sidecar's claim, never taking their own."""
+        config = self.config
+        claimant = Claimant.of_process(environ, clock=clock, timing=config.claim)
+
+        def opener(deadline: Deadline) -> Repository:
+            writer = dataclasses.replace(claimant, held=self.claim)
+            # One Encryption for every opening: it remembers the unlocked repository key.
+            options = OpenOptions(
+                environ=environ, clock=clock, claimant=writer, deadline=deadline, encryption=config.encryption
+            )
+            return open_repository(config.repository, options)
+
+        self.standing = StandingRepository(opener, seconds=CHECK_TIMEOUT_SECONDS)
+        self.claim: ClaimKeeper | None = None
+        if config.writes:
+            self.claim = ClaimKeeper(repository=self.standing, claimant=claimant, board=self.board)
+        return opener
 
     def _bind(self) -> HttpServer:
         routes = {
@@ -126,6 +149,8 @@ class Sidecar:
             jobs=[job.name for job in self.config.jobs],
         )
         self.server.start()
+        if self.claim is not None:
+            self.claim.start()
         threading.Thread(target=self.runner.refresh_repository, name="repository", daemon=True).start()
         self.scheduler.start()
         self._stop.wait()
@@ -170,7 +195,9 @@ class Sidecar:
             self.runner.cancel_all("sidecar shutting down")
         # The HTTP server keeps answering (/readyz: "shutting down") until the process ends.
         stopped = self.runner.wait_idle(deadline - time.monotonic())
-        self.readiness.close()
+        if stopped:
+            self._release_claim(deadline)
+        self.standing.close()
         if not self.notifier.close(deadline - time.monotonic()):
             log.warning("shutdown.notifications_left")
         if not stopped:
@@ -181,6 +208,17 @@ class Sidecar:
             os._exit(EXIT_OK)
         log.info("shutdown.done")
         return EXIT_OK
+
+    def _release_claim(self, until: float) -> None:
+        """Give the writer claim back after the final backup, within the grace: a restore
+        waiting for us then finds that backup. A store that does not answer in time leaves
+        the claim to expire by itself."""
+        if self.claim is None:
+            return
+        self.standing.stop()  # a renewal hung on storage ends now; the release gets a moment
+        worker = threading.Thread(target=self.claim.release, name="claim-release", daemon=True)
+        worker.start()
+        worker.join(max(until - time.monotonic(), 0))
 
     def _final_backup(self, until: float) -> None:
         backups = [job.name for job in self.config.jobs if job.kind == "backup"]

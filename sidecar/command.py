@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     from sidecar.app import Sidecar  # noqa: PLC0415 - the scheduler/HTTP stack only when serving
 
-    return Sidecar(config, environ=ctx.environ, clock=ctx.clock, owner=ctx.owner()).run()
+    return Sidecar(config, environ=ctx.environ, clock=ctx.clock).run()
 
 
 def describe(config: SidecarConfig, ctx: Context) -> str:

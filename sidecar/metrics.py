@@ -21,7 +21,7 @@ from restore.model import BackupStats
 from sidecar.repositorymetrics import RepositoryGauges
 from sidecar.restoremetrics import RestoreGauges
 
-RESULTS = ("success", "failure", "skipped_overlap", "refused")
+RESULTS = ("success", "failure", "skipped_overlap", "refused", "standby")
 FILE_STATES = ("new", "changed", "unchanged")
 # From a quick verify to a first full backup of a large volume over a slow link.
 DURATION_BUCKETS = (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
@@ -93,6 +93,7 @@ class Metrics:
     repository: RepositoryGauges
     restore: RestoreGauges
     rpo: Gauge
+    standby: Gauge
     build_info: Gauge
 
     @classmethod
@@ -102,6 +103,7 @@ class Metrics:
         metrics.build_info.labels(version=version).set(1)
         for job in jobs:
             _create_job_series(metrics, job)
+        metrics.set_standby(None)
         return metrics
 
     def run_finished(self, job: JobLabels, result: str, *, seconds: float, at: datetime) -> None:
@@ -111,8 +113,14 @@ class Metrics:
         stamp = self.last_success if result == "success" else self.last_failure
         stamp.labels(**job.labels()).set(at.timestamp())
 
-    def run_skipped(self, job: JobLabels) -> None:
-        self.job_runs.labels(**job.labels(), result="skipped_overlap").inc()
+    def run_skipped(self, job: JobLabels, result: str = "skipped_overlap") -> None:
+        """Count a run that did not start: skipped_overlap, or standby."""
+        self.job_runs.labels(**job.labels(), result=result).inc()
+
+    def set_standby(self, holder: str | None) -> None:
+        """1, labelled with the holder, while another writer holds the claim; else 0."""
+        self.standby.clear()
+        self.standby.labels(holder=holder or "").set(1 if holder else 0)
 
     def set_running(self, job: JobLabels, *, running: bool) -> None:
         self.running.labels(**job.labels()).set(1 if running else 0)
@@ -165,6 +173,13 @@ def _register(registry: CollectorRegistry) -> Metrics:
         rpo=Gauge(
             "caretaker_rpo_seconds",
             "The sidecar's --rpo (0: none), to compare backup age with.",
+            registry=registry,
+        ),
+        standby=Gauge(
+            "caretaker_standby",
+            "1 while another writer (the holder label) holds the repository's claim and this "
+            "sidecar's backups and prunes wait.",
+            ("holder",),
             registry=registry,
         ),
         build_info=Gauge(

@@ -1,6 +1,9 @@
 """/readyz: the configuration is loaded (it is, or we would not be running), the repository
 answers (and has not lost every snapshot it had), and (optionally) the last good backup is
-younger than the RPO.
+younger than the RPO and this sidecar is not standing by for another writer.
+
+Standing by is ready by default: a rolling update waits for the new pod to be ready before
+it stops the old one, which holds the claim, so an unready standby would stall it.
 
 The repository is asked for its snapshot list, which is cheap, at most every few seconds:
 probes may come every second from the kubelet and from humans. While one probe waits on a
@@ -17,18 +20,16 @@ from datetime import timedelta
 import structlog
 
 from restore.clock import Clock
-from restore.deadline import Deadline
 from restore.errors import BackendError, CaretakerError
 from restore.redaction import redact_text
-from restore.repository import Repository
-from sidecar.runner import RepositoryOpener
+from sidecar.standing import StandingRepository
 from sidecar.status import StatusBoard
 
 OK_TTL_SECONDS = 5.0
 FAILED_TTL_SECONDS = 2.0
-# The longest one check waits for the repository, whatever the store does: under the
-# kubelet's probe timeout (the chart's readinessProbe.timeoutSeconds, 5), so a hung store is
-# reported with its reason instead of as a probe that timed out.
+# The longest one check (or one claim renewal) waits for the repository, whatever the store
+# does: under the kubelet's probe timeout (the chart's readinessProbe.timeoutSeconds, 5), so
+# a hung store is reported with its reason instead of as a probe that timed out.
 CHECK_TIMEOUT_SECONDS = 4.0
 
 
@@ -37,18 +38,17 @@ class Readiness:
         self,
         *,
         board: StatusBoard,
-        open_repository: RepositoryOpener,
+        repository: StandingRepository,
         clock: Clock,
         rpo: timedelta | None,
-        check_timeout: float = CHECK_TIMEOUT_SECONDS,
+        unready_on_standby: bool = False,
     ) -> None:
         self._board = board
-        self._open = open_repository
+        self._unready_on_standby = unready_on_standby
+        self._standing = repository
         self._clock = clock
         self._rpo = rpo
         self._probe_lock = threading.Lock()
-        self._repo: Repository | None = None
-        self._deadline = Deadline(check_timeout)
         self._had_snapshots = 0
         self._last: tuple[float, str | None] | None = None  # (monotonic time, problem)
 
@@ -57,6 +57,9 @@ class Readiness:
         reasons: list[str] = []
         if self._board.stopping:
             reasons.append("shutting down")
+        holder = self._board.standby_holder()
+        if holder and self._unready_on_standby:
+            reasons.append(f"standing by: the repository is claimed by {holder}")
         problem = self._repository_problem()
         if problem:
             reasons.append(problem)
@@ -69,10 +72,6 @@ class Readiness:
                     f"rpo of {int(self._rpo.total_seconds())}s"
                 )
         return reasons
-
-    def close(self) -> None:
-        with self._probe_lock:
-            self._drop()
 
     def _repository_problem(self) -> str | None:
         last = self._last
@@ -90,14 +89,14 @@ class Readiness:
             self._probe_lock.release()
 
     def _probe(self) -> str | None:
-        self._deadline.restart()
+        repo = None
         try:
-            if self._repo is None:
-                self._repo = self._open(self._deadline)
-            snapshots = self._repo.snapshots()
-            cipher = self._repo.encryption()
+            repo = self._standing.get()
+            snapshots = repo.snapshots()
+            cipher = repo.encryption()
         except Exception as error:
-            self._drop()
+            if repo is not None:
+                self._standing.reset(repo)
             reason = redact_text(str(error))
             structlog.get_logger().warning("readyz.repository_unreachable", error=reason)
             # A wrong password or damaged data is no connection problem: say which it is.
@@ -113,14 +112,6 @@ class Readiness:
             # means the storage is gone (an unmounted volume looks like an empty folder).
             return f"repository lists no snapshots any more (it had {self._had_snapshots})"
         return None
-
-    def _drop(self) -> None:
-        repo, self._repo = self._repo, None
-        if repo is not None:
-            try:
-                repo.close()
-            except Exception as error:
-                structlog.get_logger().debug("readyz.close_failed", error=str(error))
 
 
 def _reason(error: Exception) -> str:

@@ -18,7 +18,6 @@ from datetime import timedelta
 import structlog
 
 from restore.clock import Clock
-from restore.commands import host_name
 from restore.deadline import Deadline
 from restore.errors import (
     CaretakerError,
@@ -27,6 +26,7 @@ from restore.errors import (
     ResourceLimitError,
     TransientBackendError,
 )
+from restore.identity import host_name
 from restore.initcontainer.progress import LogProgress
 from restore.model import BackupOptions
 from restore.repository import Repository
@@ -52,6 +52,8 @@ RETRYABLE = (
     jobs.CommandFailedError,
     jobs.HttpCallError,
 )
+# The kinds that write the repository: they wait while another writer holds its claim.
+WRITER_KINDS = ("backup", "prune")
 MAX_BACKOFF = timedelta(minutes=10)
 PROGRESS_INTERVAL_SECONDS = 10.0  # as the restore's default --progress-interval
 # The start-up read of the repository's figures: listings, no data; a hung store ends it.
@@ -100,13 +102,18 @@ class Runner:
     def run(self, name: str, *, reason: str = "schedule") -> str:
         """Run a job once (unless it is running already) and then the jobs it chains.
 
-        Return the result: success, failure, refused, skipped_overlap, or not_started
-        during shutdown. Never raises: a run's failure is recorded, not propagated.
+        Return the result: success, failure, refused, skipped_overlap, standby (another
+        writer holds the repository), or not_started during shutdown. Never raises: a run's
+        failure is recorded, not propagated.
         """
         if not self._accepting and reason != "shutdown":
             structlog.get_logger().info("job.not_started", job=name, reason="shutting down")
             return "not_started"
         job = self.config.job(name)
+        if job.kind in WRITER_KINDS and (holder := self.board.standby_holder()):
+            structlog.get_logger().info("job.standby", job=name, holder=holder)
+            self.board.skipped_standby(name)
+            return "standby"
         lock = self._job_locks[name]
         if not lock.acquire(blocking=False):
             structlog.get_logger().warning("job.skipped", job=name, reason="previous run still going")

@@ -35,6 +35,7 @@ class JobState:
     last_failure_at: datetime | None = None
     next_run_at: datetime | None = None
     skipped_overlap: int = 0
+    skipped_standby: int = 0
 
     @property
     def labels(self) -> JobLabels:
@@ -60,6 +61,7 @@ class JobState:
             "last_success": _time(self.last_success_at),
             "last_failure": _time(self.last_failure_at),
             "skipped_overlap": self.skipped_overlap,
+            "skipped_standby": self.skipped_standby,
         }
 
 
@@ -73,6 +75,7 @@ class StatusBoard:
         self.newest_snapshot_at: datetime | None = None
         # Whether the repository is encrypted; None until it was reached.
         self.encrypted: bool | None = None
+        self._claim: dict[str, Any] | None = None  # None: this sidecar writes nothing
         self._lock = threading.Lock()
         self._jobs = {job.name: JobState(job) for job in config.jobs}
 
@@ -102,6 +105,23 @@ class StatusBoard:
             state = self._jobs[name]
             state.skipped_overlap += 1
         self.metrics.run_skipped(state.labels)
+
+    def skipped_standby(self, name: str) -> None:
+        with self._lock:
+            state = self._jobs[name]
+            state.skipped_standby += 1
+        self.metrics.run_skipped(state.labels, "standby")
+
+    def claim_state(self, state: str, holder: str | None) -> None:
+        """The writer claim: starting, holding, standby (for `holder`), lost or released."""
+        with self._lock:
+            self._claim = {"state": state, "holder": holder, "since": _time(self.clock())}
+        self.metrics.set_standby(holder if state == "standby" else None)
+
+    def standby_holder(self) -> str | None:
+        with self._lock:
+            claim = self._claim
+        return claim["holder"] if claim and claim["state"] == "standby" else None
 
     def next_run(self, name: str, at: datetime | None) -> None:
         with self._lock:
@@ -151,6 +171,7 @@ class StatusBoard:
         with self._lock:
             jobs = [state.to_json() for state in self._jobs.values()]
             newest = self.newest_snapshot_at
+            claim = dict(self._claim) if self._claim else None
         return {
             "repository": redact_url(self.config.repository),
             "path": str(self.config.path),
@@ -161,5 +182,6 @@ class StatusBoard:
             "newest_snapshot": _time(newest),
             # null until the repository was reached; false: created with --insecure-no-encryption
             "encrypted": self.encrypted,
+            "claim": claim,
             "jobs": jobs,
         }

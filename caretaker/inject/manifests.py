@@ -269,6 +269,9 @@ def security_context(user: tuple[int, int]) -> dict[str, Any]:
 def _env(options: InjectOptions, mount_path: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # Who holds the repository's writer claim (restore.identity): the pod, this incarnation.
+        {"name": "CARETAKER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "CARETAKER_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
     if options.repository:
         env.append({"name": "CARETAKER_REPOSITORY", "value": options.repository})

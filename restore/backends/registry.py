@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from urllib.parse import SplitResult, urlsplit
 
+from restore.claims.holder import Claimant
 from restore.clock import Clock, utc_now
 from restore.deadline import Deadline
 from restore.errors import ConfigError, Problem
@@ -25,8 +26,9 @@ class OpenOptions:
 
     environ: Mapping[str, str]
     clock: Clock = utc_now
-    # Who takes the writer lease: pod/host name and process id, shown to the other writer.
-    owner: str = ""
+    # Who claims the repository to write it (restore.claims); None: a writer named after
+    # this process, for tools and tests.
+    claimant: Claimant | None = None
     # Bounds every storage call of the run, and stops them all on SIGTERM or a cancelled job.
     deadline: Deadline = dataclasses.field(default_factory=Deadline)
     # The password (or the opt-out of encryption); one per repository opened.
@@ -41,7 +43,7 @@ def _local(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
     store = LocalStore.from_url(url)
-    return Engine(store, encryption=options.encryption, clock=options.clock, owner=options.owner)
+    return Engine(store, encryption=options.encryption, clock=options.clock, claimant=options.claimant)
 
 
 def _s3(url: SplitResult, options: OpenOptions) -> Repository:
@@ -49,13 +51,15 @@ def _s3(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
     store = S3Store.from_url(url, options.environ, options.deadline)
-    return Engine(store, encryption=options.encryption, clock=options.clock, owner=options.owner)
+    return Engine(store, encryption=options.encryption, clock=options.clock, claimant=options.claimant)
 
 
 def _git(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.backends.git.repository import GitRepository  # noqa: PLC0415 - imports GitPython
 
-    return GitRepository.from_url(url, options.environ, clock=options.clock, deadline=options.deadline)
+    return GitRepository.from_url(
+        url, options.environ, clock=options.clock, deadline=options.deadline, claimant=options.claimant
+    )
 
 
 _FACTORIES: dict[str, RepositoryFactory] = {

@@ -6,14 +6,13 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
 from restore.backends.registry import OpenOptions, open_repository
+from restore.claims.holder import DEFAULT_TIMING, Claimant, Timing
 from restore.clock import Clock, utc_now
 from restore.commands.options import PASSWORD_VARIABLE, encryption_from
 from restore.deadline import Deadline, Stop
@@ -39,14 +38,9 @@ class Context:
         self.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
         self.stdout.flush()
 
-    def owner(self) -> str:
-        """Who we are to other writers: the host name and our pid."""
-        return f"{host_name(self.environ)}/{os.getpid()}"
-
-
-def host_name(environ: Mapping[str, str]) -> str:
-    """The pod name (HOSTNAME in Kubernetes), else the system's host name."""
-    return environ.get("HOSTNAME") or socket.gethostname()
+    def claimant(self, timing: Timing = DEFAULT_TIMING) -> Claimant:
+        """Who we are to other writers (restore.identity): our pod, and our process."""
+        return Claimant.of_process(self.environ, clock=self.clock, timing=timing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +61,16 @@ class Command:
 
 
 def open_from_args(
-    args: argparse.Namespace, ctx: Context, deadline: Deadline | None = None
+    args: argparse.Namespace,
+    ctx: Context,
+    deadline: Deadline | None = None,
+    timing: Timing = DEFAULT_TIMING,
 ) -> Repository:
     """Open the repository named by --repository, with its password, its storage calls
-    bounded by `deadline` (default: none, but stopped by a signal). Raise ConfigError if
-    none was given, or the password cannot be read or is given with the opt-out."""
+    bounded by `deadline` (default: none, but stopped by a signal); it writes with claims of
+    this `timing`, and waits for another writer's claim no longer than the deadline allows.
+    Raise ConfigError if none was given, or the password cannot be read or is given with the
+    opt-out."""
     if not args.repository:
         raise ConfigError.single(
             "repository", None, "no repository given: set --repository or CARETAKER_REPOSITORY"
@@ -81,11 +80,9 @@ def open_from_args(
     )
     if problems:
         raise ConfigError(problems)
+    deadline = deadline or Deadline(stop=ctx.stop)
+    claimant = dataclasses.replace(ctx.claimant(timing), sleep=deadline.sleep)
     options = OpenOptions(
-        environ=ctx.environ,
-        clock=ctx.clock,
-        owner=ctx.owner(),
-        deadline=deadline or Deadline(stop=ctx.stop),
-        encryption=encryption,
+        environ=ctx.environ, clock=ctx.clock, claimant=claimant, deadline=deadline, encryption=encryption
     )
     return open_repository(args.repository, options)

@@ -7,8 +7,9 @@ import contextlib
 
 import structlog
 
-from restore.commands import Command, Context, host_name, open_from_args
-from restore.commands.options import add_repository_options
+from restore.commands import Command, Context, open_from_args
+from restore.commands.options import add_claim_options, add_repository_options, timing_from_args
+from restore.identity import host_name
 from restore.model import BackupOptions
 from restore.values import bounded
 
@@ -38,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--compression-level", type=bounded(1, 19), default=3, help="zstd level, 1 (fast) to 19 (small)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_claim_options(parser)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         skip_unchanged=args.skip_unchanged,
         compression_level=args.compression_level,
     )
-    with contextlib.closing(open_from_args(args, ctx)) as repo:
+    with contextlib.closing(open_from_args(args, ctx, timing=timing_from_args(args))) as repo:
         result = repo.backup(args.path, options)
     structlog.get_logger().info(
         "backup.finished",

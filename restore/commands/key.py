@@ -18,6 +18,7 @@ from restore.clock import format_time
 from restore.commands import Command, Context, open_from_args
 from restore.commands.options import add_repository_options, flag_key, read_password
 from restore.errors import ConfigError, Problem
+from restore.identity import host_name
 
 if TYPE_CHECKING:
     from restore.repository import Repository
@@ -65,7 +66,7 @@ def key_ring(repo: Repository, ctx: Context) -> KeyRing:
         raise ConfigError.single(
             "repository", repo.describe(), "git repositories are not encrypted (docs/git.md): no key slots"
         )
-    return repo.key_ring(host=ctx.owner().partition("/")[0])
+    return repo.key_ring(host=host_name(ctx.environ))
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

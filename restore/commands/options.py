@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from restore.backends.registry import repository_problems
+from restore.claims.holder import DEFAULT_EXPIRY_SECONDS, DEFAULT_HEARTBEAT_SECONDS, Timing
 from restore.errors import ConfigError, Problem
 from restore.snapshots.encryption import Encryption
-from restore.values import boolean
+from restore.values import boolean, duration
 
 ENV_PREFIX = "CARETAKER_"
 DEFAULT_PATH = Path("/data")
@@ -186,3 +188,37 @@ def read_password(path: Path, key: str, problems: list[Problem]) -> str | None:
         problems.append(Problem(key, str(path), "file is empty"))
         return None
     return text
+
+
+def add_claim_options(parser: argparse.ArgumentParser) -> None:
+    """How a writer keeps its claim on the repository (docs/claims.md)."""
+    parser.add_argument(
+        "--claim-heartbeat",
+        type=duration,
+        default=f"{DEFAULT_HEARTBEAT_SECONDS:.0f}s",
+        metavar="DURATION",
+        help="renew the writer claim this often",
+    )
+    parser.add_argument(
+        "--claim-expiry",
+        type=duration,
+        default=f"{DEFAULT_EXPIRY_SECONDS:.0f}s",
+        metavar="DURATION",
+        help="others may take the claim over after this long without a renewal (2+ heartbeats)",
+    )
+
+
+def claim_timing(heartbeat: timedelta, expiry: timedelta, *, key: str = "--claim-expiry") -> Timing:
+    """Raise ConfigError unless the expiry spans at least two heartbeats."""
+    if expiry < 2 * heartbeat:
+        raise ConfigError.single(
+            key,
+            f"{expiry.total_seconds():g}s",
+            f"must be at least two heartbeats ({2 * heartbeat.total_seconds():g}s): one late "
+            "renewal must not let another writer take the claim over",
+        )
+    return Timing(heartbeat_seconds=heartbeat.total_seconds(), expiry_seconds=expiry.total_seconds())
+
+
+def timing_from_args(args: argparse.Namespace) -> Timing:
+    return claim_timing(args.claim_heartbeat, args.claim_expiry, key=flag_key("--claim-expiry"))

@@ -8,7 +8,7 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, open_from_args
-from restore.commands.options import add_repository_options
+from restore.commands.options import add_claim_options, add_repository_options, timing_from_args
 from restore.errors import ConfigError, Problem
 from restore.retention import KEEP_RULES, NO_RULE, RetentionPolicy
 from restore.values import count, duration
@@ -34,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
     parser.add_argument("--json", action="store_true", help="print the plan/result as JSON")
+    add_claim_options(parser)
 
 
 def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
@@ -50,7 +51,7 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     policy = policy_from_args(args)
-    with contextlib.closing(open_from_args(args, ctx)) as repo:
+    with contextlib.closing(open_from_args(args, ctx, timing=timing_from_args(args))) as repo:
         result = repo.prune(policy, now=ctx.clock(), dry_run=args.dry_run)
     log = structlog.get_logger()
     for snap in result.removed:

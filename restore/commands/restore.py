@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from restore.commands import Command, Context, host_name, open_from_args
+from restore.commands import Command, Context, open_from_args
 from restore.commands.notifying import add_notify_options, notify_outcome, read_notify
 from restore.commands.options import add_repository_options
 from restore.errors import ConfigError, Problem, UnsafeVolumeError, exit_code_of
+from restore.identity import Identity, host_name
 from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
 from restore.initcontainer.decision import RestoreSettings, parse_empty_start
@@ -83,6 +84,17 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         },
     ),
     (
+        "--handover-timeout",
+        {
+            "type": duration,
+            "metavar": "DURATION",
+            "help": (
+                "wait at most this long (and never past --timeout) for another pod's writer "
+                "claim to end before restoring (default: until --timeout)"
+            ),
+        },
+    ),
+    (
         "--max-fallbacks",
         {
             "type": count,
@@ -143,6 +155,7 @@ def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
         timeout_seconds=args.timeout.total_seconds(),
         max_fallbacks=args.max_fallbacks,
         progress_interval_seconds=args.progress_interval.total_seconds(),
+        handover_timeout_seconds=args.handover_timeout.total_seconds() if args.handover_timeout else None,
     )
 
 
@@ -173,6 +186,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         clock=ctx.clock,
         stop=ctx.stop,
         shielded=ctx.shielded,
+        identity=Identity.from_environ(ctx.environ),
     )
     if args.dry_run:
         return dry_run(settings, effects, args, ctx)
@@ -247,13 +261,16 @@ COMMAND = Command(
         "data is left alone (exit 0) unless --force, or --check-cmd fails on it. Snapshots that\n"
         "fail verification are skipped for older ones (--max-fallbacks). Data lands in\n"
         ".caretaker/staging/ first and is moved into place only when complete; existing data\n"
-        "is moved to .caretaker/quarantine/, never deleted. The outcome is logged, written to\n"
+        "is moved to .caretaker/quarantine/, never deleted. When another pod's writer still\n"
+        "holds the repository's claim, the restore first waits for it to hand over (its final\n"
+        "backup), within --handover-timeout and --timeout. The outcome is logged, written to\n"
         "<path>/.caretaker/restore-result.json and to --termination-log.\n\n"
         "Exit codes: 0 ready (restored, skipped, first-boot); 1 unexpected; 2 usage; 3 no\n"
-        "snapshot; 4 repository unreachable; 5 access denied; 7 no good snapshot; 8 check\n"
-        "failed on restored data too; 10 local disk/permission; 11 .caretaker holds what\n"
-        "caretaker did not put there (a symlink, FIFO, foreign journal: left alone); 13 the\n"
-        "repository is encrypted and the password is missing or wrong; 128+N stopped by signal N."
+        "snapshot; 4 repository unreachable; 5 access denied; 6 another pod's writer claim did\n"
+        "not end in time; 7 no good snapshot; 8 check failed on restored data too; 10 local\n"
+        "disk/permission; 11 .caretaker holds what caretaker did not put there (a symlink,\n"
+        "FIFO, foreign journal: left alone); 13 the repository is encrypted and the password\n"
+        "is missing or wrong; 128+N stopped by signal N."
     ),
     configure=configure,
     run=run,

@@ -3,6 +3,8 @@
 - decide: is the target empty (ignoring `lost+found` and `.caretaker`)? If not, skip —
   unless `--force`, or `--check-cmd` says the data is unhealthy. This happens before the
   repository is opened, so a populated volume never pays for boto3 or GitPython.
+- wait: if another pod's writer claim is live, until it hands the repository over
+  (`restore.initcontainer.handover`), so the newest snapshot is its final backup.
 - choose: `latest`, `--snapshot ID` (never a silent fallback) or `--before TIME`, and up to
   `--max-fallbacks` older snapshots behind it.
 - apply: download and verify into staging; a snapshot that fails verification is skipped
@@ -35,6 +37,7 @@ from restore.errors import (
     LocalIOError,
     exit_code_of,
 )
+from restore.identity import Identity
 from restore.initcontainer.decision import (
     RestoreSettings,
     choose,
@@ -43,6 +46,7 @@ from restore.initcontainer.decision import (
     free_bytes,
     needed_bytes,
 )
+from restore.initcontainer.handover import Handover, await_handover
 from restore.initcontainer.healthcheck import run_check
 from restore.initcontainer.outcome import Outcome, OutcomeKind
 from restore.initcontainer.progress import LogProgress
@@ -73,6 +77,8 @@ class Effects:
     shielded: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
     # (bytes free, block size) of the filesystem holding a path.
     disk_free: Callable[[Path], tuple[int, int]] = free_bytes
+    # Our pod: its own writer claim is never waited for (None: every claim is another's).
+    identity: Identity | None = None
 
 
 class InitRun:
@@ -122,10 +128,27 @@ class InitRun:
         if decision.action == "skip":
             return self.outcome("skipped", None, reason=decision.reason)
         with opened(self.effects, self.retrier) as repo:
-            candidates = choose(self.retrier.call(repo.snapshots, what="list snapshots"), self.settings)
+            listed = self.retrier.call(repo.snapshots, what="list snapshots")
+            if self.await_handover(repo):  # the old pod's final backup is in now
+                listed = self.retrier.call(repo.snapshots, what="list snapshots")
+            candidates = choose(listed, self.settings)
             if not candidates:
                 return self.first_boot(repo)
             return self.apply(repo, candidates)
+
+    def await_handover(self, repo: Repository) -> bool:
+        limit = self.settings.handover_timeout_seconds
+        wait = self.deadline.remaining() if limit is None else self.deadline.bound(limit)
+        handover = Handover(
+            identity=self.effects.identity,
+            deadline=self.effects.monotonic() + wait,
+            progress_seconds=self.settings.progress_interval_seconds,
+            log=self.log,
+            monotonic=self.effects.monotonic,
+            sleep=self.retrier.sleep,  # ends at once on SIGTERM (the run's stop)
+            retry=lambda read: self.retrier.call(read, what="read the writer claim"),
+        )
+        return await_handover(repo.claim_slot(), handover)
 
     def resumed(self, journal: Journal) -> Outcome | None:
         """Report a restore that a killed run had decided and this run finished (None if the

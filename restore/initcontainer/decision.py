@@ -55,6 +55,7 @@ class RestoreSettings:
     timeout_seconds: float = 300.0
     max_fallbacks: int = 3
     progress_interval_seconds: float = 10.0
+    handover_timeout_seconds: float | None = None  # None: as long as --timeout allows
 
     def __post_init__(self) -> None:
         problems = []

@@ -7,12 +7,14 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
 import zstandard
 
+from restore.claims.holder import Claimant, WriterGuard, hold
+from restore.claims.record import ClaimSlot
 from restore.clock import Clock, utc_now
 from restore.errors import (
     CaretakerError,
@@ -42,7 +44,7 @@ from restore.snapshots.extract import extract_tree
 from restore.snapshots.format import CONFIG_KEY, KIND_DATA, KIND_MANIFEST, SnapshotRecord, snapshot_key
 from restore.snapshots.index import BlobIndex, load_index
 from restore.snapshots.keyring import KeyRing
-from restore.snapshots.lease import Lease
+from restore.snapshots.lease import StoreSlot
 from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
 from restore.snapshots.packer import Packer, Uploader
 from restore.snapshots.reader import BlobLoader
@@ -62,12 +64,16 @@ class Engine:
         encryption: Encryption,
         clock: Clock = utc_now,
         owner: str = "",
+        claimant: Claimant | None = None,
         workers: int = 4,
     ) -> None:
+        """`claimant` says who writes (see restore.claims); without one, `owner` names a
+        writer of its own, for tests and tools."""
         self.store = store
         self._encryption = encryption
         self._clock = clock
-        self._owner = owner or f"pid-{os.getpid()}"
+        self._claimant = claimant or Claimant.named(owner, clock=clock)
+        self._slot = StoreSlot(store)
         self._workers = workers
         self._cpu = max(1, min(os.cpu_count() or 1, 8))
         self._records = Records(store, workers)
@@ -79,6 +85,9 @@ class Engine:
 
     def close(self) -> None:
         self.store.close()
+
+    def claim_slot(self) -> ClaimSlot:
+        return self._slot
 
     # -- reading -------------------------------------------------------------------------
 
@@ -119,7 +128,7 @@ class Engine:
         return KeyRing(self.store, self._encryption, clock=self._clock, host=host)
 
     def _host(self) -> str:
-        return self._owner.partition("/")[0]
+        return self._claimant.identity.name
 
     def initialization(self) -> str | None:
         # The first backup writes the config object before any snapshot; nothing deletes it.
@@ -182,7 +191,7 @@ class Engine:
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
-        with Lease(self.store, owner=self._owner, clock=self._clock) as lease:
+        with hold(self.claim_slot, self._claimant, role="backup") as claim:
             codec = self._ensure_repository()
             records = self._records.listing(self._opened)
             previous = records[0] if records else None
@@ -199,7 +208,7 @@ class Engine:
                 )
                 self._refuse_empty(stats, previous, options)
                 uploader.wait()
-                lease.check()
+                claim.check()
                 info, recorded = self._record_snapshot(
                     started=started,
                     stats=stats,
@@ -213,7 +222,7 @@ class Engine:
             merge_due = gc.merge_due(index)
             del index  # the merge reads the index again: never hold two
             if merge_due:
-                self._merge_index(lease)
+                self._merge_index(claim)
         return BackupResult(
             snapshot=info,
             stats=stats,
@@ -246,12 +255,12 @@ class Engine:
         )
         return info, True
 
-    def _merge_index(self, lease: Lease) -> None:
+    def _merge_index(self, claim: WriterGuard) -> None:
         """Keep a never-pruned repository's index few objects, merging what the store holds
         now (the backup's index was read when it began). The snapshot is complete already:
         a failure here is only worth a warning."""
         try:
-            lease.check()
+            claim.check()
             merged = gc.merge_small(self.store, load_index(self.store, self._known_codec(), self._workers))
         except CaretakerError as error:
             structlog.get_logger().warning("backup.index_merge_failed", error=str(error))
@@ -336,9 +345,14 @@ class Engine:
         previous: SnapshotRecord | None,
         options: BackupOptions,
     ) -> SnapshotInfo:
+        now = self._clock()
+        if previous is not None and now <= previous.info.time:
+            # A writer whose clock is behind the previous writer's (a takeover between
+            # nodes with skewed clocks) must still be the newest: restore picks by time.
+            now = previous.info.time + timedelta(milliseconds=1)
         info = SnapshotInfo(
             id=secrets.token_hex(8),
-            time=self._clock(),
+            time=now,
             files=stats.files,
             dirs=stats.dirs,
             bytes=stats.bytes_total,
@@ -360,7 +374,7 @@ class Engine:
         return info
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
-        with Lease(self.store, owner=self._owner, clock=self._clock):
+        with hold(self.claim_slot, self._claimant, role="prune") as claim:
             records = self._records.listing(self._opened)
             codec = self._opened()
             if codec is None:  # nothing was ever stored
@@ -378,6 +392,7 @@ class Engine:
             used = gc.referenced_blobs(kept, BlobLoader(self.store, index))
             cleanup = gc.unused_objects(self.store, index, used, now)
             if not dry_run:
+                claim.check()  # the plan took a while: still the writer before deleting anything
                 gc.delete_in_order(self.store, sorted(removed_ids), index, cleanup)
             structlog.get_logger().debug(
                 "prune.plan",

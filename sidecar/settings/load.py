@@ -16,7 +16,8 @@ from typing import TypeVar
 
 from restore import values
 from restore.backends.registry import password_problem, repository_problems
-from restore.commands.options import DEFAULT_PATH, PASSWORD_VARIABLE, encryption_from
+from restore.claims.holder import DEFAULT_TIMING, Timing
+from restore.commands.options import DEFAULT_PATH, PASSWORD_VARIABLE, claim_timing, encryption_from
 from restore.errors import ConfigError, Problem
 from restore.retention import NO_RULE, RetentionPolicy
 from sidecar.settings.model import (
@@ -97,6 +98,8 @@ def _merged(
         ),
         backup_on_shutdown=_first(flags.backup_on_shutdown, file.backup_on_shutdown, False),
         notify=global_notify(flags, file.notify, problems),
+        claim=_claim(flags, file, problems),
+        unready_on_standby=_first(flags.unready_on_standby, file.unready_on_standby, False),
         source=source,
         encryption=encryption,
     )
@@ -126,6 +129,26 @@ def _duration(
     option: str, text: str | None, problems: list[Problem], *, allow_zero: bool = False
 ) -> timedelta | None:
     return _flag(option, text, values.zero_or_duration if allow_zero else values.duration, problems)
+
+
+def _claim(flags: Flags, file: FileSettings, problems: list[Problem]) -> Timing:
+    default = DEFAULT_TIMING
+    heartbeat = _first(
+        _duration("claim-heartbeat", flags.claim_heartbeat, problems),
+        file.claim_heartbeat,
+        timedelta(seconds=default.heartbeat_seconds),
+    )
+    expiry = _first(
+        _duration("claim-expiry", flags.claim_expiry, problems),
+        file.claim_expiry,
+        timedelta(seconds=default.expiry_seconds),
+    )
+    key = flag_key("claim-expiry") if flags.claim_expiry else "claim.expiry"
+    try:
+        return claim_timing(heartbeat, expiry, key=key)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        return default
 
 
 def _repository(flags: Flags, file: FileSettings, environ: Mapping[str, str], problems: list[Problem]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from restore.claims.holder import DEFAULT_TIMING, Timing
 from restore.notify import Notify
 from restore.redaction import has_userinfo
 from restore.retention import RetentionPolicy
@@ -130,6 +131,8 @@ class SidecarConfig:
     backup_on_shutdown: bool = False
     # Every job's notifications; the heartbeat pings around backup runs.
     notify: Notify = dataclasses.field(default_factory=Notify)
+    claim: Timing = DEFAULT_TIMING
+    unready_on_standby: bool = False
     source: str = "environment"  # or the config file's path, for logs
     # The repository's password (never printed) or the opt-out; one for the process, so the
     # password's key derivation is paid once, not by every job.
@@ -137,6 +140,11 @@ class SidecarConfig:
 
     def job(self, name: str) -> JobConfig:
         return next(job for job in self.jobs if job.name == name)
+
+    @property
+    def writes(self) -> bool:
+        """Whether a job writes the repository (then the sidecar claims it)."""
+        return any(job.kind in {"backup", "prune"} for job in self.jobs)
 
 
 def parse_listen(text: str) -> Listen:

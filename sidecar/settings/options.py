@@ -43,6 +43,9 @@ class Flags:
     notify_on: str | None = None
     heartbeat_url: str | None = None
     heartbeat_url_file: Path | None = None
+    claim_heartbeat: str | None = None
+    claim_expiry: str | None = None
+    unready_on_standby: bool | None = None
     # environment-only mode: the jobs
     schedule: str | None = None
     keep: Mapping[str, str] = dataclasses.field(default_factory=dict)  # rule -> count, given ones
@@ -131,6 +134,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="file holding the heartbeat URL (a mounted Secret)",
     )
     add(
+        "--claim-heartbeat",
+        metavar="DURATION",
+        help="renew the repository's writer claim this often (default 10s)",
+    )
+    add(
+        "--claim-expiry",
+        metavar="DURATION",
+        help="another sidecar takes the claim over after this long without a renewal (default 30s)",
+    )
+    add(
+        "--unready-on-standby",
+        action="store_true",
+        default=None,
+        help="fail /readyz while another writer holds the repository's claim",
+    )
+    add(
         "--check-config",
         action="store_true",
         help="validate, print the jobs and their next run times, and exit (0 ok, 2 invalid)",
@@ -153,6 +172,9 @@ def flags_from_args(args: argparse.Namespace) -> Flags:
         notify_on=args.notify_on,
         heartbeat_url=args.heartbeat_url,
         heartbeat_url_file=args.heartbeat_url_file,
+        claim_heartbeat=args.claim_heartbeat,
+        claim_expiry=args.claim_expiry,
+        unready_on_standby=args.unready_on_standby,
         schedule=args.schedule,
         keep={rule: count for rule in KEEP_RULES if (count := getattr(args, f"keep_{rule}")) is not None},
         keep_within=args.keep_within,

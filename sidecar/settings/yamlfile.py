@@ -55,6 +55,9 @@ class FileSettings:
     shutdown_grace: timedelta | None = None
     backup_on_shutdown: bool | None = None
     notify: Notify | None = None
+    claim_heartbeat: timedelta | None = None
+    claim_expiry: timedelta | None = None
+    unready_on_standby: bool | None = None
     jobs: tuple[JobConfig, ...] = ()
 
 
@@ -74,6 +77,7 @@ def read_config_file(path: Path, problems: list[Problem]) -> FileSettings:
 def parse_document(data: Any, problems: list[Problem]) -> FileSettings:
     top = Fields(data, "", problems)
     shutdown = top.child("shutdown")
+    claim = top.child("claim")
     settings = FileSettings(
         repository=top.string("repository"),
         path=top.string("path"),
@@ -82,9 +86,13 @@ def parse_document(data: Any, problems: list[Problem]) -> FileSettings:
         shutdown_grace=shutdown.optional_duration("grace", allow_zero=True),
         backup_on_shutdown=shutdown.optional_boolean("backup_on_shutdown"),
         notify=file_notify(top),
+        claim_heartbeat=claim.optional_duration("heartbeat"),
+        claim_expiry=claim.optional_duration("expiry"),
+        unready_on_standby=claim.optional_boolean("unready_on_standby"),
         jobs=_jobs(top, _defaults(top.child("defaults")), problems),
     )
     shutdown.finish()
+    claim.finish()
     top.finish()
     if not settings.jobs and not any(p.key.startswith("jobs") for p in problems):
         problems.append(Problem("jobs", None, "at least one job is required"))

@@ -20,6 +20,7 @@ from caretaker import cli
 from restore.backends.git.stage import BackupWriter
 from restore.backends.registry import OpenOptions, open_repository
 from restore.model import STATE_DIR, BackupOptions
+from tests.support.claims import ignoring_claims
 from tests.support.cli import run_caretaker
 from tests.support.git_remotes import file_remote, git_env
 from tests.support.trees import PAST_NS, age_tree, describe, write_file
@@ -194,8 +195,10 @@ class TestWriters:
         push = BackupWriter.push
 
         def another_writer_first(writer: BackupWriter, sha: str, **kwargs: bool) -> None:
-            monkeypatch.setattr(BackupWriter, "push", push)  # the other pod pushes normally
-            repo = open_repository(other.url, OpenOptions(environ=other.environ))
+            monkeypatch.setattr(BackupWriter, "push", push)  # the other pod pushes normally,
+            # ignoring our claim (an older caretaker): git's push without force still holds.
+            options = OpenOptions(environ=other.environ, claimant=ignoring_claims("other-pod"))
+            repo = open_repository(other.url, options)
             repo.backup(other_data, BackupOptions(host="other"))
             push(writer, sha, **kwargs)
 

@@ -19,6 +19,7 @@ from restore.backends.git import maintenance as git_maintenance
 from restore.backends.registry import OpenOptions, open_repository
 from restore.model import BackupOptions
 from tests.integration.test_git_backup import Remote, backup_json, caretaker, events
+from tests.support.claims import ignoring_claims
 from tests.support.git_remotes import file_remote, git_env
 from tests.support.trees import describe, write_file
 
@@ -220,8 +221,10 @@ class TestPrune:
         rewrite = git_maintenance.rewrite
 
         def backup_meanwhile(*args: object, **kwargs: object) -> dict[str, str]:
+            # A writer that ignores the prune's claim: the push with a lease still protects it.
             write_file(made[2][1] / "app.db", b"written during the prune")
-            repo = open_repository(other.url, OpenOptions(environ=other.environ))
+            options = OpenOptions(environ=other.environ, claimant=ignoring_claims("older-version"))
+            repo = open_repository(other.url, options)
             repo.backup(made[2][1], BackupOptions(host="meanwhile"))
             return rewrite(*args, **kwargs)  # type: ignore[arg-type]
 

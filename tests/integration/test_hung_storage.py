@@ -29,6 +29,7 @@ from restore.repository import Repository
 from sidecar.metrics import Metrics
 from sidecar.readiness import Readiness
 from sidecar.settings.model import Listen, SidecarConfig
+from sidecar.standing import StandingRepository
 from sidecar.status import StatusBoard
 from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
 from tests.support.git_remotes import git_env
@@ -36,7 +37,7 @@ from tests.support.hangs import SilentServer, StallingProxy, StallingServer
 from tests.support.keys import password_env
 from tests.support.restore_runs import Repo, assert_reported, restore, sample_tree, start
 from tests.support.seaweed import SeaweedServer
-from tests.support.sidecar import Sidecar
+from tests.support.sidecar import Sidecar, wait_until
 from tests.support.trees import write_file
 
 pytestmark = pytest.mark.integration
@@ -195,16 +196,17 @@ class TestSidecar:
             return open_repository(repo.url, OpenOptions(environ=repo.environ, deadline=deadline))
 
         opener(Deadline()).close()  # boto3 imported: the check's second is the store's
-        readiness = Readiness(board=board, open_repository=opener, clock=utc_now, rpo=None, check_timeout=1.0)
+        standing = StandingRepository(opener, seconds=1.0)
+        readiness = Readiness(board=board, repository=standing, clock=utc_now, rpo=None)
         started = time.monotonic()
         [reason] = readiness.check()
         assert time.monotonic() - started < 2.5
         assert reason.startswith("repository unreachable: S3 unreachable: ListObjectsV2")
         assert "no answer within the 1s deadline (1 attempt" in reason
         assert silent.connections == 1
-        readiness.close()
+        standing.close()
 
-    def test_sigterm_aborts_a_backup_hung_on_storage_within_the_grace(self, silent, tmp_path):
+    def test_a_sidecar_that_cannot_reach_its_store_claims_nothing_and_writes_nothing(self, silent, tmp_path):
         repo = s3_at(silent, read_timeout="60")
         write_file(tmp_path / "data" / "a.txt", b"data")
         config = f"""
@@ -216,11 +218,35 @@ jobs:
 """
         with Sidecar(tmp_path, [], env=repo.environ, config=config) as sidecar:
             assert silent.wait_for_connection()
+            [failure] = wait_until(lambda: sidecar.events("job.failure", job="backup"), 15, "the backup")
             started = time.monotonic()
             sidecar.signal(signal.SIGTERM)
             assert sidecar.wait(10) == 0
             took = time.monotonic() - started
-        # Aborted at 60% of the grace; the lease's release (cleanup) may take a second more.
+        assert took < 3.5
+        assert failure["reason"] == "unreachable"
+        assert failure["error"].startswith("the writer claim could not be taken: S3 ")
+        assert "the 4s deadline passed" in failure["error"]  # the sidecar's own calls' limit
+
+    def test_sigterm_aborts_a_backup_hung_on_storage_within_the_grace(self, stalled_packs, tmp_path):
+        # The claim is taken (its requests pass the proxy); reading the previous snapshot's
+        # manifest from a pack stalls.
+        repo, proxy = stalled_packs
+        write_file(tmp_path / "data" / "a.txt", b"data")
+        config = f"""
+repository: {repo.url}
+path: {tmp_path / "data"}
+shutdown: {{grace: 3s}}
+jobs:
+  - {{name: backup, kind: backup, schedule: "@every 1h", run_on_start: true, retries: 0}}
+"""
+        with Sidecar(tmp_path, [], env=repo.environ, config=config) as sidecar:
+            wait_until(lambda: proxy.stalled, 20, "the backup to hang on a pack download")
+            started = time.monotonic()
+            sidecar.signal(signal.SIGTERM)
+            assert sidecar.wait(10) == 0
+            took = time.monotonic() - started
+        # Aborted at 60% of the grace; the claim's release (cleanup) may take a moment more.
         assert took < 3.5
         [failure] = sidecar.events("job.failure", job="backup")
         assert failure["reason"] == "aborted"

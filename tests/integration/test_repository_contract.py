@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from restore.backends.registry import open_repository
+from restore.claims.holder import Timing
 from restore.errors import LeaseHeldError, NoSnapshotError
 from restore.model import BackupOptions
 from restore.repository import Repository
 from restore.retention import RetentionPolicy
 from restore.snapshots.prune import MERGE_ABOVE
 from tests.conftest import FakeClock
+from tests.support.claims import claimant
 from tests.support.keys import open_options
 from tests.support.trees import PAST_NS, age_tree, describe, write_file
 
@@ -34,8 +36,10 @@ class Opener:
         self.url, self.environ, self.clock = url, environ, clock
         self.opened: list[Repository] = []
 
-    def __call__(self, owner: str = "test/1", **extra_env: str) -> Repository:
-        options = open_options({**self.environ, **extra_env}, clock=self.clock, owner=owner)
+    def __call__(self, owner: str = "test", **extra_env: str) -> Repository:
+        # Short enough that a second writer is told at once, long enough for a loaded git push.
+        writer = claimant(owner, clock=self.clock, timing=Timing(heartbeat_seconds=1, expiry_seconds=5))
+        options = open_options({**self.environ, **extra_env}, clock=self.clock, claimant=writer)
         repository = open_repository(self.url, options)
         self.opened.append(repository)
         return repository
@@ -236,7 +240,7 @@ class _Intruder:
 
 def test_two_writers_never_both_commit(opener: Opener, tmp_path: Path) -> None:
     source = sample_tree(tmp_path / "src")
-    first, second = opener("pod-a/1"), opener("pod-b/2")
+    first, second = opener("pod-a"), opener("pod-b")
     intruder = _Intruder(second, source)
     try:
         first.backup(source, BackupOptions(), intruder)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,16 @@ def run_caretaker(
 
 
 class FakeTime:
-    """A monotonic clock that moves only when `sleep` is called (retry and backoff tests)."""
+    """A monotonic clock that moves only when `sleep` is called (retry and backoff tests).
+
+    What other processes do meanwhile (a claim's holder renewing it, or not) are
+    `during_sleep` callbacks, run after each sleep.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
         self.sleeps: list[float] = []
+        self.during_sleep: list[Callable[[], object]] = []
 
     def monotonic(self) -> float:
         return self.now
@@ -43,6 +49,12 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        for action in self.during_sleep:
+            action()
+
+    @property
+    def slept(self) -> float:
+        return sum(self.sleeps)
 
 
 def run_main(

@@ -27,7 +27,7 @@ class Repo:
     environ: dict[str, str]
 
     def open(self) -> Repository:
-        return open_repository(self.url, open_options(self.environ, owner="test"))
+        return open_repository(self.url, open_options(self.environ))
 
     def backup(self, source: Path) -> SnapshotInfo:
         age_tree(source)

@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.keys import UNENCRYPTED_ENV, password_env
 from tests.support.seaweed import free_ports
 
+REPO = Path(__file__).resolve().parents[2]
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -99,6 +101,14 @@ class App:
         self.server.server_close()
 
 
+def caretaker_argv(clock_offset: float | None = None) -> list[str]:
+    """How to start `caretaker`: as such, or with its clock `clock_offset` seconds off
+    (tests.support.skewed; the process then needs the repository on PYTHONPATH)."""
+    if clock_offset is None:
+        return [sys.executable, "-m", "caretaker"]
+    return [sys.executable, "-m", "tests.support.skewed", str(clock_offset)]
+
+
 def process_gone(pid: int) -> bool:
     """True if `pid` no longer runs (absent, or a zombie waiting for its reaper)."""
     try:
@@ -118,10 +128,13 @@ class Sidecar:
         env: Mapping[str, str] | None = None,
         config: str | None = None,
         nofile: int | None = None,
+        clock_offset: float | None = None,
     ) -> None:
-        """`nofile`: the process's open-file limit (`ulimit -n`), if it should be lowered."""
+        """`nofile`: the process's open-file limit (`ulimit -n`), if it should be lowered;
+        `clock_offset`: its wall clock this many seconds off (tests.support.skewed)."""
         self.workdir = workdir
         self.nofile = nofile
+        self.command = [*caretaker_argv(clock_offset), "sidecar"]
         self.port = free_ports(1)[0]
         self.log_path = workdir / "sidecar.log"
         self.args = [*args, "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"]
@@ -132,14 +145,14 @@ class Sidecar:
         base = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")}
         # Encrypted with a password file, as every new repository is, unless `env` says how.
         keyed = set(env or {}) & {"CARETAKER_PASSWORD", "CARETAKER_PASSWORD_FILE", *UNENCRYPTED_ENV}
-        self.env = {**base, **({} if keyed else password_env(workdir)), **(env or {})}
+        self.env = {**base, "PYTHONPATH": str(REPO), **({} if keyed else password_env(workdir)), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
 
     def start(self, *, wait_healthy: bool = True) -> Self:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "caretaker", "sidecar", *self.args],
+                [*self.command, *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -162,6 +175,11 @@ class Sidecar:
         assert self.process is not None
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def alive_or_fail(self) -> bool:
         assert self.process is not None

@@ -119,6 +119,15 @@ its older name credentials.envSecret (both work; naming two different Secrets is
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+{{- /* Who holds the repository's writer claim: this pod, and this incarnation of its name. */}}
+- name: CARETAKER_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: CARETAKER_POD_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
 {{- with $repo.url }}
 - name: CARETAKER_REPOSITORY
   value: {{ . | quote }}

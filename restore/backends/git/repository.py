@@ -2,8 +2,9 @@
 
 - backup: the data folder is staged into a private index (never a `.git` in the data),
   committed as one commit on top of the branch's tip with counts in trailers, and pushed
-  without force. Nothing changed → no commit, the previous snapshot is returned. Another
-  writer pushed first → LeaseHeldError, nothing overwritten: git's push is the lease.
+  without force, under the writer claim (`restore.backends.git.claim`). Nothing changed →
+  no commit, the previous snapshot is returned. Another writer pushed first anyway →
+  LeaseHeldError, nothing overwritten.
 - snapshots: the branch's first-parent commits carrying our trailers for this `path=`,
   fetched as commit objects only where the server supports partial clone.
 - restore: a depth-1 fetch of exactly that commit into a scratch git dir, checked
@@ -27,12 +28,15 @@ import structlog
 from restore.backends.git import maintenance
 from restore.backends.git import meta as git_meta
 from restore.backends.git.blobs import StatCache
+from restore.backends.git.claim import GitClaimSlot
 from restore.backends.git.cmd import GitRunner
 from restore.backends.git.history import LOG_ARGS, Commit, parse_log, snapshot_of
 from restore.backends.git.remote import Remote
 from restore.backends.git.settings import GitSettings
 from restore.backends.git.stage import BackupWriter, Stager, diff
 from restore.backends.git.tree import count
+from restore.claims.holder import Claimant, WriterGuard, hold
+from restore.claims.record import ClaimSlot
 from restore.clock import Clock, utc_now
 from restore.deadline import Deadline
 from restore.errors import IntegrityError, LocalIOError
@@ -57,10 +61,17 @@ class GitRepository:
     """The Repository protocol over one branch (and folder) of a git remote."""
 
     def __init__(
-        self, settings: GitSettings, *, clock: Clock = utc_now, deadline: Deadline | None = None
+        self,
+        settings: GitSettings,
+        *,
+        clock: Clock = utc_now,
+        deadline: Deadline | None = None,
+        claimant: Claimant | None = None,
     ) -> None:
         self.remote = Remote(settings, deadline or Deadline())
         self._clock = clock
+        self._claimant = claimant or Claimant.named("", clock=clock)
+        self._slot = GitClaimSlot(self.remote, clock=clock)
 
     @classmethod
     def from_url(
@@ -70,10 +81,11 @@ class GitRepository:
         *,
         clock: Clock = utc_now,
         deadline: Deadline | None = None,
+        claimant: Claimant | None = None,
     ) -> GitRepository:
         """Open a `git+ssh|https|http|file|git://` URL. Raise ConfigError naming bad settings."""
-        # No owner: the writer "lease" is git's push, which names no one (see the module doc).
-        return cls(GitSettings.from_url(url, environ), clock=clock, deadline=deadline)
+        settings = GitSettings.from_url(url, environ)
+        return cls(settings, clock=clock, deadline=deadline, claimant=claimant)
 
     @property
     def settings(self) -> GitSettings:
@@ -84,6 +96,9 @@ class GitRepository:
 
     def close(self) -> None:
         self.remote.close()
+
+    def claim_slot(self) -> ClaimSlot:
+        return self._slot
 
     def snapshots(self) -> list[SnapshotInfo]:
         return [info for _, info in self.remote.ours(self.remote.history())]
@@ -148,6 +163,12 @@ class GitRepository:
     # -- writing ---------------------------------------------------------------------------
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
+        with hold(self.claim_slot, self._claimant, role="backup") as claim:
+            return self._backup(source, options, progress, claim)
+
+    def _backup(
+        self, source: Path, options: BackupOptions, progress: Progress | None, claim: WriterGuard
+    ) -> BackupResult:
         start = time.monotonic()
         progress = progress or NoProgress()
         with self.remote.locked("backup", wait=False):
@@ -193,6 +214,7 @@ class GitRepository:
                 stats=stats,
                 deleted=len(set(changes.deleted) - {git_meta.META}),
             )
+            claim.check()
             writer.push(sha, deltas=base is not None and stats.files_new + stats.files_changed < _DELTA_LIMIT)
         info = SnapshotInfo(
             id=sha[:12],
@@ -233,7 +255,8 @@ class GitRepository:
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
         try:
-            return maintenance.prune(self.remote, policy, now=now, dry_run=dry_run)
+            with hold(self.claim_slot, self._claimant, role="prune"):
+                return maintenance.prune(self.remote, policy, now=now, dry_run=dry_run)
         finally:
             # Squashing gives kept snapshots new commits and ids: the listing is void.
             self.remote.forget_listing()

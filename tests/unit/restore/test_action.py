@@ -14,6 +14,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from restore.claims.record import ClaimSlot
 from restore.errors import (
     ConfigError,
     EmptiedRepositoryError,
@@ -28,6 +29,7 @@ from restore.initcontainer.plan import plan
 from restore.initcontainer.staging import Staging
 from restore.initcontainer.statedir import Volume
 from restore.model import RestoreStats, SnapshotInfo
+from tests.support.claims import Unclaimed
 from tests.support.cli import FakeTime
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
@@ -52,6 +54,7 @@ class FakeRepository:
         self.asked = 0
         self.restored: list[str] = []
         self.closed = False
+        self.claims: ClaimSlot = Unclaimed()
 
     def describe(self) -> str:
         return "fake://repo"
@@ -93,6 +96,9 @@ class FakeRepository:
                 )
         tree = self.trees[snapshot_id]
         return RestoreStats(files=len(tree), bytes=sum(map(len, tree.values())))
+
+    def claim_slot(self) -> ClaimSlot:
+        return self.claims
 
     def close(self) -> None:
         self.closed = True

@@ -13,8 +13,9 @@ import pytest
 
 from caretaker.cli import main
 from restore.backends.local import LocalStore
-from restore.snapshots.lease import Lease
-from tests.conftest import FakeClock
+from restore.claims.holder import hold
+from restore.snapshots.lease import StoreSlot
+from tests.support.claims import claimant
 from tests.support.cli import run_main
 from tests.support.keys import UNENCRYPTED_ENV
 from tests.support.trees import write_file
@@ -113,14 +114,14 @@ def test_help_names_the_environment_twin() -> None:
     assert "CARETAKER_REPOSITORY" in result.stdout
 
 
-def test_lease_held_exits_6(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with Lease(
-        LocalStore(tmp_path / "repo"), owner="pod-a/7", clock=FakeClock(FakeClock().now.replace(year=2999))
-    ):
+def test_a_live_claim_exits_6_naming_the_holder(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with hold(lambda: StoreSlot(LocalStore(tmp_path / "repo")), claimant("pod-a"), role="backup"):
         code, _, logs = run_main(["backup"], env, capsys)
     assert code == 6
     assert logs[-1]["event"] == "backup.failed"
-    assert "pod-a/7" in str(logs[-1]["error"])
+    assert "pod-a, backup pod-a/1" in str(logs[-1]["error"])
 
 
 def test_empty_volume_over_data_exits_9(
@@ -221,3 +222,17 @@ def test_a_bad_allow_empty_is_exit_2_naming_the_choices(tmp_path: Path, capsys: 
     code, _, logs = run_main(["restore", "--path", str(tmp_path)], env, capsys)
     assert code == 2
     assert "CARETAKER_ALLOW_EMPTY='sometimes': must be one of never, new-repository, always" in str(logs)
+
+
+def test_a_claim_expiry_shorter_than_two_heartbeats_is_refused(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, logs = run_main(
+        ["backup"], {**env, "CARETAKER_CLAIM_HEARTBEAT": "10s", "CARETAKER_CLAIM_EXPIRY": "15s"}, capsys
+    )
+    assert code == 2
+    [problem] = logs[-1]["problems"]
+    assert problem == (
+        "--claim-expiry (CARETAKER_CLAIM_EXPIRY)='15s': must be at least two heartbeats (20s): "
+        "one late renewal must not let another writer take the claim over"
+    )

@@ -13,8 +13,10 @@ from restore.errors import LeaseHeldError, RefusedError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
 from restore.snapshots.engine import Engine
-from restore.snapshots.lease import Lease
+from restore.snapshots.lease import StoreSlot
 from tests.conftest import FakeClock
+from tests.support.claims import claimant, holding
+from tests.support.cli import FakeTime
 from tests.support.trees import describe, write_file
 
 
@@ -117,39 +119,46 @@ def test_prune_never_removes_the_newest_non_empty_snapshot(
     assert data in {s.id for s in engine.snapshots()}
 
 
-def test_held_lease_blocks_a_second_writer(
-    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
-) -> None:
+def test_a_live_claim_blocks_a_second_writer(store: LocalStore, clock: FakeClock, source: Path) -> None:
     write_file(source / "a", b"1")
-    with Lease(store, owner="other-pod/1", clock=clock), pytest.raises(LeaseHeldError, match="other-pod/1"):
+    timer = FakeTime()
+    other = holding(StoreSlot(store), claimant("other-pod", timer=timer))
+    timer.during_sleep.append(other.renew)  # alive: renews while we look
+    engine = Engine(store, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    with pytest.raises(LeaseHeldError, match="other-pod"):
         engine.backup(source, BackupOptions())
     assert engine.snapshots() == []
+    assert timer.slept <= other.claimant.timing.heartbeat_seconds  # told as soon as it renewed
 
 
-def test_expired_lease_of_a_dead_writer_is_taken_over(
-    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
+def test_the_claim_of_a_dead_writer_is_taken_over_after_its_expiry(
+    store: LocalStore, clock: FakeClock, source: Path
 ) -> None:
     write_file(source / "a", b"1")
-    dead = Lease(store, owner="dead-pod/1", clock=clock)
-    dead.acquire()
-    dead._stop.set()  # the process died: nobody renews or releases
-    clock.advance(minutes=6)
+    timer = FakeTime()
+    dead = holding(StoreSlot(store), claimant("dead-pod", timer=timer), role="backup")
+    engine = Engine(store, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
+    expiry = dead.claimant.timing.expiry_seconds
+    assert timer.slept == pytest.approx(expiry, abs=0.06)  # one poll at most past it
     assert store.stat("lease") is None
 
 
 @pytest.mark.parametrize("document", [b"{not json", b'{"owner": "x", "expires": 5}', b"[]"])
-def test_unreadable_lease_counts_as_expired(
-    engine: Engine, store: LocalStore, source: Path, document: bytes
+def test_an_unreadable_claim_is_taken_over_once_unchanged_for_30s(
+    store: LocalStore, clock: FakeClock, source: Path, document: bytes
 ) -> None:
     write_file(source / "a", b"1")
     store.put("lease", document)
+    timer = FakeTime()
+    engine = Engine(store, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
+    assert timer.slept == pytest.approx(30, abs=2.6)  # one poll at most past it
 
 
-def test_lease_is_released_after_failure(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
+def test_the_claim_is_released_after_failure(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
     from restore.errors import LocalIOError
 
     with pytest.raises(LocalIOError):
@@ -157,14 +166,14 @@ def test_lease_is_released_after_failure(engine: Engine, store: LocalStore, tmp_
     assert store.stat("lease") is None
 
 
-def test_own_stale_lease_is_taken_back_at_once(
-    engine: Engine, store: LocalStore, clock: FakeClock, source: Path
-) -> None:
-    # What a failed release leaves behind (storage died mid-backup): the same owner
-    # retrying must not wait for its own lease to expire.
+def test_own_stale_claim_is_taken_back_at_once(store: LocalStore, clock: FakeClock, source: Path) -> None:
+    # What a failed release leaves behind (storage died mid-backup): the same process
+    # retrying must not wait for its own claim to expire.
     write_file(source / "a", b"1")
-    stale = Lease(store, owner="test", clock=clock)
-    stale.acquire()
-    stale._stop.set()
+    timer = FakeTime()
+    writer = claimant("test", clock=clock, timer=timer)
+    holding(StoreSlot(store), writer, role="backup")
+    engine = Engine(store, clock=clock, claimant=writer)
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
+    assert timer.slept == 0

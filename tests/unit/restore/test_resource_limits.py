@@ -14,8 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from restore.backends.local import LocalStore
+from restore.claims.holder import hold
 from restore.errors import EXIT_LOCAL_IO, ResourceLimitError, exhausted_resource, exit_code_of
-from restore.snapshots.lease import Lease
+from restore.snapshots.lease import StoreSlot
+from tests.support.claims import claimant
 
 
 @contextlib.contextmanager
@@ -47,10 +49,14 @@ def test_a_local_store_without_descriptors_reports_the_limit(tmp_path):
     assert store.get("a") == b"x"
 
 
-def test_the_writer_lease_without_descriptors_is_not_access_denied(tmp_path, clock):
-    lease = Lease(LocalStore(tmp_path / "repo"), owner="pod/1", clock=clock)
-    with no_file_descriptors_left(), pytest.raises(ResourceLimitError):
-        lease.acquire()
+def test_the_writer_claim_without_descriptors_is_not_access_denied(tmp_path, clock):
+    slot = StoreSlot(LocalStore(tmp_path / "repo"))
+    with (
+        no_file_descriptors_left(),
+        pytest.raises(ResourceLimitError),
+        hold(lambda: slot, claimant("pod"), role="backup"),
+    ):
+        pass
 
 
 def test_a_wrapped_exhaustion_is_found_in_the_chain_of_causes():

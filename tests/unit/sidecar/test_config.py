@@ -382,3 +382,19 @@ def test_a_password_for_git_or_with_the_opt_out_is_refused_with_the_other_proble
         "--insecure-no-encryption (CARETAKER_INSECURE_NO_ENCRYPTION)": "a password was given too "
         "(CARETAKER_PASSWORD): choose one"
     }
+def test_claim_timing_from_flags_or_the_file_and_its_problems(tmp_path):
+    from restore.claims.holder import Timing
+
+    assert load(Flags(config=write(tmp_path, FULL))).claim == Timing(heartbeat_seconds=10, expiry_seconds=30)
+    path = write(tmp_path, FULL + "claim: {heartbeat: 5s, expiry: 20s, unready_on_standby: true}\n")
+    config = load(Flags(config=path))
+    assert (config.claim, config.unready_on_standby) == (Timing(heartbeat_seconds=5, expiry_seconds=20), True)
+    config = load(Flags(config=path, claim_heartbeat="2s", claim_expiry="1m"))
+    assert config.claim == Timing(heartbeat_seconds=2, expiry_seconds=60)
+    short = problems_of(Flags(config=path, claim_expiry="8s"))
+    assert short == {
+        "--claim-expiry (CARETAKER_CLAIM_EXPIRY)": "must be at least two heartbeats (10s): one late "
+        "renewal must not let another writer take the claim over"
+    }
+    bad = write(tmp_path, FULL + "claim: {heartbeat: soon, expire: 1m}\n")
+    assert set(problems_of(Flags(config=bad))) == {"claim.heartbeat", "claim.expire"}

@@ -53,6 +53,17 @@ def test_every_job_series_exists_at_start_with_zero():
     assert found[("caretaker_build_info", (("version", "1.2.3"),))] == 1
     for outcome in OUTCOMES:
         assert found[("caretaker_restore_outcome", (("outcome", outcome),))] == 0
+    assert found[("caretaker_standby", (("holder", ""),))] == 0
+
+
+def test_standby_names_the_holder_in_one_series() -> None:
+    metrics = Metrics.create(CollectorRegistry(), JOBS, version="1")
+    metrics.set_standby("pod-a, sidecar pod-a/7")
+    metrics.set_standby("pod-b, sidecar pod-b/9")
+    standby = {k: v for k, v in samples(metrics).items() if k[0] == "caretaker_standby"}
+    assert standby == {("caretaker_standby", (("holder", "pod-b, sidecar pod-b/9"),)): 1}
+    metrics.set_standby(None)
+    assert samples(metrics)[("caretaker_standby", (("holder", ""),))] == 0
 
 
 def test_no_label_collides_with_prometheus_target_labels_and_each_name_means_one_thing():

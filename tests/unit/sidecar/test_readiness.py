@@ -13,8 +13,9 @@ from restore.repository import Repository
 from restore.snapshots.encryption import Encryption
 from sidecar import readiness as module
 from sidecar.metrics import JobLabels, Metrics
-from sidecar.readiness import Readiness
+from sidecar.readiness import CHECK_TIMEOUT_SECONDS, Readiness
 from sidecar.settings.model import BackupAction, JobConfig, Listen, SidecarConfig
+from sidecar.standing import StandingRepository
 from sidecar.status import StatusBoard
 from tests.conftest import FakeClock
 from tests.support.keys import UNENCRYPTED, sealed
@@ -22,7 +23,14 @@ from tests.support.keys import UNENCRYPTED, sealed
 BACKUP = JobConfig(name="backup", kind="backup", action=BackupAction(), schedule=None)
 
 
-def make(tmp_path: Path, clock: FakeClock, rpo: timedelta | None = None, encryption: Encryption | None = None):
+def make(
+    tmp_path: Path,
+    clock: FakeClock,
+    rpo: timedelta | None = None,
+    encryption: Encryption | None = None,
+    *,
+    unready_on_standby: bool = False,
+):
     url = f"file://{tmp_path / 'repo'}"
     config = SidecarConfig(repository=url, path=tmp_path, listen=Listen("", 0), jobs=(BACKUP,), rpo=rpo)
     registry = CollectorRegistry()
@@ -33,7 +41,14 @@ def make(tmp_path: Path, clock: FakeClock, rpo: timedelta | None = None, encrypt
         options = OpenOptions(environ={}, clock=clock, deadline=deadline or Deadline(), encryption=chosen)
         return open_repository(url, options)
 
-    return Readiness(board=board, open_repository=opener, clock=clock, rpo=rpo), board, opener, registry
+    ready = Readiness(
+        board=board,
+        repository=StandingRepository(opener, seconds=CHECK_TIMEOUT_SECONDS),
+        clock=clock,
+        rpo=rpo,
+        unready_on_standby=unready_on_standby,
+    )
+    return ready, board, opener, registry
 
 
 def backup(opener, tmp_path: Path) -> None:
@@ -103,6 +118,15 @@ def test_rpo_counts_from_start_then_from_the_newest_snapshot(tmp_path, clock):
     assert ready.check() == []
     clock.advance(minutes=31)
     assert ready.check()[0].startswith("last backup 3660s ago")
+
+
+def test_standing_by_is_ready_unless_configured_otherwise(tmp_path, clock):
+    for unready, expected in ((False, []), (True, ["standing by: the repository is claimed by pod-a"])):
+        ready, board, *_ = make(tmp_path, clock, unready_on_standby=unready)
+        board.claim_state("standby", "pod-a")
+        assert ready.check() == expected
+        board.claim_state("holding", None)
+        assert ready.check() == []
 
 
 def test_shutting_down_is_not_ready(tmp_path, clock):
