@@ -22,8 +22,9 @@ from typing import Any, Self
 
 import pytest
 
-from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.registry import open_repository
 from tests.support.cli import run_caretaker
+from tests.support.keys import open_options
 from tests.support.sidecar import REPO, Sidecar, caretaker_argv, wait_until
 from tests.support.trees import describe, write_file
 
@@ -78,7 +79,7 @@ def wait_claim(sidecar: Sidecar, state: str, timeout: float = 10) -> dict[str, A
 def writers(repository: tuple[str, dict[str, str]]) -> list[str]:
     """The host (pod) of every snapshot, oldest first."""
     url, environ = repository
-    repo = open_repository(url, OpenOptions(environ=environ))
+    repo = open_repository(url, open_options(environ))
     try:
         return [s.host for s in reversed(repo.snapshots())]
     finally:
@@ -213,7 +214,7 @@ def test_a_restore_for_the_next_pod_waits_for_the_old_pods_final_backup(
     assert outcome["snapshot"] == final
     reference = tmp_path / "final"
     reference.mkdir()
-    repo = open_repository(url, OpenOptions(environ=pod_env("test", tmp_path, base)))
+    repo = open_repository(url, open_options(pod_env("test", tmp_path, base)))
     try:
         repo.restore(final, reference)
     finally:

@@ -17,6 +17,7 @@ from restore.snapshots.lease import StoreSlot
 from tests.conftest import FakeClock
 from tests.support.claims import claimant, holding
 from tests.support.cli import FakeTime
+from tests.support.keys import UNENCRYPTED
 from tests.support.trees import describe, write_file
 
 
@@ -124,7 +125,7 @@ def test_a_live_claim_blocks_a_second_writer(store: LocalStore, clock: FakeClock
     timer = FakeTime()
     other = holding(StoreSlot(store), claimant("other-pod", timer=timer))
     timer.during_sleep.append(other.renew)  # alive: renews while we look
-    engine = Engine(store, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
     with pytest.raises(LeaseHeldError, match="other-pod"):
         engine.backup(source, BackupOptions())
     assert engine.snapshots() == []
@@ -137,7 +138,7 @@ def test_the_claim_of_a_dead_writer_is_taken_over_after_its_expiry(
     write_file(source / "a", b"1")
     timer = FakeTime()
     dead = holding(StoreSlot(store), claimant("dead-pod", timer=timer), role="backup")
-    engine = Engine(store, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
     expiry = dead.claimant.timing.expiry_seconds
@@ -152,7 +153,7 @@ def test_an_unreadable_claim_is_taken_over_once_unchanged_for_30s(
     write_file(source / "a", b"1")
     store.put("lease", document)
     timer = FakeTime()
-    engine = Engine(store, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
     assert timer.slept == pytest.approx(30, abs=2.6)  # one poll at most past it
@@ -173,7 +174,7 @@ def test_own_stale_claim_is_taken_back_at_once(store: LocalStore, clock: FakeClo
     timer = FakeTime()
     writer = claimant("test", clock=clock, timer=timer)
     holding(StoreSlot(store), writer, role="backup")
-    engine = Engine(store, clock=clock, claimant=writer)
+    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=writer)
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
     assert timer.slept == 0
