@@ -19,7 +19,6 @@ from restore.clock import Clock, utc_now
 from restore.errors import (
     CaretakerError,
     IntegrityError,
-    NoSnapshotError,
     RefusedError,
 )
 from restore.model import (
@@ -38,8 +37,8 @@ from restore.retention import RetentionPolicy, select
 from restore.snapshots import prune as gc
 from restore.snapshots.backup import BackupRun, tolerant
 from restore.snapshots.chunks import ChunkPipeline
-from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
-from restore.snapshots.encryption import CIPHER, Encryption
+from restore.snapshots.codec import SNAPSHOT_RECORD
+from restore.snapshots.encryption import Encryption
 from restore.snapshots.extract import extract_tree
 from restore.snapshots.format import CONFIG_KEY, KIND_DATA, KIND_MANIFEST, SnapshotRecord, snapshot_key
 from restore.snapshots.index import BlobIndex, load_index
@@ -49,7 +48,7 @@ from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
 from restore.snapshots.packer import Packer, Uploader
 from restore.snapshots.reader import BlobLoader
 from restore.snapshots.records import Records
-from restore.snapshots.repokey import codec_for, create_repository, read_config
+from restore.snapshots.repokey import RepositoryCodec
 from restore.snapshots.store import ObjectStore
 from restore.snapshots.verify import verify_records
 
@@ -77,8 +76,8 @@ class Engine:
         self._workers = workers
         self._cpu = max(1, min(os.cpu_count() or 1, 8))
         self._records = Records(store, workers)
-        # How objects are named and sealed; known once the config was read (it never changes).
-        self._codec: Codec | None = None
+        # How objects are named and sealed.
+        self._codecs = RepositoryCodec(store, encryption)
 
     def describe(self) -> str:
         return self.store.describe()
@@ -91,36 +90,14 @@ class Engine:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _opened(self) -> Codec | None:
-        """The codec of the repository, or None if it does not exist yet.
-
-        Raise PasswordError if its key cannot be used as configured, IntegrityError if its
-        config is damaged or of an unknown format.
-        """
-        if self._codec is None:
-            config = read_config(self.store)
-            if config is not None:
-                self._codec = codec_for(self.store, config, self._encryption)
-        return self._codec
-
-    def _known_codec(self) -> Codec:
-        """The codec, once a listing found records (so the repository exists)."""
-        codec = self._opened()
-        if codec is None:
-            raise NoSnapshotError(f"{self.describe()} does not exist yet")
-        return codec
-
     def snapshots(self) -> list[SnapshotInfo]:
         """Raise IntegrityError if records exist but none can be read (never "no snapshot")."""
-        return [r.info for r in self._records.readable(self._opened)]
+        return [r.info for r in self._records.readable(self._codecs.opened)]
 
     def encryption(self) -> str | None:
         """The cipher sealing the repository's objects (or, before it exists, the one its
         first backup will use), or None for an unencrypted repository."""
-        codec = self._opened()
-        if codec is not None:
-            return codec.cipher
-        return CIPHER if self._encryption.password is not None else None
+        return self._codecs.cipher()
 
     def key_ring(self, *, host: str) -> KeyRing:
         """The repository's key slots, opened with the password (see KeyRing); new slots
@@ -139,8 +116,8 @@ class Engine:
         return sum(item.size for item in self.store.list(""))
 
     def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
-        record = self._records.find(self._opened, snapshot_id)
-        index = load_index(self.store, self._known_codec(), self._workers)
+        record = self._records.find(self._codecs.opened, snapshot_id)
+        index = load_index(self.store, self._codecs.known(), self._workers)
         return extract_tree(
             store=self.store,
             index=index,
@@ -155,10 +132,10 @@ class Engine:
     ) -> list[VerifyResult]:
         self._records.unreadable.clear()
         if snapshot_ids:
-            records = [self._records.find(self._opened, s) for s in snapshot_ids]
+            records = [self._records.find(self._codecs.opened, s) for s in snapshot_ids]
         else:
-            records = self._records.listing(self._opened)
-        codec = self._opened()
+            records = self._records.listing(self._codecs.opened)
+        codec = self._codecs.opened()
         if codec is None:
             return []
         index = load_index(self.store, codec, self._workers)
@@ -171,29 +148,12 @@ class Engine:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _ensure_repository(self) -> Codec:
-        """The codec, creating the repository first if it does not exist (under the lease).
-
-        Raise ConfigError if it must be created and there is neither a password nor the
-        opt-out of encryption.
-        """
-        codec = self._opened()
-        if codec is None:
-            # Looked for first (above): creating costs writes, a key derivation with a password.
-            self._codec = create_repository(
-                self.store, self._encryption, created=self._clock(), host=self._host()
-            )
-            codec = self._opened()  # another writer's repository, if it was quicker
-        if codec is None:
-            raise IntegrityError(f"{self.describe()}: the repository config vanished as it was created")
-        return codec
-
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
         with hold(self.claim_slot, self._claimant, role="backup") as claim:
-            codec = self._ensure_repository()
-            records = self._records.listing(self._opened)
+            codec = self._codecs.ensure(created=started, host=self._host())
+            records = self._records.listing(self._codecs.opened)
             previous = records[0] if records else None
             index = load_index(self.store, codec, self._workers)
             uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)
@@ -261,7 +221,7 @@ class Engine:
         a failure here is only worth a warning."""
         try:
             claim.check()
-            merged = gc.merge_small(self.store, load_index(self.store, self._known_codec(), self._workers))
+            merged = gc.merge_small(self.store, load_index(self.store, self._codecs.known(), self._workers))
         except CaretakerError as error:
             structlog.get_logger().warning("backup.index_merge_failed", error=str(error))
             return
@@ -370,13 +330,13 @@ class Engine:
         )
         # Written last: from this moment on the snapshot exists, and everything it needs is durable.
         key = snapshot_key(info.id)
-        self.store.create(key, self._known_codec().seal(record.encode(), SNAPSHOT_RECORD, key))
+        self.store.create(key, self._codecs.known().seal(record.encode(), SNAPSHOT_RECORD, key))
         return info
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
         with hold(self.claim_slot, self._claimant, role="prune") as claim:
-            records = self._records.listing(self._opened)
-            codec = self._opened()
+            records = self._records.listing(self._codecs.opened)
+            codec = self._codecs.opened()
             if codec is None:  # nothing was ever stored
                 return PruneResult(kept=(), removed=(), reasons={}, dry_run=dry_run)
             chosen = select([r.info for r in records], policy, now)

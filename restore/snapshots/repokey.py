@@ -27,6 +27,7 @@ from restore.errors import (
     AuthenticationError,
     ConfigError,
     IntegrityError,
+    NoSnapshotError,
     ObjectNotFoundError,
     PasswordError,
 )
@@ -205,3 +206,56 @@ def create_repository(
         encryption.unlocked.put(config.id, master)
         structlog.get_logger().info("repository.created", repository=store.describe(), cipher=CIPHER)
     return codec
+
+
+class RepositoryCodec:
+    """The codec of one repository: read from its config once (it never changes), or made
+    by creating the repository."""
+
+    def __init__(self, store: ObjectStore, encryption: Encryption) -> None:
+        self._store = store
+        self._encryption = encryption
+        self._codec: Codec | None = None
+
+    def opened(self) -> Codec | None:
+        """The codec, or None if the repository does not exist yet.
+
+        Raise PasswordError if its key cannot be used as configured, IntegrityError if its
+        config is damaged or of an unknown format.
+        """
+        if self._codec is None:
+            config = read_config(self._store)
+            if config is not None:
+                self._codec = codec_for(self._store, config, self._encryption)
+        return self._codec
+
+    def known(self) -> Codec:
+        """The codec, once a listing found records (so the repository exists)."""
+        codec = self.opened()
+        if codec is None:
+            raise NoSnapshotError(f"{self._store.describe()} does not exist yet")
+        return codec
+
+    def ensure(self, *, created: datetime, host: str) -> Codec:
+        """The codec, creating the repository first if it does not exist (by the writer).
+
+        Raise ConfigError if it must be created and there is neither a password nor the
+        opt-out of encryption.
+        """
+        codec = self.opened()
+        if codec is None:
+            # Looked for first (above): creating costs writes, a key derivation with a password.
+            self._codec = create_repository(self._store, self._encryption, created=created, host=host)
+            codec = self.opened()  # another writer's repository, if it was quicker
+        if codec is None:
+            where = self._store.describe()
+            raise IntegrityError(f"{where}: the repository config vanished as it was created")
+        return codec
+
+    def cipher(self) -> str | None:
+        """The cipher sealing the repository's objects (or, before it exists, the one its
+        first backup will use), or None for an unencrypted repository."""
+        codec = self.opened()
+        if codec is not None:
+            return codec.cipher
+        return CIPHER if self._encryption.password is not None else None

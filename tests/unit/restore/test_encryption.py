@@ -28,7 +28,7 @@ MARKERS = (b"MARKER-IN-THE-DATA", b"name-of-a-secret-file", b"target-of-a-link",
 
 
 def engine_at(root: Path, encryption, clock: FakeClock | None = None) -> Engine:
-    return Engine(LocalStore(root), encryption=encryption, clock=clock or FakeClock(), owner="web-0/1")
+    return Engine(LocalStore(root), encryption=encryption, clock=clock or FakeClock(), owner="web-0")
 
 
 @pytest.fixture

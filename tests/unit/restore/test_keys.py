@@ -20,7 +20,7 @@ from tests.support.trees import write_file
 
 
 def opened(root: Path, password: str) -> Engine:
-    return Engine(LocalStore(root), encryption=sealed(password), clock=FakeClock(), owner="web-0/7")
+    return Engine(LocalStore(root), encryption=sealed(password), clock=FakeClock(), owner="web-0")
 
 
 def ring(root: Path, password: str) -> KeyRing:
