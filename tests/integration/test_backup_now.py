@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import run_caretaker
+from tests.support.keys import password_env
 from tests.support.seaweed import free_ports
 from tests.support.sidecar import Sidecar, parse_metrics, wait_until
 from tests.support.trees import write_file
@@ -78,7 +79,7 @@ def test_under_tini_as_pid_1_trigger_finds_the_sidecar_and_kill_usr1_1_is_forwar
     port = free_ports(1)[0]
     argv = ["unshare", "--pid", "--fork", "--mount-proc", "tini", "--", sys.executable, "-m", "caretaker"]
     argv += ["sidecar", "--config", str(tmp_path / "sidecar.yaml"), "--listen", f"127.0.0.1:{port}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")} | password_env(tmp_path)
     with (tmp_path / "sidecar.log").open("wb") as log:
         unshare = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:

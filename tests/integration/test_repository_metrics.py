@@ -12,6 +12,7 @@ import pytest
 
 from restore.clock import parse_time
 from tests.support.cli import run_caretaker
+from tests.support.keys import password_env
 from tests.support.sidecar import Sidecar, wait_until
 from tests.support.trees import write_file
 
@@ -30,7 +31,7 @@ def test_a_fresh_sidecar_exports_the_repository_and_skips_unchanged_backups(tmp_
         "--path",
         str(tmp_path / "data"),
         "--json",
-        environ={"HOSTNAME": "pod-a"},
+        environ={"HOSTNAME": "pod-a", **password_env(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
     taken = json.loads(done.stdout)["snapshot"]
