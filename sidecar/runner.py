@@ -308,7 +308,9 @@ class Runner:
         """Read the repository's figures for /metrics and /status (at start-up: jobs read
         them again after each run). A failure is logged; readiness reports it too."""
         try:
-            with self._repository(jobs.Cancel(), Deadline(REFRESH_TIMEOUT_SECONDS)) as repo:
+            # Not the jobs' repository turn: reading listings beside a job is harmless, and a
+            # hung store must not hold the first backup back for this read's whole deadline.
+            with contextlib.closing(self._open_repository(Deadline(REFRESH_TIMEOUT_SECONDS))) as repo:
                 self._record_repository(repo)
         except Exception as error:
             structlog.get_logger().warning("repository.unreadable", error=str(error))

@@ -24,7 +24,7 @@ import pytest
 
 from restore.backends.registry import open_repository
 from tests.support.cli import run_caretaker
-from tests.support.keys import open_options
+from tests.support.keys import UNENCRYPTED_ENV, open_options, password_env
 from tests.support.sidecar import REPO, Sidecar, caretaker_argv, wait_until
 from tests.support.trees import describe, write_file
 
@@ -61,7 +61,9 @@ claim: {{heartbeat: {HEARTBEAT:.0f}s, expiry: {EXPIRY:.0f}s}}
 jobs:
   - {{name: backup, kind: backup, schedule: "@every 1s", run_on_start: true, retries: 0}}
 """
-    return Sidecar(workdir, [], env=pod_env(name, workdir, base), config=config, **options)
+    # git repositories are never encrypted: no password (the helper gives one by default).
+    plain = UNENCRYPTED_ENV if url.startswith("git+") else {}
+    return Sidecar(workdir, [], env={**pod_env(name, workdir, base), **plain}, config=config, **options)
 
 
 def claim_of(sidecar: Sidecar) -> dict[str, Any]:
@@ -142,7 +144,7 @@ def test_one_writes_the_others_stand_by_and_take_over_at_once_after_sigterm_with
 
 
 def standby_runs(sidecar: Sidecar) -> float:
-    return sidecar.value("caretaker_job_runs_total", job="backup", kind="backup", result="standby")
+    return sidecar.value("caretaker_job_runs_total", task="backup", kind="backup", result="standby")
 
 
 class Churn:
@@ -223,10 +225,10 @@ def test_a_restore_for_the_next_pod_waits_for_the_old_pods_final_backup(
 
 
 def test_sigterm_ends_a_restore_waiting_for_a_handover_at_once(tmp_path: Path) -> None:
-    repository = ((tmp_path / "repository").as_uri(), {})
+    repository = ((tmp_path / "repository").as_uri(), password_env(tmp_path))
     target = tmp_path / "pod-b" / "data"
     target.mkdir(parents=True)
-    environ = {"PATH": os.environ["PATH"], **pod_env("pod-b", tmp_path / "pod-b", {})}
+    environ = {"PATH": os.environ["PATH"], **pod_env("pod-b", tmp_path / "pod-b", repository[1])}
     argv = [*caretaker_argv(), "restore", "--repository", repository[0], "--path", str(target)]
     with pod(tmp_path, "pod-a", repository) as a:
         wait_claim(a, "holding")
@@ -253,20 +255,20 @@ def test_sigterm_ends_a_restore_waiting_for_a_handover_at_once(tmp_path: Path) -
 
 
 def test_one_shot_writers_respect_a_live_sidecar_unless_they_run_in_its_pod(tmp_path: Path) -> None:
-    repository = ((tmp_path / "repository").as_uri(), {})
+    repository = ((tmp_path / "repository").as_uri(), password_env(tmp_path))
     with pod(tmp_path, "pod-a", repository) as a:
         wait_claim(a, "holding")
         data = str(a.workdir / "data")
         started = time.monotonic()
         elsewhere = run_caretaker(
-            "backup", "--repository", repository[0], "--path", data, environ={"CARETAKER_POD_NAME": "cron"}
+            "backup", "--repository", repository[0], "--path", data, environ={"CARETAKER_POD_NAME": "cron", **repository[1]}
         )
         took = time.monotonic() - started
         assert elsewhere.returncode == 6, elsewhere.stdout
         assert f"claimed by pod-a (uid a7c1f3e2), sidecar pod-a/{a.pid}" in elsewhere.stdout
         assert took < HEARTBEAT + 3  # told as soon as a renewal was seen
         inside = run_caretaker(
-            "prune", "--repository", repository[0], "--keep-last", "1", environ=pod_env("pod-a", a.workdir, {})
+            "prune", "--repository", repository[0], "--keep-last", "1", environ=pod_env("pod-a", a.workdir, repository[1])
         )
         assert inside.returncode == 0, inside.stdout
         assert '"claim.borrowed"' in inside.stdout
