@@ -18,9 +18,9 @@ from tests.support.seaweed import SeaweedServer
 pytestmark = pytest.mark.e2e
 
 BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
-# What the Dockerfile adds to the base (git with perl, ssh, tini; the venv): ~150 MB now.
-# A budget, so growth is a decision rather than an accident.
-ADDED_BYTES_BUDGET = 180_000_000
+# What the Dockerfile adds to the base (git with perl, ssh, tini; the venv): ~188 MB now,
+# 15 MB of it cryptography (issue 16). A budget, so growth is a decision rather than an accident.
+ADDED_BYTES_BUDGET = 200_000_000
 
 
 def test_entrypoint_user_and_labels(podman: Podman, caretaker_image: str) -> None:
