@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.podman import REPO, Podman
 from tests.e2e.pods import (
+    E2E_PASSWORD,
     Document,
     KubePod,
     for_podman,
@@ -83,7 +84,11 @@ def pods(
         docs, secrets = for_podman(
             renamed(load_manifest(EXAMPLE), suffix),
             settings=settings,
-            credentials={"AWS_ACCESS_KEY_ID": e2e_s3.access_key, "AWS_SECRET_ACCESS_KEY": e2e_s3.secret_key},
+            credentials={
+                "AWS_ACCESS_KEY_ID": e2e_s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": e2e_s3.secret_key,
+                "CARETAKER_PASSWORD": E2E_PASSWORD,
+            },
             app_env={"LISTEN": app_listen},
         )
         pod = KubePod(podman, tmp_path / f"pod{suffix}.yaml", docs, secrets)
