@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import math
+import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
@@ -153,6 +154,24 @@ class Deadline:
     def waited(self, window: Window, seconds: float) -> float:
         """`seconds`, shortened to what is left of the call's window."""
         return max(min(seconds, window.end - self._monotonic()), 0.0)
+
+    def communicate(self, process: subprocess.Popen[bytes], window: Window, what: str) -> tuple[bytes, bytes]:
+        """Wait for a child process in short steps, so the deadline and the stop are seen;
+        return its output. Raise the stop's error, or DeadlineExceededError saying how long
+        it ran (the caller kills the process)."""
+        started = self.elapsed()
+        while True:
+            try:
+                return process.communicate(timeout=self.waited(window, _POLL_SECONDS))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self.watch(window, what)
+            except DeadlineExceededError:
+                took = self.elapsed() - started
+                raise DeadlineExceededError(
+                    f"{what}: no answer within {self.describe()} (1 attempt in {took:.1f}s)"
+                ) from None
 
     def run(self, operation: Callable[[], T], *, what: str, window: Window | None = None) -> T:
         """Return `operation()`, or give up on it when its window closes or the run stops.

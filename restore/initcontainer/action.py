@@ -98,7 +98,7 @@ class InitRun:
         self.reason = ""
 
     def check(self) -> bool:
-        return run_check(self.settings.check_cmd, self.settings.path, self.log)
+        return run_check(self.settings.check_cmd, self.settings.path, self.log, self.deadline)
 
     def run(self) -> Outcome:
         """Restore if needed; return the outcome (a `failed` one for any error)."""

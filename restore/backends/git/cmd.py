@@ -30,7 +30,7 @@ import git
 import structlog
 
 from restore.backends.git.settings import GitSettings
-from restore.deadline import Deadline, DeadlineExceededError, Window
+from restore.deadline import Deadline
 from restore.errors import (
     CaretakerError,
     IntegrityError,
@@ -44,7 +44,6 @@ from restore.redaction import redact_url
 
 _LOG = structlog.get_logger()
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_POLL_SECONDS = 0.2  # how often a wait for git looks at the deadline and the stop switch
 
 
 class MissingRefError(PermanentBackendError):
@@ -247,7 +246,7 @@ class GitRunner:
             process = handle.proc
             assert process is not None  # noqa: S101 - as_process always starts one
             try:
-                out, err = self._communicate(process, window, what)
+                out, err = self.deadline.communicate(process, window, what)
             except BaseException:
                 process.kill()
                 process.wait()
@@ -255,27 +254,6 @@ class GitRunner:
         if process.returncode != 0:
             raise git.GitCommandError(command, process.returncode, err, out)
         return bytes(out)
-
-    def _communicate(
-        self, process: subprocess.Popen[bytes], window: Window, what: str
-    ) -> tuple[bytes, bytes]:
-        """Wait for the process in short steps, so the deadline and the stop are seen.
-
-        Raise the stop's error, or DeadlineExceededError saying how long git ran.
-        """
-        started = self.deadline.elapsed()
-        while True:
-            try:
-                return process.communicate(timeout=self.deadline.waited(window, _POLL_SECONDS))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                self.deadline.watch(window, what)
-            except DeadlineExceededError:
-                took = self.deadline.elapsed() - started
-                raise DeadlineExceededError(
-                    f"{what}: no answer within {self.deadline.describe()} (1 attempt in {took:.1f}s)"
-                ) from None
 
     @contextlib.contextmanager
     def piped(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:

@@ -152,7 +152,7 @@ class TestHealthCheck:
     def test_runs_in_the_data_folder(self, tmp_path):
         (tmp_path / "app.db").write_text("ok")
         with capture_logs() as logs:
-            assert run_check(("test", "-f", "app.db"), tmp_path, structlog.get_logger())
+            assert run_check(("test", "-f", "app.db"), tmp_path, structlog.get_logger(), Deadline())
         assert logs[0]["healthy"] is True
 
     def test_failure_logs_exit_code_and_output_tail(self, tmp_path):
@@ -161,13 +161,14 @@ class TestHealthCheck:
                 ("sh", "-c", "echo database disk image is malformed; exit 3"),
                 tmp_path,
                 structlog.get_logger(),
+                Deadline(),
             )
         assert logs[0]["exit_code"] == 3
         assert logs[0]["output"] == "database disk image is malformed"
 
     def test_a_check_that_cannot_start_is_a_config_error_not_bad_data(self, tmp_path):
         with pytest.raises(ConfigError, match="cannot run"):
-            run_check(("no-such-program-here",), tmp_path, structlog.get_logger())
+            run_check(("no-such-program-here",), tmp_path, structlog.get_logger(), Deadline())
 
 
 class TestSignalGuard:
