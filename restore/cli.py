@@ -15,7 +15,22 @@ import structlog
 
 from restore import __version__, logs
 from restore.clock import Clock, utc_now
-from restore.commands import Command, Context, backup, key, prune, restore, snapshots, unlock, verify
+from restore.commands import (
+    Command,
+    Context,
+    backup,
+    copy,
+    diff,
+    dump,
+    find,
+    key,
+    ls,
+    prune,
+    restore,
+    snapshots,
+    unlock,
+    verify,
+)
 from restore.commands.options import apply_environment, check_arguments, subcommand_parser
 from restore.deadline import Stop
 from restore.errors import (
@@ -71,6 +86,11 @@ def base_commands() -> list[Command]:
         backup.COMMAND,
         restore.COMMAND,
         snapshots.COMMAND,
+        ls.COMMAND,
+        diff.COMMAND,
+        find.COMMAND,
+        dump.COMMAND,
+        copy.COMMAND,
         verify.COMMAND,
         prune.COMMAND,
         unlock.COMMAND,

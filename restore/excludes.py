@@ -35,18 +35,24 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-class Excludes:
-    """Decides which relative paths a backup skips."""
+class Globs:
+    """Path patterns as `--exclude` reads them (see the module docstring)."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._by_name = [_compile(p) for p in patterns if "/" not in p]
         self._by_path = [_compile(p.lstrip("/")) for p in patterns if "/" in p]
 
-    def excluded(self, relpath: str) -> bool:
-        """True if `relpath` (posix, relative to the data folder, no leading `/`) is skipped."""
-        if relpath == STATE_DIR:
-            return True
+    def matches(self, relpath: str) -> bool:
+        """True if `relpath` (posix, relative to the data folder, no leading `/`) matches."""
         if not (self._by_name or self._by_path):
             return False
         name = relpath.rpartition("/")[2]
         return any(p.match(name) for p in self._by_name) or any(p.match(relpath) for p in self._by_path)
+
+
+class Excludes(Globs):
+    """Decides which relative paths a backup skips."""
+
+    def excluded(self, relpath: str) -> bool:
+        """True if `relpath` (posix, relative to the data folder, no leading `/`) is skipped."""
+        return relpath == STATE_DIR or self.matches(relpath)

@@ -33,6 +33,7 @@ class SnapshotInfo:
     bytes: int
     host: str = ""
     tags: tuple[str, ...] = ()
+    path: str = ""  # the data folder the backup read, as it was named there
 
     @property
     def empty(self) -> bool:
@@ -47,6 +48,7 @@ class SnapshotInfo:
             "bytes": self.bytes,
             "host": self.host,
             "tags": list(self.tags),
+            "path": self.path,
         }
 
     @classmethod
@@ -60,6 +62,7 @@ class SnapshotInfo:
             bytes=int(doc["bytes"]),
             host=str(doc.get("host", "")),
             tags=tuple(str(t) for t in doc.get("tags", ())),
+            path=str(doc.get("path", "")),
         )
 
 
@@ -187,6 +190,20 @@ class PruneResult:
             "objects_deleted": self.objects_deleted,
             "bytes_freed": self.bytes_freed,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Copied:
+    """One snapshot of a copy: written now (with how many blobs or files and bytes it took),
+    or found in the destination already."""
+
+    snapshot: SnapshotInfo
+    copied: bool
+    blobs: int = 0
+    bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot.id, "copied": self.copied, "blobs": self.blobs, "bytes": self.bytes}
 
 
 class Progress(Protocol):

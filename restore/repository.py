@@ -3,11 +3,15 @@
 Two kinds of implementation: the snapshot engine (`restore.snapshots.engine.Engine`) over any
 object store (local directory, S3), and the git backend (`restore.backends.git`), which maps
 snapshots onto commits. `restore.backends.registry` picks one by URL scheme.
+
+Snapshots are named by their ids as `snapshots()` lists them (or a unique prefix). Browsing
+methods return iterators that stream: what they hold in memory does not grow with the
+snapshot on object stores; errors may surface while iterating.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -22,7 +26,9 @@ from restore.model import (
     SnapshotInfo,
     VerifyResult,
 )
+from restore.nodes import Change, Node
 from restore.retention import RetentionPolicy
+from restore.selection import Selection
 
 
 class Repository(Protocol):
@@ -60,13 +66,38 @@ class Repository(Protocol):
         source is empty while the newest snapshot is not (unless options.allow_empty).
         """
 
-    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
-        """Write the snapshot's tree into `dest` (an existing, empty directory).
+    def restore(
+        self,
+        snapshot_id: str,
+        dest: Path,
+        progress: Progress | None = None,
+        selection: Selection | None = None,
+    ) -> RestoreStats:
+        """Write the snapshot's tree (what `selection` chooses, with the folders above it)
+        into `dest` (an existing, empty directory).
 
         Every byte is checked against its hash; nothing is written outside `dest`.
         Raise NoSnapshotError if the id is unknown, IntegrityError (naming the object and
         the files affected) if data is missing, corrupt or hostile.
         """
+
+    def nodes(self, snapshot_id: str, selection: Selection | None = None) -> Iterator[Node]:
+        """The snapshot's folders, files and symlinks that `selection` chooses (with the
+        folders above them), in manifest order. Hostile entries raise IntegrityError."""
+
+    def diff(self, old_id: str, new_id: str) -> Iterator[Change]:
+        """What changed from one snapshot to another, in manifest order."""
+
+    def find(
+        self, snapshot_ids: Sequence[str], match: Callable[[Node], bool]
+    ) -> Iterator[tuple[SnapshotInfo, Node]]:
+        """The nodes `match` accepts in each of the snapshots, snapshot by snapshot."""
+
+    def contents(
+        self, snapshot_id: str, selection: Selection | None = None
+    ) -> Iterator[tuple[Node, Iterator[bytes]]]:
+        """`nodes`, each file with an iterator over its bytes, checked like a restore checks
+        them (an empty iterator for folders and links). Consume each before the next node."""
 
     def verify(
         self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0

@@ -4,7 +4,8 @@ Semantics follow restic's `forget`: `last` keeps the N newest; each calendar rul
 the newest snapshot of each of the N most recent periods that have one; `within` keeps
 everything younger than a duration. A snapshot kept by any rule is kept. The newest
 snapshot and the newest non-empty snapshot are always kept, so no policy can replace
-good history with nothing.
+good history with nothing. With a filter (`--host`, `--tag`), the policy applies to the
+matching snapshots alone, as restic's `forget --host` does, and the others are kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from restore.filters import SnapshotFilter
 from restore.model import SnapshotInfo
 
 # The counted rules, as named in flags (`--keep-daily`) and in the config file (`keep: {daily: 7}`).
@@ -31,6 +33,14 @@ class RetentionPolicy:
     monthly: int = 0
     yearly: int = 0
     within: timedelta | None = None
+    # Set by `limited_to` (the prune command's filters); config files have no such key.
+    only: SnapshotFilter = dataclasses.field(default_factory=SnapshotFilter, init=False)
+
+    def limited_to(self, only: SnapshotFilter) -> RetentionPolicy:
+        """This policy, applied to the snapshots `only` matches (the others are kept)."""
+        policy = dataclasses.replace(self)
+        object.__setattr__(policy, "only", only)  # frozen: set once, on a fresh copy
+        return policy
 
     @property
     def keeps_everything(self) -> bool:
@@ -79,7 +89,8 @@ def _keep_by_rules(
 
 def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: datetime) -> Selection:
     """Split snapshots into kept and removed, with the rules that kept each one."""
-    ordered = sorted(snapshots, key=lambda s: s.time, reverse=True)
+    everything = sorted(snapshots, key=lambda s: s.time, reverse=True)
+    ordered = policy.only.apply(everything)
     if policy.keeps_everything:
         reasons = {s.id: ["no policy"] for s in ordered}
     else:
@@ -89,6 +100,8 @@ def select(snapshots: Sequence[SnapshotInfo], policy: RetentionPolicy, now: date
         newest_data = next((s for s in ordered if not s.empty), None)
         if newest_data is not None:
             reasons[newest_data.id].append("newest non-empty")
-    keep = [s for s in ordered if reasons[s.id]]
-    remove = [s for s in ordered if not reasons[s.id]]
+    for other in everything:
+        reasons.setdefault(other.id, [f"not {policy.only.describe()}"])
+    keep = [s for s in everything if reasons[s.id]]
+    remove = [s for s in everything if not reasons[s.id]]
     return Selection(keep, remove, {k: tuple(v) for k, v in reasons.items() if v})

@@ -26,13 +26,18 @@ from typing import IO, TYPE_CHECKING
 import structlog
 
 from restore import __version__
+from restore.backends.registry import OpenOptions, open_repository
+from restore.backends.transfer import copy_snapshots, destination_environ
 from restore.childenv import child_environment
-from restore.deadline import Stop
+from restore.clock import Clock
+from restore.commands import host_name
+from restore.deadline import Deadline, Stop
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import (
     SHOWN_FILES,
     BackupOptions,
     BackupResult,
+    Copied,
     NoProgress,
     Progress,
     PruneResult,
@@ -167,6 +172,26 @@ def verify(*, repo: Repository, read_data: float) -> list[VerifyResult]:
         names = ", ".join(result.snapshot_id for result in damaged)
         raise IntegrityError(f"{len(damaged)} of {len(results)} snapshots damaged: {names}")
     return results
+
+
+def copy(
+    *, repo: Repository, to: str, environ: Mapping[str, str], clock: Clock, cancel: Cancel
+) -> list[Copied]:
+    """Copy every snapshot of `repo` that the repository at `to` lacks (CARETAKER_TO_*
+    variables configure it). A cancel ends its storage calls: a copy stopped anywhere leaves
+    no snapshot behind, and the next one goes on. Raise ConfigError for a bad URL,
+    BackendError, IntegrityError."""
+    options = OpenOptions(
+        environ=destination_environ(environ),
+        clock=clock,
+        owner=f"{host_name(environ)}/{os.getpid()}",
+        deadline=Deadline(stop=cancel),
+    )
+    dest = open_repository(to, options)
+    try:
+        return copy_snapshots(repo, dest, repo.snapshots())
+    finally:
+        dest.close()
 
 
 def command(

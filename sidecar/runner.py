@@ -29,12 +29,14 @@ from restore.errors import (
 from restore.identity import host_name
 from restore.initcontainer.progress import LogProgress
 from restore.model import BackupOptions
+from restore.redaction import redact_url
 from restore.repository import Repository
 from sidecar import hooks, jobs
 from sidecar.notifier import Notifier
 from sidecar.settings.model import (
     BackupAction,
     CommandSpec,
+    CopyAction,
     HttpSpec,
     JobConfig,
     PruneAction,
@@ -256,7 +258,7 @@ class Runner:
             status = jobs.http(spec=action)
             structlog.get_logger().info("http.done", status=status)
         else:
-            stop = cancel if job.kind == "backup" else None
+            stop = cancel if job.kind in {"backup", "copy"} else None
             with self._repository(cancel, Deadline(stop=stop)) as repo:
                 self._repository_job(job.name, action, repo, cancel)
                 self._record_repository(repo)
@@ -264,7 +266,7 @@ class Runner:
     def _repository_job(
         self,
         name: str,
-        action: BackupAction | PruneAction | VerifyAction,
+        action: BackupAction | PruneAction | VerifyAction | CopyAction,
         repo: Repository,
         cancel: jobs.Cancel,
     ) -> None:
@@ -298,6 +300,15 @@ class Runner:
                 objects_deleted=pruned.objects_deleted,
                 bytes_freed=pruned.bytes_freed,
             )
+        elif isinstance(action, CopyAction):
+            copied = jobs.copy(repo=repo, to=action.to, environ=self.environ, clock=self.clock, cancel=cancel)
+            log.info(
+                "copy.done",
+                to=redact_url(action.to),
+                copied=sum(c.copied for c in copied),
+                present=sum(not c.copied for c in copied),
+                bytes=sum(c.bytes for c in copied),
+            )
         else:
             checked = jobs.verify(repo=repo, read_data=action.read_data)
             log.info(
@@ -323,9 +334,9 @@ class Runner:
     def _repository(self, cancel: jobs.Cancel, deadline: Deadline) -> Iterator[Repository]:
         """Take the sidecar's repository turn (abortable while waiting), open, close.
 
-        A backup's storage calls end with its cancel (its timeout, shutdown: its `deadline`
-        stops with it): it writes its snapshot record last, so stopping it anywhere leaves
-        nothing half done. Prune and verify run to the end of each call (see
+        A backup's and a copy's storage calls end with their cancel (timeout, shutdown: their
+        `deadline` stops with it): each writes its snapshot record last, so stopping it
+        anywhere leaves nothing half done. Prune and verify run to the end of each call (see
         `Sidecar.shutdown`).
         """
         while not self._repository_lock.acquire(timeout=_LOCK_POLL_SECONDS):

@@ -33,6 +33,8 @@ class Context:
     stop: Stop = dataclasses.field(default_factory=Stop)
     # A block that a signal must not interrupt (it waits until the block ends).
     shielded: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    # Where `dump` writes file contents and tar streams.
+    binary: IO[bytes] = dataclasses.field(default_factory=lambda: sys.stdout.buffer)
 
     def print_json(self, document: Any) -> None:
         self.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -8,6 +8,7 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, open_from_args
+from restore.commands.choosing import add_filter_options, snapshot_filter
 from restore.commands.options import add_claim_options, add_repository_options, timing_from_args
 from restore.errors import ConfigError, Problem
 from restore.retention import KEEP_RULES, NO_RULE, RetentionPolicy
@@ -32,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="keep every snapshot younger than this (e.g. 7d, 36h)",
     )
+    add_filter_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
     parser.add_argument("--json", action="store_true", help="print the plan/result as JSON")
     add_claim_options(parser)
@@ -46,7 +48,7 @@ def policy_from_args(args: argparse.Namespace) -> RetentionPolicy:
     if counts and policy.keeps_everything:
         message = f"0 turns the rule off, and no other rule is set: {NO_RULE}"
         raise ConfigError([Problem(f"--keep-{rule}", number, message) for rule, number in counts.items()])
-    return policy
+    return policy.limited_to(snapshot_filter(args))
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -76,7 +78,9 @@ COMMAND = Command(
         "Keep the snapshots any --keep-* rule selects (plus, always, the newest and the newest\n"
         "non-empty one), forget the rest, then delete stored data no remaining snapshot uses.\n"
         "A count of 0 turns its rule off. Without any --keep-* rule nothing is forgotten (only\n"
-        "data no snapshot uses is deleted); rules that are all 0 are refused (exit 2)."
+        "data no snapshot uses is deleted); rules that are all 0 are refused (exit 2). With\n"
+        "--host, --tag or --snapshot-path, the rules apply to the matching snapshots only;\n"
+        "the others are kept."
     ),
     configure=configure,
     run=run,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from restore.commands import Command, Context, open_from_args
+from restore.commands.choosing import add_filter_options, snapshot_filter
 from restore.commands.notifying import add_notify_options, notify_outcome, read_notify
 from restore.commands.options import add_repository_options
 from restore.errors import ConfigError, Problem, UnsafeVolumeError, exit_code_of
@@ -23,6 +24,7 @@ from restore.initcontainer.action import Effects, prepare_volume
 from restore.initcontainer.allocator import keep_freed_memory
 from restore.initcontainer.decision import RestoreSettings, parse_empty_start
 from restore.initcontainer.outcome import Outcome, write_result, write_termination_log
+from restore.initcontainer.partial import plan_paths, restore_paths
 from restore.initcontainer.plan import plan
 from restore.values import command_line, count, duration, moment
 
@@ -104,6 +106,27 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         },
     ),
     (
+        "--include",
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "PATH",
+            "help": (
+                "restore only this path or glob (repeatable): a partial restore into --path, "
+                "which may hold data or not exist yet; existing paths need --force"
+            ),
+        },
+    ),
+    (
+        "--exclude",
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "GLOB",
+            "help": "leave paths matching this glob out of the restore (repeatable)",
+        },
+    ),
+    (
         "--dry-run",
         {"action": "store_true", "help": "print the plan; write nothing (not even the result file)"},
     ),
@@ -140,6 +163,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for flag, options in OPTIONS:
         parser.add_argument(flag, **options)
     add_notify_options(parser, events=NOTIFY_EVENTS, default=NOTIFY_DEFAULT)
+    add_filter_options(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
@@ -156,13 +180,17 @@ def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
         max_fallbacks=args.max_fallbacks,
         progress_interval_seconds=args.progress_interval.total_seconds(),
         handover_timeout_seconds=args.handover_timeout.total_seconds() if args.handover_timeout else None,
+        only=snapshot_filter(args),
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
     )
 
 
 def config_failed(args: argparse.Namespace, ctx: Context, error: ConfigError) -> int:
     """Bad options: a `failed` outcome (exit 2) in the log, result file and termination log,
-    and a notification if the notification options themselves are usable."""
-    if args.dry_run:
+    and a notification if the notification options themselves are usable (a dry run and a
+    partial restore, which are not the init container's run, write and send none)."""
+    if args.dry_run or args.include:
         raise error
     log = structlog.get_logger().bind(command="restore")
     notify = read_notify(args, [], events=NOTIFY_EVENTS, default=NOTIFY_DEFAULT)
@@ -190,12 +218,29 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     )
     if args.dry_run:
         return dry_run(settings, effects, args, ctx)
+    if settings.partial:
+        return partial(settings, effects, args, ctx)
     return report(prepare_volume(settings, effects), args, ctx, log, notify)
+
+
+def partial(settings: RestoreSettings, effects: Effects, args: argparse.Namespace, ctx: Context) -> int:
+    """A user's partial restore: errors go to the CLI (logged, exit code); no result file."""
+    selection = settings.selection()
+    assert selection is not None  # noqa: S101 - partial means --include was given
+    outcome = restore_paths(settings, selection, effects)
+    effects.log.info("restore.outcome", **outcome.to_json())
+    if args.json:
+        ctx.print_json(outcome.to_json())
+    return outcome.exit_code
 
 
 def dry_run(settings: RestoreSettings, effects: Effects, args: argparse.Namespace, ctx: Context) -> int:
     """Print the plan; errors propagate to the CLI (logged, exit code), nothing is written."""
-    document = plan(settings, effects)
+    selection = settings.selection()
+    if settings.partial and selection is not None:
+        document = plan_paths(settings, selection, effects)
+    else:
+        document = plan(settings, effects)
     if args.json:
         ctx.print_json(document)
     else:

@@ -8,6 +8,7 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, open_from_args
+from restore.commands.choosing import add_filter_options, chosen, snapshot_filter
 from restore.commands.options import add_repository_options
 from restore.errors import IntegrityError
 from restore.values import fraction
@@ -29,12 +30,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="also read and hash this share of the stored data: 1, 0.1 or 10%%",
     )
+    add_filter_options(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with contextlib.closing(open_from_args(args, ctx)) as repo:
-        results = repo.verify(args.snapshot or None, read_data=args.read_data)
+        # Without ids or filters: all, which also reports records that cannot be read.
+        choosing = args.snapshot or snapshot_filter(args).active
+        ids = [s.id for s in chosen(repo, args.snapshot, args)] if choosing else None
+        results = repo.verify(ids, read_data=args.read_data)
     log = structlog.get_logger()
     for result in results:
         if result.ok:

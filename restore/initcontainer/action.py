@@ -249,7 +249,11 @@ class InitRun:
                 interval_seconds=self.settings.progress_interval_seconds,
                 monotonic=self.effects.monotonic,
             )
-            return repo.restore(snapshot.id, self.staging.prepare(), progress)
+            dest = self.staging.prepare()
+            selection = self.settings.selection()  # --exclude alone: paths left out
+            if selection is None:
+                return repo.restore(snapshot.id, dest, progress)
+            return repo.restore(snapshot.id, dest, progress, selection=selection)
 
         try:
             return self.retrier.call(attempt, what=f"restore snapshot {snapshot.id}")

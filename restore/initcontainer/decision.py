@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from restore.clock import format_time
 from restore.errors import ConfigError, EmptiedRepositoryError, NoSnapshotError, Problem
+from restore.filters import SnapshotFilter, names
 from restore.initcontainer.staging import entries
+from restore.selection import Selection, pattern_problem
 from restore.values import boolean as parse_bool
 
 if TYPE_CHECKING:
@@ -56,9 +58,26 @@ class RestoreSettings:
     max_fallbacks: int = 3
     progress_interval_seconds: float = 10.0
     handover_timeout_seconds: float | None = None  # None: as long as --timeout allows
+    only: SnapshotFilter = dataclasses.field(default_factory=SnapshotFilter)
+    # --include makes it a partial restore (restore.initcontainer.partial); --exclude alone
+    # only leaves paths out of a full one.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.include)
+
+    def selection(self) -> Selection | None:
+        return Selection(self.include, self.exclude) if self.include or self.exclude else None
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [
+            Problem(key, pattern, why)
+            for key, patterns in (("include", self.include), ("exclude", self.exclude))
+            for pattern in patterns
+            if (why := pattern_problem(pattern)) is not None
+        ]
         if self.snapshot != "latest" and self.before is not None:
             problems.append(
                 Problem("before", format_time(self.before), "give --snapshot or --before, not both")
@@ -139,19 +158,24 @@ def choose(snapshots: Sequence[SnapshotInfo], settings: RestoreSettings) -> list
     """
     if not snapshots:
         return []
-    ordered = sorted(snapshots, key=lambda s: s.time, reverse=True)
+    ordered = sorted(settings.only.apply(snapshots), key=lambda s: s.time, reverse=True)
+    filtered = f" matching {settings.only.describe()}" if settings.only.active else ""
+    if not ordered:  # never a first boot: the repository has snapshots, the filter is wrong
+        raise NoSnapshotError(f"none of the {len(snapshots)} snapshots is{filtered}")
     if settings.snapshot != "latest":
         exact = [s for s in ordered if s.id == settings.snapshot]
-        matches = exact or [s for s in ordered if s.id.startswith(settings.snapshot)]
+        matches = exact or [
+            s for s in ordered if s.id.startswith(settings.snapshot) or names(s, settings.snapshot)
+        ]
         if len(matches) != 1:
             found = "is ambiguous" if matches else "does not exist"
-            raise NoSnapshotError(f"snapshot {settings.snapshot!r} {found}")
+            raise NoSnapshotError(f"snapshot {settings.snapshot!r} {found}{filtered}")
         return matches
     if settings.before is not None:
         ordered = [s for s in ordered if s.time <= settings.before]
         if not ordered:
             raise NoSnapshotError(
-                f"no snapshot at or before {format_time(settings.before)} "
+                f"no snapshot{filtered} at or before {format_time(settings.before)} "
                 f"(the oldest is from {format_time(snapshots[-1].time)})"
             )
     return ordered[: 1 + settings.max_fallbacks]

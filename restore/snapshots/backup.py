@@ -16,7 +16,8 @@ import structlog
 
 from restore.errors import IntegrityError, LocalIOError, RefusedError
 from restore.excludes import Excludes
-from restore.model import BackupOptions, BackupStats, Progress
+from restore.model import BackupOptions, BackupStats, Progress, SnapshotInfo
+from restore.nodes import sort_key
 from restore.reads import RACY_NS, Unreadable, read_link, read_scanned, report, vanished
 from restore.scan import Scanned, scan
 from restore.snapshots.chunks import ChunkPipeline, Slot, reused_slot
@@ -28,7 +29,6 @@ from restore.snapshots.manifest import (
     SYMLINK,
     Entry,
     ManifestWriter,
-    sort_key,
 )
 
 
@@ -227,3 +227,14 @@ def tolerant(entries: Iterator[tuple[Entry, bytes]]) -> Iterator[tuple[Entry, by
         yield from entries
     except IntegrityError as error:
         structlog.get_logger().warning("backup.previous_unreadable", error=str(error))
+
+
+def refuse_empty(stats: BackupStats, previous: SnapshotInfo | None, allow: bool) -> None:
+    """Raise RefusedError for an empty folder over a snapshot that was not empty, unless
+    `allow` (--allow-empty)."""
+    if stats.files == 0 and stats.dirs == 0 and previous is not None and not previous.empty and not allow:
+        raise RefusedError(
+            f"refusing to record an empty data folder over snapshot {previous.id} "
+            f"({previous.files} files): the volume looks lost, not emptied; "
+            "pass --allow-empty if it is intended"
+        )

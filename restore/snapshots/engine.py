@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,6 @@ from restore.clock import Clock, utc_now
 from restore.errors import (
     CaretakerError,
     IntegrityError,
-    RefusedError,
 )
 from restore.model import (
     BackupOptions,
@@ -33,11 +33,14 @@ from restore.model import (
     SnapshotInfo,
     VerifyResult,
 )
-from restore.retention import RetentionPolicy, select
+from restore.nodes import Change, Node
+from restore.retention import RetentionPolicy
+from restore.selection import Selection
+from restore.snapshots import browse
 from restore.snapshots import prune as gc
-from restore.snapshots.backup import BackupRun, tolerant
+from restore.snapshots.backup import BackupRun, refuse_empty, tolerant
 from restore.snapshots.chunks import ChunkPipeline
-from restore.snapshots.codec import SNAPSHOT_RECORD
+from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
 from restore.snapshots.encryption import Encryption
 from restore.snapshots.extract import extract_tree
 from restore.snapshots.format import CONFIG_KEY, KIND_DATA, KIND_MANIFEST, SnapshotRecord, snapshot_key
@@ -115,8 +118,22 @@ class Engine:
     def stored_bytes(self) -> int:
         return sum(item.size for item in self.store.list(""))
 
-    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
-        record = self._records.find(self._codecs.opened, snapshot_id)
+    def record(self, snapshot_id: str) -> SnapshotRecord:
+        """The record of a snapshot named by id or unique prefix. Raise NoSnapshotError."""
+        return self._records.find(self._codecs.opened, snapshot_id)
+
+    def codec(self) -> Codec:
+        """The repository's codec, once a record of it was found (so it exists)."""
+        return self._codecs.known()
+
+    def restore(
+        self,
+        snapshot_id: str,
+        dest: Path,
+        progress: Progress | None = None,
+        selection: Selection | None = None,
+    ) -> RestoreStats:
+        record = self.record(snapshot_id)
         index = load_index(self.store, self._codecs.known(), self._workers)
         return extract_tree(
             store=self.store,
@@ -125,14 +142,42 @@ class Engine:
             dest=dest,
             progress=progress or NoProgress(),
             workers=self._workers,
+            selection=selection,
         )
+
+    # -- browsing (restore.snapshots.browse) ---------------------------------------------
+
+    def _manifests(self) -> BlobLoader:
+        index = load_index(self.store, self._codecs.known(), self._workers, browse.manifest_pieces)
+        return BlobLoader(self.store, index)
+
+    def nodes(self, snapshot_id: str, selection: Selection | None = None) -> Iterator[Node]:
+        return browse.nodes(self.record(snapshot_id), self._manifests(), selection)
+
+    def diff(self, old_id: str, new_id: str) -> Iterator[Change]:
+        old, new = self.record(old_id), self.record(new_id)
+        return browse.diff_records(old, new, self._manifests())
+
+    def find(
+        self, snapshot_ids: Sequence[str], match: Callable[[Node], bool]
+    ) -> Iterator[tuple[SnapshotInfo, Node]]:
+        listed = {r.info.id: r for r in self._records.listing(self._codecs.opened)}
+        records = [listed.get(s) or self.record(s) for s in snapshot_ids]
+        return browse.find(records, self._manifests(), match)
+
+    def contents(
+        self, snapshot_id: str, selection: Selection | None = None
+    ) -> Iterator[tuple[Node, Iterator[bytes]]]:
+        record = self.record(snapshot_id)
+        index = load_index(self.store, self._codecs.known(), self._workers)
+        return browse.contents(self.store, index, record, selection, self._workers)
 
     def verify(
         self, snapshot_ids: Sequence[str] | None = None, *, read_data: float = 0.0
     ) -> list[VerifyResult]:
         self._records.unreadable.clear()
         if snapshot_ids:
-            records = [self._records.find(self._codecs.opened, s) for s in snapshot_ids]
+            records = [self.record(s) for s in snapshot_ids]
         else:
             records = self._records.listing(self._codecs.opened)
         codec = self._codecs.opened()
@@ -148,10 +193,19 @@ class Engine:
 
     # -- writing -------------------------------------------------------------------------
 
+    def writer(self, role: str) -> contextlib.AbstractContextManager[WriterGuard]:
+        """This repository's writer claim, held for `role` (taken, then released). Raise
+        LeaseHeldError naming another writer whose claim is live."""
+        return hold(self.claim_slot, self._claimant, role=role)
+
+    def ensure(self) -> Codec:
+        """The codec, creating the repository first if it does not exist (by a writer)."""
+        return self._codecs.ensure(created=self._clock(), host=self._host())
+
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
-        with hold(self.claim_slot, self._claimant, role="backup") as claim:
+        with self.writer("backup") as claim:
             codec = self._codecs.ensure(created=started, host=self._host())
             records = self._records.listing(self._codecs.opened)
             previous = records[0] if records else None
@@ -166,10 +220,11 @@ class Engine:
                     uploader=uploader,
                     previous=previous,
                 )
-                self._refuse_empty(stats, previous, options)
+                refuse_empty(stats, previous.info if previous else None, options.allow_empty)
                 uploader.wait()
                 claim.check()
                 info, recorded = self._record_snapshot(
+                    source=source,
                     started=started,
                     stats=stats,
                     pieces=(pieces, count),
@@ -194,6 +249,7 @@ class Engine:
     def _record_snapshot(
         self,
         *,
+        source: Path,
         started: datetime,
         stats: BackupStats,
         pieces: tuple[tuple[bytes, ...], int],
@@ -211,7 +267,13 @@ class Engine:
         # Counted before the record is written, so that the record holds it too.
         stats.objects_written = uploaded + 1
         info = self._commit(
-            started=started, stats=stats, pieces=manifest, count=count, previous=previous, options=options
+            source=source,
+            started=started,
+            stats=stats,
+            pieces=manifest,
+            count=count,
+            previous=previous,
+            options=options,
         )
         return info, True
 
@@ -279,25 +341,10 @@ class Engine:
             return iter(())
         return tolerant(read_manifest(previous.manifest, BlobLoader(self.store, index)))
 
-    def _refuse_empty(
-        self, stats: BackupStats, previous: SnapshotRecord | None, options: BackupOptions
-    ) -> None:
-        if (
-            stats.files == 0
-            and stats.dirs == 0
-            and previous is not None
-            and not previous.info.empty
-            and not options.allow_empty
-        ):
-            raise RefusedError(
-                f"refusing to record an empty data folder over snapshot {previous.info.id} "
-                f"({previous.info.files} files): the volume looks lost, not emptied; "
-                "pass --allow-empty if it is intended"
-            )
-
     def _commit(
         self,
         *,
+        source: Path,
         started: datetime,
         stats: BackupStats,
         pieces: tuple[bytes, ...],
@@ -318,6 +365,7 @@ class Engine:
             bytes=stats.bytes_total,
             host=options.host,
             tags=options.tags,
+            path=str(source.absolute()),
         )
         record = SnapshotRecord(
             info=info,
@@ -334,37 +382,18 @@ class Engine:
         return info
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
-        with hold(self.claim_slot, self._claimant, role="prune") as claim:
+        with self.writer("prune") as claim:
             records = self._records.listing(self._codecs.opened)
             codec = self._codecs.opened()
             if codec is None:  # nothing was ever stored
                 return PruneResult(kept=(), removed=(), reasons={}, dry_run=dry_run)
-            chosen = select([r.info for r in records], policy, now)
-            removed_ids = {s.id for s in chosen.remove}
-            kept = [r for r in records if r.info.id not in removed_ids]
-            index = load_index(self.store, codec, self._workers)
-            if index.unreadable:
-                raise IntegrityError(
-                    "refusing to prune: index objects that do not authenticate (planted, or damaged) "
-                    f"would leave packs unaccounted for: {', '.join(sorted(index.unreadable))}; "
-                    "delete them if they were planted, then prune again"
-                )
-            used = gc.referenced_blobs(kept, BlobLoader(self.store, index))
-            cleanup = gc.unused_objects(self.store, index, used, now)
-            if not dry_run:
-                claim.check()  # the plan took a while: still the writer before deleting anything
-                gc.delete_in_order(self.store, sorted(removed_ids), index, cleanup)
-            structlog.get_logger().debug(
-                "prune.plan",
-                index_objects=len(cleanup.index_keys),
-                reindexed_packs=len(cleanup.reindexed),
-                packs=len(cleanup.packs),
+            return gc.prune(
+                self.store,
+                records,
+                codec,
+                policy,
+                now=now,
+                dry_run=dry_run,
+                workers=self._workers,
+                check=claim.check,
             )
-        return PruneResult(
-            kept=tuple(chosen.keep),
-            removed=tuple(chosen.remove),
-            reasons=chosen.reasons,
-            objects_deleted=len(cleanup.index_keys) + len(cleanup.packs) + len(removed_ids),
-            bytes_freed=cleanup.freed,
-            dry_run=dry_run,
-        )

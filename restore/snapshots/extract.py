@@ -10,11 +10,13 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from restore.diskflush import WRITEBACK_STEP, Writeback
 from restore.errors import IntegrityError, LocalIOError
 from restore.model import SHOWN_FILES, Damage, Progress, RestoreStats
+from restore.selection import Selection
 from restore.snapshots.format import BlobDamageError, SnapshotRecord, pack_key
 from restore.snapshots.index import BlobIndex
 from restore.snapshots.manifest import DIR, FILE, Entry, entries_of
@@ -27,14 +29,25 @@ def damage_error(snapshot: str, damage: list[Damage]) -> IntegrityError:
     return IntegrityError(f"snapshot {snapshot} cannot be restored: " + "; ".join(lines))
 
 
+def chosen_entries(
+    record: SnapshotRecord, loader: BlobLoader, selection: Selection | None
+) -> Iterator[Entry]:
+    """The validated entries of a snapshot that `selection` chooses (all without one)."""
+    entries = entries_of(record, loader)
+    if selection is None or selection.everything:
+        return entries
+    return selection.filter(entries, lambda e: e.path, lambda e: e.kind == DIR)
+
+
 def plan_restore(
-    record: SnapshotRecord, index: BlobIndex, loader: BlobLoader
+    record: SnapshotRecord, index: BlobIndex, loader: BlobLoader, selection: Selection | None = None
 ) -> tuple[PackPlan, RestoreStats]:
-    """Validate the whole manifest and plan the reads. Raise IntegrityError before any write."""
+    """Validate the whole manifest and plan the reads of the chosen entries. Raise
+    IntegrityError before any write."""
     plan = PackPlan()
     totals = RestoreStats()
     missing: dict[bytes, list[str]] = {}
-    for entry in entries_of(record, loader):
+    for entry in chosen_entries(record, loader, selection):
         _count(totals, entry)
         size = 0
         complete = True
@@ -155,15 +168,16 @@ def extract_tree(
     dest: Path,
     progress: Progress,
     workers: int,
+    selection: Selection | None = None,
 ) -> RestoreStats:
     loader = BlobLoader(store, index)
-    plan, totals = plan_restore(record, index, loader)
+    plan, totals = plan_restore(record, index, loader, selection)
     check_space(dest, totals.bytes)
     progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
     reader = PackReader(store, index, plan, workers=workers)
     # One pass over the manifest, read at two points: the feed decodes a few chunks ahead
     # of the writer, so what tee() buffers between them stays small.
-    to_write, ahead = itertools.tee(entries_of(record, loader))
+    to_write, ahead = itertools.tee(chosen_entries(record, loader, selection))
     chunk_ids = (chunk for entry in ahead for chunk in entry.chunks)
     feed = ChunkFeed(reader, chunk_ids, workers=max(2, os.cpu_count() or 1))
     writer = TreeWriter(dest, feed, progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -120,7 +120,9 @@ class BlobIndex:
         return iter(self._blobs)
 
 
-def load_index(store: ObjectStore, codec: Codec, workers: int) -> BlobIndex:
+def load_index(
+    store: ObjectStore, codec: Codec, workers: int, keep: Callable[[BlobEntry], bool] | None = None
+) -> BlobIndex:
     """Read every index object (several at a time: on S3 each is a round trip).
 
     A prune replaces index objects while others read, writing every replacement before it
@@ -134,6 +136,8 @@ def load_index(store: ObjectStore, codec: Codec, workers: int) -> BlobIndex:
 
     An object that does not authenticate under the repository's key is left out and named
     in `unreadable` (and logged); whether that is fatal is the caller's decision.
+
+    With `keep`, only the entries it accepts are held (browsing needs manifest pieces only).
     """
     index, read = BlobIndex(codec), set[str]()
     for number in range(_LOAD_ROUNDS):
@@ -142,14 +146,20 @@ def load_index(store: ObjectStore, codec: Codec, workers: int) -> BlobIndex:
         if not settled:
             index, read = BlobIndex(codec), set()
         new = [key for key in listed if key not in read]
-        gone = _read_into(index, store, new, workers)
+        gone = _read_into(index, store, new, workers, keep)
         read.update(key for key in new if key not in gone)
         if settled and not gone:
             return index
     raise TransientBackendError(f"{store.describe()}: the index kept changing while it was read")
 
 
-def _read_into(index: BlobIndex, store: ObjectStore, keys: list[str], workers: int) -> list[str]:
+def _read_into(
+    index: BlobIndex,
+    store: ObjectStore,
+    keys: list[str],
+    workers: int,
+    keep: Callable[[BlobEntry], bool] | None,
+) -> list[str]:
     """Add these index objects; return those that were gone."""
     gone: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -164,7 +174,7 @@ def _read_into(index: BlobIndex, store: ObjectStore, keys: list[str], workers: i
                 index.unreadable[key] = str(error)
                 continue
             for pack, entries in decode_index(plain, key):
-                index.add(pack, entries, key)
+                index.add(pack, entries if keep is None else [e for e in entries if keep(e)], key)
     return gone
 
 

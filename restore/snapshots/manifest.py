@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from restore.errors import IntegrityError
 from restore.model import STATE_DIR
+from restore.nodes import sort_key
 from restore.snapshots.format import CHUNK_SIZE, ID_BYTES, SnapshotRecord
 
 FILE, DIR, SYMLINK = "f", "d", "l"
@@ -50,11 +51,6 @@ class Entry(NamedTuple):
     @property
     def key(self) -> str:
         return sort_key(self.path)
-
-
-def sort_key(path: str) -> str:
-    """A string that orders paths as tuples of components (NUL sorts before every name byte)."""
-    return path.replace("/", "\0")
 
 
 def encode(entry: Entry) -> bytes:
@@ -234,6 +230,12 @@ def _check_fields(entry: Entry) -> None:
         raise IntegrityError(f"manifest entry {entry.path!r} has an invalid symlink target")
 
 
+def check_entry(entry: Entry) -> None:
+    """Raise IntegrityError if one entry, on its own, is hostile or broken (see `validated`)."""
+    _check_path(entry.path)
+    _check_fields(entry)
+
+
 def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
     """Pass entries through, raising IntegrityError at the first hostile or broken one.
 
@@ -244,8 +246,7 @@ def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
     previous = ""
     open_dirs: list[str] = []
     for entry in entries:
-        _check_path(entry.path)
-        _check_fields(entry)
+        check_entry(entry)
         key = entry.key
         if previous and key <= previous:
             raise IntegrityError(f"manifest is out of order or has a duplicate at {entry.path!r}")

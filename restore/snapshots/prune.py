@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from restore.snapshots.codec import INDEX_OBJECT
+import structlog
+
+from restore.errors import IntegrityError
+from restore.model import PruneResult
+from restore.retention import RetentionPolicy, select
+from restore.snapshots.codec import INDEX_OBJECT, Codec
 from restore.snapshots.format import (
     DATA,
     BlobEntry,
@@ -27,7 +32,7 @@ from restore.snapshots.format import (
     pack_key,
     snapshot_key,
 )
-from restore.snapshots.index import BlobIndex
+from restore.snapshots.index import BlobIndex, load_index
 from restore.snapshots.manifest import entries_of
 from restore.snapshots.reader import BlobLoader
 from restore.snapshots.store import ObjectStore
@@ -156,3 +161,48 @@ def delete_in_order(store: ObjectStore, forgotten: list[str], index: BlobIndex, 
     store.delete([snapshot_key(s) for s in forgotten])
     replace_index(store, index, cleanup.index_keys, cleanup.reindexed)
     store.delete(cleanup.packs)
+
+
+def prune(  # noqa: PLR0913 - one prune's inputs, each used
+    store: ObjectStore,
+    records: list[SnapshotRecord],
+    codec: Codec,
+    policy: RetentionPolicy,
+    *,
+    now: datetime,
+    dry_run: bool,
+    workers: int,
+    check: Callable[[], None],
+) -> PruneResult:
+    """Forget the records `policy` removes and delete what the rest do not use (the caller
+    holds the writer claim; `check` raises if it was lost); with `dry_run`, only say what
+    that would be. Raise IntegrityError if index objects do not authenticate."""
+    chosen = select([r.info for r in records], policy, now)
+    removed_ids = {s.id for s in chosen.remove}
+    kept = [r for r in records if r.info.id not in removed_ids]
+    index = load_index(store, codec, workers)
+    if index.unreadable:
+        raise IntegrityError(
+            "refusing to prune: index objects that do not authenticate (planted, or damaged) "
+            f"would leave packs unaccounted for: {', '.join(sorted(index.unreadable))}; "
+            "delete them if they were planted, then prune again"
+        )
+    used = referenced_blobs(kept, BlobLoader(store, index))
+    cleanup = unused_objects(store, index, used, now)
+    if not dry_run:
+        check()  # the plan took a while: still the writer before deleting anything
+        delete_in_order(store, sorted(removed_ids), index, cleanup)
+    structlog.get_logger().debug(
+        "prune.plan",
+        index_objects=len(cleanup.index_keys),
+        reindexed_packs=len(cleanup.reindexed),
+        packs=len(cleanup.packs),
+    )
+    return PruneResult(
+        kept=tuple(chosen.keep),
+        removed=tuple(chosen.remove),
+        reasons=chosen.reasons,
+        objects_deleted=len(cleanup.index_keys) + len(cleanup.packs) + len(removed_ids),
+        bytes_freed=cleanup.freed,
+        dry_run=dry_run,
+    )

@@ -24,8 +24,8 @@ from restore.retention import RetentionPolicy
 from restore.snapshots.encryption import Encryption
 from sidecar.settings.schedule import Schedule
 
-JobKind = Literal["backup", "prune", "verify", "command", "http"]
-JOB_KINDS: tuple[JobKind, ...] = ("backup", "prune", "verify", "command", "http")
+JobKind = Literal["backup", "prune", "verify", "copy", "command", "http"]
+JOB_KINDS: tuple[JobKind, ...] = ("backup", "prune", "verify", "copy", "command", "http")
 DEFAULT_LISTEN = ":9090"
 DEFAULT_GRACE = timedelta(seconds=25)
 
@@ -78,7 +78,12 @@ class VerifyAction:
     read_data: float = 0.0
 
 
-Action = BackupAction | PruneAction | VerifyAction | CommandSpec | HttpSpec
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CopyAction:
+    to: str  # the second repository's URL; its settings from CARETAKER_TO_* variables
+
+
+Action = BackupAction | PruneAction | VerifyAction | CopyAction | CommandSpec | HttpSpec
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -17,8 +17,10 @@ from typing import Any
 import yaml
 
 from restore import values
+from restore.backends.registry import credentials_problem, scheme_problem
 from restore.errors import Problem
 from restore.notify import Notify
+from restore.redaction import redact_url
 from restore.retention import KEEP_RULES, RetentionPolicy
 from sidecar.settings.fields import Fields
 from sidecar.settings.model import (
@@ -26,6 +28,7 @@ from sidecar.settings.model import (
     Action,
     BackupAction,
     CommandSpec,
+    CopyAction,
     Defaults,
     Hook,
     HttpSpec,
@@ -235,7 +238,7 @@ def _action(kind: JobKind, fields: Fields) -> tuple[Action | None, timedelta | N
             skip_unchanged=fields.boolean("skip_unchanged", default=False),
         )
         return action, fields.optional_duration("timeout")
-    if kind in {"prune", "verify"} and fields.has("timeout"):
+    if kind in {"prune", "verify", "copy"} and fields.has("timeout"):
         fields.problem(
             "timeout",
             fields.raw("timeout"),
@@ -245,6 +248,8 @@ def _action(kind: JobKind, fields: Fields) -> tuple[Action | None, timedelta | N
         return _prune(fields.child("keep")), None
     if kind == "verify":
         return VerifyAction(read_data=fields.fraction("read_data", 0.0)), None
+    if kind == "copy":
+        return _copy(fields), None
     if kind == "command":
         return command_spec(fields, timedelta(hours=1)), None
     return http_spec(fields), None
@@ -261,6 +266,17 @@ def _prune(keep: Fields) -> PruneAction | None:
         keep.problem_at(keep.where, None, "set at least one rule: " + ", ".join([*KEEP_RULES, "within"]))
         return None
     return PruneAction(policy=policy)
+
+
+def _copy(fields: Fields) -> CopyAction | None:
+    to = fields.string("to", required=True)
+    if to is None:
+        return None
+    problem = scheme_problem(to) or credentials_problem(to)
+    if problem is not None:
+        fields.problem("to", redact_url(to), problem)
+        return None
+    return CopyAction(to=to)
 
 
 def command_spec(fields: Fields, default_timeout: timedelta) -> CommandSpec | None:

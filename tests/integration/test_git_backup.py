@@ -245,6 +245,19 @@ class TestWriters:
             assert caretaker("restore", "--path", str(target), remote=pod).returncode == 0
             assert (target / "app.db").read_bytes() == b"database " + marker
 
+    def test_a_changed_folder_replaces_its_old_files_in_the_branch(self, remote, tmp_path):
+        web = remote.pod(tmp_path / "web-state", remote.url + "&path=pods/web")
+        db = remote.pod(tmp_path / "db-state", remote.url + "&path=pods/db")
+        backup_json(web, sample(tmp_path / "web", "web"))
+        backup_json(db, sample(tmp_path / "db", "db"))
+        (tmp_path / "web" / "app.db").unlink()
+        write_file(tmp_path / "web" / "new.txt", b"new")
+        backup_json(web, tmp_path / "web")
+        files = remote.files_at(remote.branch)
+        assert "pods/web/new.txt" in files
+        assert "pods/web/app.db" not in files
+        assert "pods/db/app.db" in files
+
 
 def test_large_files_are_named_in_a_warning(remote, tmp_path):
     source = tmp_path / "source"

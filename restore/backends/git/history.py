@@ -100,13 +100,15 @@ def snapshot_of(commit: Commit, path: str) -> SnapshotInfo | None:
     except (KeyError, ValueError):
         moment = datetime.fromtimestamp(int(commit.author[2].split()[0]), tz=UTC)
     return SnapshotInfo(
-        id=commit.short,
+        # A snapshot copied from another repository keeps its id there (`caretaker copy`).
+        id=trailers.get("snapshot", [commit.short])[-1].lower(),
         time=moment,
         files=number("files"),
         dirs=number("dirs"),
         bytes=number("bytes"),
         host=trailers.get("host", [""])[-1],
         tags=tuple(trailers.get("tag", [])),
+        path=trailers.get("source-path", [""])[-1],
     )
 
 

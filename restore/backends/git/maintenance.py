@@ -162,7 +162,12 @@ def prune(remote: Remote, policy: RetentionPolicy, *, now: datetime, dry_run: bo
                 f"{renamed.get(chain[-1].sha, chain[-1].sha)}:{remote.settings.ref}",
                 network="prune",
             )
-    new_ids = {info.id: renamed[c.sha][:12] for c, info in snapshots.items() if c.sha in renamed}
+    # A copied snapshot keeps the id of its source (a trailer): only hash ids change.
+    new_ids = {
+        info.id: renamed[c.sha][:12]
+        for c, info in snapshots.items()
+        if c.sha in renamed and info.id == c.short
+    }
     kept = tuple(_renamed(s, new_ids) for s in chosen.keep)
     reasons = {new_ids.get(k, k): v for k, v in chosen.reasons.items()}
     _LOG.info("git.history_rewritten", forgotten=len(chosen.remove), recreated=len(renamed))

@@ -42,7 +42,11 @@ class Meta:
 
 def line(kind: str, path: str, info: os.stat_result) -> str:
     mode = stat.S_IMODE(info.st_mode)
-    return f"{kind} {mode:04o} {info.st_mtime_ns} {info.st_uid} {info.st_gid} {json.dumps(path)}\n"
+    return line_of(kind, path, mode=mode, mtime_ns=info.st_mtime_ns, uid=info.st_uid, gid=info.st_gid)
+
+
+def line_of(kind: str, path: str, *, mode: int, mtime_ns: int, uid: int, gid: int) -> str:
+    return f"{kind} {mode:04o} {mtime_ns} {uid} {gid} {json.dumps(path)}\n"
 
 
 def encode(lines: Iterable[str]) -> bytes:

@@ -28,6 +28,7 @@ from restore.backends.git.settings import GitSettings
 from restore.backends.git.tree import TreeEntry, kinds, parse_ls_tree, tree_problems
 from restore.deadline import Deadline
 from restore.errors import IntegrityError, LeaseHeldError, LocalIOError, NoSnapshotError
+from restore.filters import MIN_PREFIX, names
 from restore.model import SnapshotInfo
 
 
@@ -145,14 +146,19 @@ class Remote:
     def resolve(
         self, snapshot_id: str, found: Sequence[tuple[Commit, SnapshotInfo]] | None = None
     ) -> tuple[Commit, SnapshotInfo]:
-        """Find a snapshot by id or unique sha prefix. Raise NoSnapshotError if there is none.
+        """Find a snapshot by id, unique id prefix or sha prefix (a copied snapshot's id is
+        its source's). Raise NoSnapshotError if there is none.
 
         `found` is an already fetched `ours(history())`, so resolving many ids fetches once.
         """
         wanted = snapshot_id.strip().lower()
         if found is None:
             found = self.ours(self.history())
-        matches = [(c, i) for c, i in found if len(wanted) >= 4 and c.sha.startswith(wanted)]
+        matches = [(c, i) for c, i in found if i.id == wanted] or [
+            (c, i)
+            for c, i in found
+            if len(wanted) >= MIN_PREFIX and (c.sha.startswith(wanted) or names(i, wanted))
+        ]
         if len(matches) != 1:
             problem = "is ambiguous" if matches else "does not exist"
             raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self.describe()}")

@@ -18,14 +18,14 @@ The plumbing all of these share (private git dirs, locks, fetches, listing) is `
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import SplitResult
 
 import structlog
 
-from restore.backends.git import maintenance
+from restore.backends.git import browse, maintenance
 from restore.backends.git import meta as git_meta
 from restore.backends.git.blobs import StatCache
 from restore.backends.git.claim import GitClaimSlot
@@ -50,7 +50,9 @@ from restore.model import (
     SnapshotInfo,
     VerifyResult,
 )
+from restore.nodes import Change, Node, diff_nodes
 from restore.retention import RetentionPolicy
+from restore.selection import Selection
 
 _LOG = structlog.get_logger()
 # Above this many new or changed files a push skips git's delta search (see BackupWriter.push).
@@ -123,8 +125,15 @@ class GitRepository:
 
     # -- restore ---------------------------------------------------------------------------
 
-    def restore(self, snapshot_id: str, dest: Path, progress: Progress | None = None) -> RestoreStats:
+    def restore(
+        self,
+        snapshot_id: str,
+        dest: Path,
+        progress: Progress | None = None,
+        selection: Selection | None = None,
+    ) -> RestoreStats:
         progress = progress or NoProgress()
+        dest = dest.absolute()  # git runs in it: a relative path would be taken twice
         commit, info = self.remote.resolve_listed(snapshot_id)
         if not dest.is_dir():
             raise LocalIOError(f"restore target {dest} is not a directory")
@@ -135,11 +144,15 @@ class GitRepository:
                 progress.start(files=0, bytes=0)
                 return RestoreStats()
             entries, meta = self.remote.checked(runner, tree, info)
-            totals = count(entries)
-            progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
             writer = runner.with_work_tree(dest)
             index = {"GIT_INDEX_FILE": str(runner.git_dir / "restore-index")}
-            writer.run("read-tree", tree, env=index)
+            if selection is None or selection.everything:
+                writer.run("read-tree", tree, env=index)
+            else:
+                entries, meta = browse.select_tree(entries, meta, selection)
+                tree = browse.stage_entries(writer, entries, index)
+            totals = count(entries)
+            progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
             writer.run("checkout-index", "--all", "--force", env=index)
             self.check_written(runner, dest, tree, info)
             dirs = totals.dirs
@@ -148,6 +161,29 @@ class GitRepository:
                 dirs = git_meta.apply(dest, meta)
             progress.advance(files=totals.files + totals.symlinks, bytes=totals.bytes)
         return RestoreStats(files=totals.files, dirs=dirs, symlinks=totals.symlinks, bytes=totals.bytes)
+
+    # -- browsing (restore.backends.git.browse) --------------------------------------------
+
+    def nodes(self, snapshot_id: str, selection: Selection | None = None) -> Iterator[Node]:
+        with browse.fetched(self.remote, [snapshot_id]) as (_, [snapshot]):
+            yield from snapshot.nodes(selection)
+
+    def diff(self, old_id: str, new_id: str) -> Iterator[Change]:
+        with browse.fetched(self.remote, [old_id, new_id]) as (_, [old, new]):
+            yield from diff_nodes(old.nodes(), new.nodes())
+
+    def find(
+        self, snapshot_ids: Sequence[str], match: Callable[[Node], bool]
+    ) -> Iterator[tuple[SnapshotInfo, Node]]:
+        with browse.fetched(self.remote, snapshot_ids) as (_, snapshots):
+            for snapshot in snapshots:
+                yield from ((snapshot.info, node) for node in snapshot.nodes() if match(node))
+
+    def contents(
+        self, snapshot_id: str, selection: Selection | None = None
+    ) -> Iterator[tuple[Node, Iterator[bytes]]]:
+        with browse.fetched(self.remote, [snapshot_id]) as (_, [snapshot]):
+            yield from snapshot.contents(selection)
 
     def check_written(self, runner: GitRunner, dest: Path, tree: str, info: SnapshotInfo) -> None:
         """Hash what is now on disk; raise IntegrityError unless it is exactly `tree`."""
@@ -213,6 +249,7 @@ class GitRepository:
                 moment=moment,
                 stats=stats,
                 deleted=len(set(changes.deleted) - {git_meta.META}),
+                extra={"Source-Path": source.absolute()},
             )
             claim.check()
             writer.push(sha, deltas=base is not None and stats.files_new + stats.files_changed < _DELTA_LIMIT)
@@ -224,6 +261,7 @@ class GitRepository:
             bytes=stats.bytes_total,
             host=options.host,
             tags=options.tags,
+            path=str(source.absolute()),
         )
         return BackupResult(
             snapshot=info, stats=stats, changed=True, duration_seconds=time.monotonic() - start

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,12 @@ from restore.model import BackupOptions, BackupStats, Progress, SnapshotInfo
 _LOG = structlog.get_logger()
 _CACHE = "walk-cache"
 _MARKS = "walk-marks"
+
+
+def removals(paths: Iterable[bytes]) -> bytes:
+    """`update-index -z --index-info` lines that take `paths` out of the index (mode 0:
+    unlike `--force-remove`, this needs no work tree)."""
+    return b"".join(b"0 %s\t%s\0" % (b"0" * 40, path) for path in paths)
 
 
 class Stager:
@@ -142,9 +148,9 @@ class BackupWriter:
         env = {"GIT_INDEX_FILE": str(self.runner.git_dir / "graft-index")}
         run = self.runner.run
         run("read-tree", *([parent.tree] if parent else ["--empty"]), env=env)
-        inside = run("ls-files", "-z", "--", path, env=env)
+        inside = [p for p in run("ls-files", "-z", "--", path, env=env).split(b"\0") if p]
         if inside:
-            run("update-index", "--force-remove", "-z", "--stdin", stdin=inside, env=env)
+            run("update-index", "-z", "--index-info", stdin=removals(inside), env=env)
         if data_tree != EMPTY_TREE:
             run("read-tree", "-i", f"--prefix={path}/", data_tree, env=env)  # -i: no work tree
         # Files outside our folder were not downloaded (partial clone): they stay as they are.
@@ -200,6 +206,7 @@ class BackupWriter:
         moment: datetime,
         stats: BackupStats,
         deleted: int,
+        extra: Mapping[str, object],
     ) -> str:
         counts = {
             "files": stats.files,
@@ -224,6 +231,7 @@ class BackupWriter:
             "Symlinks": stats.symlinks,
             "Host": options.host,
             "Path": self.settings.path or ROOT_PATH,
+            **extra,
         }
         text = message(self.settings.message, fields, trailers, options.tags)
         who = (self.settings.author_name, self.settings.author_email, raw_date(moment))
