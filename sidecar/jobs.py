@@ -11,6 +11,7 @@ group killed.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import os
 import signal
 import subprocess
@@ -29,8 +30,8 @@ from restore import __version__
 from restore.backends.registry import OpenOptions, open_repository
 from restore.backends.transfer import copy_snapshots, destination_environ
 from restore.childenv import child_environment
+from restore.claims.holder import Claimant
 from restore.clock import Clock
-from restore.commands import host_name
 from restore.deadline import Deadline, Stop
 from restore.errors import CaretakerError, IntegrityError
 from restore.model import (
@@ -44,6 +45,7 @@ from restore.model import (
     VerifyResult,
 )
 from restore.redaction import redact_url
+from restore.snapshots.encryption import Encryption
 from sidecar.children import BoundedOutput
 from sidecar.settings.model import CommandSpec, HttpSpec
 
@@ -175,21 +177,30 @@ def verify(*, repo: Repository, read_data: float) -> list[VerifyResult]:
 
 
 def copy(
-    *, repo: Repository, to: str, environ: Mapping[str, str], clock: Clock, cancel: Cancel
+    *,
+    repo: Repository,
+    to: str,
+    environ: Mapping[str, str],
+    clock: Clock,
+    cancel: Cancel,
+    encryption: Encryption,
 ) -> list[Copied]:
     """Copy every snapshot of `repo` that the repository at `to` lacks (CARETAKER_TO_*
-    variables configure it). A cancel ends its storage calls: a copy stopped anywhere leaves
-    no snapshot behind, and the next one goes on. Raise ConfigError for a bad URL,
-    BackendError, IntegrityError."""
+    variables configure it; `encryption` is its password or opt-out), under its writer
+    claim. A cancel ends its storage calls: a copy stopped anywhere leaves no snapshot
+    behind, and the next one goes on. Raise ConfigError for a bad URL, LeaseHeldError,
+    PasswordError, BackendError, IntegrityError."""
+    deadline = Deadline(stop=cancel)
     options = OpenOptions(
         environ=destination_environ(environ),
         clock=clock,
-        owner=f"{host_name(environ)}/{os.getpid()}",
-        deadline=Deadline(stop=cancel),
+        claimant=dataclasses.replace(Claimant.of_process(environ, clock=clock), sleep=deadline.sleep),
+        deadline=deadline,
+        encryption=encryption,
     )
     dest = open_repository(to, options)
     try:
-        return copy_snapshots(repo, dest, repo.snapshots())
+        return copy_snapshots(repo, dest, repo.snapshots(), plain_allowed=encryption.unencrypted)
     finally:
         dest.close()
 

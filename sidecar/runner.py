@@ -301,7 +301,14 @@ class Runner:
                 bytes_freed=pruned.bytes_freed,
             )
         elif isinstance(action, CopyAction):
-            copied = jobs.copy(repo=repo, to=action.to, environ=self.environ, clock=self.clock, cancel=cancel)
+            copied = jobs.copy(
+                repo=repo,
+                to=action.to,
+                environ=self.environ,
+                clock=self.clock,
+                cancel=cancel,
+                encryption=self.config.to_encryption,
+            )
             log.info(
                 "copy.done",
                 to=redact_url(action.to),

@@ -20,7 +20,7 @@ from typing import Any
 from restore.backends.registry import repository_problems
 from restore.claims.holder import DEFAULT_EXPIRY_SECONDS, DEFAULT_HEARTBEAT_SECONDS, Timing
 from restore.errors import ConfigError, Problem
-from restore.snapshots.encryption import Encryption
+from restore.snapshots.encryption import DESTINATION, REPOSITORY, Encryption, PasswordOptions
 from restore.values import boolean, duration
 
 ENV_PREFIX = "CARETAKER_"
@@ -158,22 +158,48 @@ def flag_key(option: str) -> str:
 
 
 def encryption_from(
-    password_file: Path | None, variable: str | None, *, insecure: bool
+    password_file: Path | None,
+    variable: str | None,
+    *,
+    insecure: bool,
+    options: PasswordOptions = REPOSITORY,
 ) -> tuple[Encryption, list[Problem]]:
     """The password (from the file, else the value of CARETAKER_PASSWORD) or the opt-out,
-    and what is wrong with them. Leading and trailing whitespace (a final newline) is not
-    part of a password."""
+    and what is wrong with them, named as `options` names them. Leading and trailing
+    whitespace (a final newline) is not part of a password."""
     direct = (variable or "").strip() or None
-    file_key, opt_out_key = flag_key("--password-file"), flag_key("--insecure-no-encryption")
+    file_key, opt_out_key = options.file, options.opt_out
     problems: list[Problem] = []
     if password_file is not None and direct is not None:
-        problems.append(Problem(PASSWORD_VARIABLE, "***", f"set it or {file_key}, not both"))
-    password, source = direct, PASSWORD_VARIABLE
+        problems.append(Problem(options.variable, "***", f"set it or {file_key}, not both"))
+    password, source = direct, options.variable
     if password_file is not None:
         password, source = read_password(password_file, file_key, problems), file_key
     if insecure and password is not None:
         problems.append(Problem(opt_out_key, True, f"a password was given too ({source}): choose one"))
-    return Encryption(password=password, password_source=source, unencrypted=insecure), problems
+    encryption = Encryption(password=password, password_source=source, unencrypted=insecure, options=options)
+    return encryption, problems
+
+
+def destination_encryption(environ: Mapping[str, str]) -> tuple[Encryption, list[Problem]]:
+    """The password or the opt-out of copy's destination, from its variables
+    (CARETAKER_TO_PASSWORD_FILE, CARETAKER_TO_PASSWORD, CARETAKER_TO_INSECURE_NO_ENCRYPTION),
+    and what is wrong with them."""
+    file_text = environ.get(env_name("--to-password-file"))
+    insecure_text = environ.get(env_name("--to-insecure-no-encryption"))
+    problems: list[Problem] = []
+    try:
+        insecure = boolean(insecure_text) if insecure_text else False
+    except ValueError as error:
+        problems.append(Problem(DESTINATION.opt_out, insecure_text, str(error)))
+        insecure = False
+    encryption, refused = encryption_from(
+        Path(file_text) if file_text else None,
+        environ.get(DESTINATION.variable),
+        insecure=insecure,
+        options=DESTINATION,
+    )
+    return encryption, problems + refused
 
 
 def read_password(path: Path, key: str, problems: list[Problem]) -> str | None:

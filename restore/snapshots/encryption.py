@@ -46,6 +46,33 @@ class UnlockedKeys:
             self._keys[repository_id] = master
 
 
+@dataclasses.dataclass(frozen=True)
+class PasswordOptions:
+    """How the options giving one repository's password are named, for messages: without a
+    prefix for --repository, `to-` for copy's destination (--to-password-file)."""
+
+    prefix: str = ""
+
+    @property
+    def file(self) -> str:
+        return f"--{self.prefix}password-file ({self._variable('PASSWORD_FILE')})"
+
+    @property
+    def variable(self) -> str:
+        return self._variable("PASSWORD")
+
+    @property
+    def opt_out(self) -> str:
+        return f"--{self.prefix}insecure-no-encryption ({self._variable('INSECURE_NO_ENCRYPTION')})"
+
+    def _variable(self, name: str) -> str:
+        return "CARETAKER_" + self.prefix.replace("-", "_").upper() + name
+
+
+REPOSITORY = PasswordOptions()
+DESTINATION = PasswordOptions("to-")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Encryption:
     """What a repository is opened (or created) with.
@@ -59,5 +86,6 @@ class Encryption:
     password: str | None = dataclasses.field(default=None, repr=False)
     password_source: str = "--password-file (CARETAKER_PASSWORD_FILE)"  # noqa: S105 - a name, not a secret
     unencrypted: bool = False
+    options: PasswordOptions = PasswordOptions()
     kdf: KdfParams = KdfParams()
     unlocked: UnlockedKeys = dataclasses.field(default_factory=UnlockedKeys, repr=False, compare=False)

@@ -19,7 +19,6 @@ from restore.claims.record import ClaimSlot
 from restore.clock import Clock, utc_now
 from restore.errors import (
     CaretakerError,
-    IntegrityError,
 )
 from restore.model import (
     BackupOptions,

@@ -45,7 +45,7 @@ class KeyRing:
             state = "is not encrypted" if config else "does not exist yet (its first backup creates it)"
             raise ConfigError.single("repository", store.describe(), f"{state}: it has no key slots")
         if encryption.password is None:
-            raise missing_password(store.describe())
+            raise missing_password(store.describe(), encryption.options)
         self._master, self._current = unlock(store, config, encryption)
         self._repository_id = bytes.fromhex(config.id)
         self._store = store

@@ -163,7 +163,7 @@ def delete_in_order(store: ObjectStore, forgotten: list[str], index: BlobIndex, 
     store.delete(cleanup.packs)
 
 
-def prune(  # noqa: PLR0913 - one prune's inputs, each used
+def prune(
     store: ObjectStore,
     records: list[SnapshotRecord],
     codec: Codec,

@@ -32,7 +32,7 @@ from restore.errors import (
     PasswordError,
 )
 from restore.snapshots.codec import MASTER_KEY_BYTES, Codec, PlainCodec, SealedCodec
-from restore.snapshots.encryption import CIPHER, Encryption
+from restore.snapshots.encryption import CIPHER, Encryption, PasswordOptions
 from restore.snapshots.format import CHUNK_SIZE, CONFIG_KEY, KEYS
 from restore.snapshots.keys import REPOSITORY_ID_BYTES, KeySlot, open_slot, seal_slot
 from restore.snapshots.store import ObjectStore
@@ -106,7 +106,7 @@ def codec_for(store: ObjectStore, config: RepositoryConfig, encryption: Encrypti
             )
         return PlainCodec()
     if encryption.password is None:
-        raise missing_password(where)
+        raise missing_password(where, encryption.options)
     master = encryption.unlocked.get(config.id)
     if master is None:
         master = unlock(store, config, encryption)[0]
@@ -114,11 +114,8 @@ def codec_for(store: ObjectStore, config: RepositoryConfig, encryption: Encrypti
     return SealedCodec(master)
 
 
-def missing_password(where: str) -> PasswordError:
-    return PasswordError(
-        f"{where} is encrypted: give its password with --password-file (CARETAKER_PASSWORD_FILE) "
-        "or CARETAKER_PASSWORD"
-    )
+def missing_password(where: str, options: PasswordOptions) -> PasswordError:
+    return PasswordError(f"{where} is encrypted: give its password with {options.file} or {options.variable}")
 
 
 def read_slots(store: ObjectStore) -> Iterator[KeySlot]:
@@ -168,12 +165,13 @@ def create_repository(
     the repository first. Raise ConfigError if there is no password and no opt-out.
     """
     if encryption.password is None and not encryption.unencrypted:
+        options = encryption.options
         raise ConfigError.single(
-            "--password-file (CARETAKER_PASSWORD_FILE)",
+            options.file,
             None,
             f"{store.describe()} does not exist yet, and new repositories are encrypted: give a "
-            "password (a mounted Secret; CARETAKER_PASSWORD works too), or create it unencrypted "
-            "with --insecure-no-encryption (CARETAKER_INSECURE_NO_ENCRYPTION=true)",
+            f"password (a mounted Secret; {options.variable} works too), or create it unencrypted "
+            f"with {options.opt_out.replace(')', '=true)')}",
         )
     repository_id = os.urandom(REPOSITORY_ID_BYTES)
     config = RepositoryConfig(repository_id.hex(), encrypted=encryption.password is not None)

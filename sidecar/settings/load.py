@@ -17,13 +17,20 @@ from typing import TypeVar
 from restore import values
 from restore.backends.registry import password_problem, repository_problems
 from restore.claims.holder import DEFAULT_TIMING, Timing
-from restore.commands.options import DEFAULT_PATH, PASSWORD_VARIABLE, claim_timing, encryption_from
+from restore.commands.options import (
+    DEFAULT_PATH,
+    PASSWORD_VARIABLE,
+    claim_timing,
+    destination_encryption,
+    encryption_from,
+)
 from restore.errors import ConfigError, Problem
 from restore.retention import NO_RULE, RetentionPolicy
 from sidecar.settings.model import (
     DEFAULT_GRACE,
     DEFAULT_LISTEN,
     BackupAction,
+    CopyAction,
     Defaults,
     JobConfig,
     Listen,
@@ -85,6 +92,9 @@ def _merged(
         flags.password_file, environ.get(PASSWORD_VARIABLE), insecure=flags.insecure_no_encryption
     )
     problems += refused
+    to_encryption, to_refused = destination_encryption(environ)
+    if any(job.kind == "copy" for job in jobs):
+        problems += to_refused
     config = SidecarConfig(
         repository=_repository(flags, file, environ, problems),
         path=(flags.path or Path(file.path or DEFAULT_PATH)).absolute(),
@@ -102,9 +112,13 @@ def _merged(
         unready_on_standby=_first(flags.unready_on_standby, file.unready_on_standby, False),
         source=source,
         encryption=encryption,
+        to_encryption=to_encryption,
     )
     if (git := password_problem(config.repository, encryption)) is not None:
         problems.append(git)
+    for job in jobs:
+        if isinstance(job.action, CopyAction) and (git := password_problem(job.action.to, to_encryption)):
+            problems.append(git)
     return config
 
 

@@ -21,7 +21,7 @@ from restore.claims.holder import DEFAULT_TIMING, Timing
 from restore.notify import Notify
 from restore.redaction import has_userinfo
 from restore.retention import RetentionPolicy
-from restore.snapshots.encryption import Encryption
+from restore.snapshots.encryption import DESTINATION, Encryption
 from sidecar.settings.schedule import Schedule
 
 JobKind = Literal["backup", "prune", "verify", "copy", "command", "http"]
@@ -142,6 +142,8 @@ class SidecarConfig:
     # The repository's password (never printed) or the opt-out; one for the process, so the
     # password's key derivation is paid once, not by every job.
     encryption: Encryption = dataclasses.field(default_factory=Encryption)
+    # The copy jobs' destination's (CARETAKER_TO_PASSWORD_FILE...), likewise.
+    to_encryption: Encryption = dataclasses.field(default_factory=lambda: Encryption(options=DESTINATION))
 
     def job(self, name: str) -> JobConfig:
         return next(job for job in self.jobs if job.name == name)

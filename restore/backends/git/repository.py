@@ -17,6 +17,7 @@ The plumbing all of these share (private git dirs, locks, fetches, listing) is `
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -197,6 +198,11 @@ class GitRepository:
             )
 
     # -- writing ---------------------------------------------------------------------------
+
+    def writer(self, role: str) -> contextlib.AbstractContextManager[WriterGuard]:
+        """This repository's writer claim, held for `role`. Raise LeaseHeldError naming
+        another writer whose claim is live."""
+        return hold(self.claim_slot, self._claimant, role=role)
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         with hold(self.claim_slot, self._claimant, role="backup") as claim:

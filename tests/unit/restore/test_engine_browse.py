@@ -25,12 +25,13 @@ from restore.snapshots.format import (
     DATA,
     KIND_MANIFEST,
     SnapshotRecord,
-    config_document,
     snapshot_key,
 )
 from restore.snapshots.manifest import ManifestWriter
+from restore.snapshots.repokey import RepositoryConfig
 from tests.conftest import FakeClock
 from tests.support.forge import forge_blob, forge_snapshot, line
+from tests.support.keys import UNENCRYPTED
 from tests.support.trees import write_file
 
 
@@ -54,7 +55,7 @@ def counting(tmp_path: Path) -> CountingStore:
 
 @pytest.fixture
 def browsed(counting: CountingStore, clock: FakeClock) -> Engine:
-    return Engine(counting, clock=clock, owner="test")
+    return Engine(counting, encryption=UNENCRYPTED, clock=clock, owner="test")
 
 
 def big_listing(extra: Sequence[str] = (), removed: Sequence[str] = ()) -> list[bytes]:
@@ -75,7 +76,7 @@ def forged(store: LocalStore, lines: list[bytes], hour: int) -> str:
     snapshot = f"{hour:016x}"
     info = SnapshotInfo(id=snapshot, time=moment, files=len(lines), dirs=0, bytes=0)
     record = SnapshotRecord(info=info, manifest=writer.finish(), entries=writer.count, started=moment)
-    store.create(CONFIG_KEY, config_document("forged"))
+    store.create(CONFIG_KEY, RepositoryConfig("f0" * 16, encrypted=False).encode())
     store.put(snapshot_key(snapshot), record.encode())
     return snapshot
 

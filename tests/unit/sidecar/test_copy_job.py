@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from restore.backends.registry import OpenOptions, open_repository
-from restore.errors import ConfigError
+from restore.errors import ConfigError, PasswordError
 from restore.model import BackupOptions
 from sidecar import jobs
 from sidecar.settings.load import load
 from sidecar.settings.model import CopyAction
 from sidecar.settings.options import Flags
 from tests.conftest import FakeClock
+from tests.support.keys import PASSWORD, password_file, sealed
 from tests.support.trees import write_file
 
 
@@ -54,14 +55,30 @@ def test_a_bad_copy_job_is_refused_naming_the_key(tmp_path: Path, job: str, key:
     assert message in problems[key]
 
 
-def test_a_run_copies_what_the_destination_lacks(tmp_path: Path, clock: FakeClock) -> None:
+def test_the_destinations_password_comes_from_its_own_variables(tmp_path: Path) -> None:
+    flags = loaded(tmp_path, '  - {name: offsite, kind: copy, schedule: "@daily", to: "s3://offsite/app"}\n')
+    environ = {"CARETAKER_TO_PASSWORD_FILE": str(password_file(tmp_path, "offsite password", "to"))}
+    config = load(flags, {"CARETAKER_PASSWORD": PASSWORD, **environ})
+    assert config.to_encryption.password == "offsite password"
+    assert config.to_encryption.options.prefix == "to-"
+    with pytest.raises(ConfigError) as caught:
+        load(flags, {"CARETAKER_TO_PASSWORD_FILE": str(tmp_path / "none")})
+    assert "cannot read" in {p.key: p.message for p in caught.value.problems}[
+        "--to-password-file (CARETAKER_TO_PASSWORD_FILE)"
+    ]
+
+
+def test_a_run_copies_what_the_destination_lacks_under_its_own_key(tmp_path: Path, clock: FakeClock) -> None:
     write_file(tmp_path / "data" / "a.txt", b"a")
-    options = OpenOptions(environ={}, clock=clock, owner="test")
+    options = OpenOptions(environ={}, clock=clock, encryption=sealed())
     source = open_repository((tmp_path / "repo").as_uri(), options)
     source.backup(tmp_path / "data", BackupOptions())
     to = (tmp_path / "offsite").as_uri()
-    first = jobs.copy(repo=source, to=to, environ={}, clock=clock, cancel=jobs.Cancel())
-    again = jobs.copy(repo=source, to=to, environ={}, clock=clock, cancel=jobs.Cancel())
+    key = sealed("offsite password")
+    first = jobs.copy(repo=source, to=to, environ={}, clock=clock, cancel=jobs.Cancel(), encryption=key)
+    again = jobs.copy(repo=source, to=to, environ={}, clock=clock, cancel=jobs.Cancel(), encryption=key)
     assert [c.copied for c in first] == [True]
     assert [c.copied for c in again] == [False]
+    with pytest.raises(PasswordError):
+        jobs.copy(repo=source, to=to, environ={}, clock=clock, cancel=jobs.Cancel(), encryption=sealed())
     source.close()
