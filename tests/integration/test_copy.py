@@ -21,6 +21,7 @@ from restore.snapshots.engine import Engine
 from restore.snapshots.format import LEASE_KEY
 from tests.support.cli import CARETAKER, run_caretaker
 from tests.support.git_remotes import file_remote, git_env
+from tests.support.keys import UNENCRYPTED_ENV, password_env, password_file
 from tests.support.restore_runs import Repo, restore
 from tests.support.sidecar import Sidecar, wait_until
 from tests.support.trees import describe, write_file
@@ -86,10 +87,9 @@ def kill_and_resume(source: Repo, to: str, environ: dict[str, str], scratch: str
     return hit
 
 
-def check_copy(
-    source: Repo, to: str, environ: dict[str, str], ids: list[str], data: Path, tmp_path: Path
-) -> None:
-    env = {**source.environ, **environ}
+def check_copy(to: str, env: dict[str, str], ids: list[str], data: Path, tmp_path: Path) -> None:
+    """The destination, opened with its own settings `env`, holds `ids`, verifies byte by
+    byte and restores the newest as `data`."""
     listed = run_caretaker("snapshots", "--json", "--repository", to, environ=env)
     assert listed.returncode == 0, listed.stderr
     assert sorted(s["id"] for s in json.loads(listed.stdout)) == sorted(ids)
@@ -109,22 +109,46 @@ def test_s3_to_s3_killed_at_random_points_then_resumed(
     data = tmp_path / "data"
     ids = history(source, data, mib=3)
     to, scratch = (f"s3://{s3_bucket}/{uuid.uuid4().hex[:12]}/copy" for _ in range(2))
-    hit = kill_and_resume(source, to, {}, scratch)
+    # The destination has a password of its own: every blob is sealed anew under its key.
+    to_password = password_file(tmp_path, "the offsite password", "to-password")
+    to_env = {"CARETAKER_TO_PASSWORD_FILE": str(to_password)}
+    hit = kill_and_resume(source, to, to_env, scratch)
     assert hit, f"seed {SEED}: every copy finished before its kill; make the data bigger"
-    check_copy(source, to, {}, ids, data, tmp_path)
-    again = run_caretaker("copy", "--json", "--repository", source.url, "--to", to, environ=s3_env)
+    dest_env = {**s3_env, "CARETAKER_PASSWORD_FILE": str(to_password)}
+    check_copy(to, dest_env, ids, data, tmp_path)
+    again = run_caretaker("copy", "--json", "--repository", source.url, "--to", to, environ={**s3_env, **to_env})
     assert again.returncode == 0
     assert '"copied": true' not in again.stdout
+    # A missing or wrong password is exit 13 naming the side it belongs to.
+    unkeyed = run_caretaker("copy", "--repository", source.url, "--to", to, environ=s3_env)
+    assert unkeyed.returncode == 13, unkeyed.stdout
+    assert "--to-password-file (CARETAKER_TO_PASSWORD_FILE)" in unkeyed.stdout
+    wrong_to = {**s3_env, "CARETAKER_TO_PASSWORD": "not it"}
+    refused = run_caretaker("copy", "--repository", source.url, "--to", to, environ=wrong_to)
+    assert refused.returncode == 13, refused.stdout
+    assert f"the password (CARETAKER_TO_PASSWORD) opens no key slot of {to}" in refused.stdout
+    wrong_source = {**s3_env, **to_env, "CARETAKER_PASSWORD_FILE": str(to_password)}
+    refused = run_caretaker("copy", "--repository", source.url, "--to", to, environ=wrong_source)
+    assert refused.returncode == 13, refused.stdout
+    assert f"opens no key slot of {source.url}" in refused.stdout
+    # The destination's listing never sees the source's password either.
+    browsed = run_caretaker("ls", "--repository", to, ids[-1], environ={k: v for k, v in s3_env.items() if "PASSWORD" not in k})
+    assert browsed.returncode == 13, browsed.stdout
 
 
 def test_local_to_git_killed_at_random_points_then_resumed(tmp_path: Path) -> None:
-    source = Repo((tmp_path / "repository").as_uri(), {})
+    source = Repo((tmp_path / "repository").as_uri(), password_env(tmp_path))
     data = tmp_path / "data"
     ids = history(source, data, mib=1)
     to, environ = file_remote(tmp_path), git_env(tmp_path / "git-state")
+    # git stores files readable: an encrypted source goes there only when asked.
+    refused = run_caretaker("copy", "--repository", source.url, "--to", to, environ={**source.environ, **environ})
+    assert refused.returncode == 2, refused.stdout
+    assert "--to-insecure-no-encryption" in refused.stdout
     scratch = file_remote(tmp_path)
-    assert kill_and_resume(source, to, environ, scratch), f"seed {SEED}: every copy finished before its kill"
-    check_copy(source, to, environ, ids, data, tmp_path)
+    plain = {**environ, "CARETAKER_TO_INSECURE_NO_ENCRYPTION": "true"}
+    assert kill_and_resume(source, to, plain, scratch), f"seed {SEED}: every copy finished before its kill"
+    check_copy(to, environ, ids, data, tmp_path)
     diff = run_caretaker("diff", "--repository", to, ids[0], ids[1], environ=environ)
     assert diff.returncode == 0
     assert "M d0/f0.bin" in diff.stdout
@@ -138,11 +162,12 @@ def test_the_destination_uses_its_own_credentials(
     write_file(tmp_path / "data" / "a.txt", b"a")
     source.backup(tmp_path / "data")
     to = f"s3://{s3_bucket}/{uuid.uuid4().hex[:12]}/copy"
-    wrong = {**s3_env, "CARETAKER_TO_AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    to_env = {"CARETAKER_TO_PASSWORD_FILE": str(password_file(tmp_path, "offsite", "to-password"))}
+    wrong = {**s3_env, **to_env, "CARETAKER_TO_AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     refused = run_caretaker("copy", "--repository", s3_url, "--to", to, environ=wrong)
     assert refused.returncode == 5
     assert "not-the-secret" not in refused.stdout + refused.stderr
-    right = {**s3_env, "CARETAKER_TO_AWS_SECRET_ACCESS_KEY": s3_env["AWS_SECRET_ACCESS_KEY"]}
+    right = {**s3_env, **to_env, "CARETAKER_TO_AWS_SECRET_ACCESS_KEY": s3_env["AWS_SECRET_ACCESS_KEY"]}
     assert run_caretaker("copy", "--repository", s3_url, "--to", to, environ=right).returncode == 0
 
 
@@ -162,11 +187,15 @@ jobs:
   - {{name: backup, kind: backup, schedule: "@every 1h", run_on_start: true, then: [offsite]}}
   - {{name: offsite, kind: copy, to: "file://{tmp_path}/offsite"}}
 """
-    with Sidecar(tmp_path, [], config=config) as sidecar:
+    for name in ("repo", "offsite"):
+        (tmp_path / f"key-{name}").mkdir()
+    keys = {name: password_env(tmp_path / f"key-{name}", f"{name} password") for name in ("repo", "offsite")}
+    env = {**keys["repo"], "CARETAKER_TO_PASSWORD_FILE": keys["offsite"]["CARETAKER_PASSWORD_FILE"]}
+    with Sidecar(tmp_path, [], config=config, env=env) as sidecar:
         wait_until(lambda: sidecar.events("copy.done"), 30, "the copy job")
         [done] = sidecar.events("copy.done")
         assert done["copied"] == 1
-    source, offsite = (Repo((tmp_path / name).as_uri(), {}).open() for name in ("repo", "offsite"))
+    source, offsite = (Repo((tmp_path / name).as_uri(), keys[name]).open() for name in ("repo", "offsite"))
     try:
         assert offsite.snapshots() == source.snapshots() != []
     finally:
@@ -175,7 +204,7 @@ jobs:
 
 
 def test_into_a_folder_of_a_shared_branch_reading_only_what_changed(tmp_path: Path) -> None:
-    source = Repo((tmp_path / "repository").as_uri(), {})
+    source = Repo((tmp_path / "repository").as_uri(), UNENCRYPTED_ENV)
     data = tmp_path / "data"
     for i in range(20):
         write_file(data / f"f{i}.txt", b"file %d\n" % i)
@@ -201,24 +230,25 @@ def test_into_a_folder_of_a_shared_branch_reading_only_what_changed(tmp_path: Pa
 
 
 def test_copy_takes_the_snapshots_the_filters_or_ids_choose(tmp_path: Path) -> None:
-    source = Repo((tmp_path / "repository").as_uri(), {})
+    source = Repo((tmp_path / "repository").as_uri(), UNENCRYPTED_ENV)
     data = tmp_path / "data"
     made = []
     for tag in ("nightly", "manual", "nightly"):
         write_file(data / "f.txt", tag.encode() + os.urandom(8))
         backup = run_caretaker(
-            "backup", "--json", "--repository", source.url, "--path", str(data), "--tag", tag, environ={}
+            "backup", "--json", "--repository", source.url, "--path", str(data), "--tag", tag, environ=UNENCRYPTED_ENV
         )
         made.append(json.loads(backup.stdout)["snapshot"]["id"])
     to = (tmp_path / "offsite").as_uri()
+    plain = {**UNENCRYPTED_ENV, "CARETAKER_TO_INSECURE_NO_ENCRYPTION": "true"}
 
     def copied(*args: str) -> list[str]:
-        done = run_caretaker("copy", "--json", "--repository", source.url, "--to", to, *args, environ={})
+        done = run_caretaker("copy", "--json", "--repository", source.url, "--to", to, *args, environ=plain)
         assert done.returncode == 0, done.stdout + done.stderr
         return [c["snapshot"] for c in json.loads(done.stdout) if c["copied"]]
 
     assert sorted(copied("--tag", "nightly")) == sorted([made[0], made[2]])
     assert copied(made[1][:6]) == [made[1]]
-    nothing = run_caretaker("copy", "--repository", source.url, "--to", to, "--host", "web-9", environ={})
+    nothing = run_caretaker("copy", "--repository", source.url, "--to", to, "--host", "web-9", environ=plain)
     assert nothing.returncode == 3
     assert "host=web-9" in nothing.stdout
