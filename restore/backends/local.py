@@ -12,15 +12,18 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import SplitResult, unquote
 
 from restore.diskflush import fsync_dir
 from restore.errors import (
     CaretakerError,
     ConfigError,
+    IntegrityError,
     ObjectNotFoundError,
     PermanentBackendError,
     RepositoryFullError,
@@ -87,13 +90,30 @@ class LocalStore:
         return PermanentBackendError(f"{where}: {error.strerror}")
 
     def get(self, key: str) -> bytes:
-        with self._errors(key):
-            return self._path(key).read_bytes()
+        with self._errors(key), self._open(key) as handle:
+            return handle.read()
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        with self._errors(key), self._path(key).open("rb") as handle:
+        with self._errors(key), self._open(key) as handle:
             handle.seek(start)
             return handle.read(length)
+
+    @contextlib.contextmanager
+    def _open(self, key: str) -> Iterator[BinaryIO]:
+        """An object's file. Raise IntegrityError unless it is a regular file: whoever can write
+        to the repository's folder could put a FIFO there (a read that never returns, past any
+        --timeout), or a link to /dev/zero (a read that fills memory) or to a file outside it."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            raise IntegrityError(f"{self.describe()}: {key} is a symbolic link, not an object") from None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IntegrityError(f"{self.describe()}: {key} is not a regular file, not an object")
+            yield handle
 
     def _missing_parent(self) -> PermanentBackendError | None:
         if self.root.exists() or self.root.parent.is_dir():
