@@ -73,18 +73,22 @@ def _wait(watch: ClaimWatch, sighting: Sighting, handover: Handover) -> str:
     started = shown = handover.monotonic()
     while (how := _ended(sighting, first.token)) is None:
         now = handover.monotonic()
-        if now >= handover.deadline:
-            raise LeaseHeldError(
-                f"{watch.slot.describe()} is still claimed by {first.describe()} after waiting "
-                f"{now - started:.0f}s for it to hand over (--handover-timeout, --timeout); "
-                "restoring now would miss its final backup"
-            )
         if now - shown >= handover.progress_seconds:
             handover.log.info(
                 "restore.handover_waiting", holder=first.describe(), waited_seconds=round(now - started, 1)
             )
             shown = now
-        handover.sleep(min(sighting.poll_seconds(), handover.deadline - now))
+        pause = sighting.poll_seconds()
+        if now + pause >= handover.deadline:
+            # No look at the deadline itself: with --timeout as the bound, that look's storage
+            # call would end as "unreachable" (exit 4) instead of naming the holder.
+            handover.sleep(max(handover.deadline - now, 0.0))
+            raise LeaseHeldError(
+                f"{watch.slot.describe()} is still claimed by {first.describe()} after waiting "
+                f"{handover.monotonic() - started:.0f}s for it to hand over (--handover-timeout, "
+                "--timeout); restoring now would miss its final backup"
+            )
+        handover.sleep(pause)
         sighting = handover.retry(watch.look)
     return how
 

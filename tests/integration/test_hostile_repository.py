@@ -6,14 +6,17 @@ fallback."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from restore.model import STATE_DIR
-from restore.snapshots.format import CONFIG_KEY
+from restore.snapshots.engine import Engine
+from restore.snapshots.format import CONFIG_KEY, LEASE_KEY
 from tests.support.restore_runs import Repo, assert_reported, restore
 from tests.support.trees import write_file
 
@@ -46,4 +49,40 @@ def test_a_fifo_or_device_link_as_the_config_fails_closed_at_once(
     assert_reported(run, "failed", 7)
     assert run.outcome is not None
     assert "config" in run.outcome.error
+    assert os.listdir(target) == [STATE_DIR]
+
+
+FOREVER_CLAIM = {
+    "claim": 1,
+    "pod": "someone-else",
+    "process": "someone-else/1",
+    "role": "sidecar",
+    "token": "planted",
+    "renewals": 10**30,
+    "heartbeat_seconds": float("nan"),
+    "expiry_seconds": 1e12,
+    "acquired": "2020-01-01T00:00:00Z",
+    "renewed": "2020-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)
+def test_a_planted_claim_that_never_expires_ends_the_wait_at_timeout_with_exit_6(
+    repo: Repo, target: Path, tmp_path: Path
+) -> None:
+    """Before: on S3 the wait's last look ran into the deadline and reported the store
+    unreachable (exit 4), where a local repository said exit 6 naming the holder."""
+    backed_up(repo, tmp_path)
+    opened = repo.open()
+    assert isinstance(opened, Engine)
+    try:
+        opened.store.put(LEASE_KEY, json.dumps(FOREVER_CLAIM).encode())
+    finally:
+        opened.close()
+    started = time.monotonic()
+    run = restore(target, repo, "--timeout", "5s", timeout=60)
+    assert time.monotonic() - started < 20
+    assert_reported(run, "failed", 6)
+    assert run.outcome is not None
+    assert "someone-else" in run.outcome.error
     assert os.listdir(target) == [STATE_DIR]
