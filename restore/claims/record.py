@@ -26,6 +26,10 @@ FORMAT = 1
 SIDECAR = "sidecar"
 # A document nobody can read is taken over after this long without change.
 UNREADABLE_EXPIRY_SECONDS = 30.0
+# The longest expiry a holder may promise (--claim-expiry). A document promising more (or a
+# heartbeat that is not a positive number) was not written by caretaker: it is unreadable, so
+# a forged claim cannot keep one-shot writers waiting for ever or break `caretaker unlock`.
+MAX_EXPIRY_SECONDS = 3600.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -75,9 +79,17 @@ class ClaimRecord:
         expires after UNREADABLE_EXPIRY_SECONDS without change: it must not lock forever)."""
         try:
             document = json.loads(data)
-            return _claim(document) if "claim" in document else _legacy_lease(document)
-        except (KeyError, TypeError, ValueError, AttributeError):
+            return _plausible(_claim(document) if "claim" in document else _legacy_lease(document))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             return _unreadable(data)
+
+
+def _plausible(record: ClaimRecord) -> ClaimRecord:
+    """Raise ValueError (OverflowError) unless its timing is one caretaker could have written."""
+    if not 0 < 2 * record.heartbeat_seconds <= record.expiry_seconds <= MAX_EXPIRY_SECONDS:
+        raise ValueError("implausible heartbeat or expiry")
+    record.renewed + timedelta(seconds=record.expiry_seconds)  # its `expires`, as to_json shows it
+    return record
 
 
 def _claim(document: dict[str, Any]) -> ClaimRecord:

@@ -19,6 +19,7 @@ from typing import Any
 
 from restore.backends.registry import repository_problems
 from restore.claims.holder import DEFAULT_EXPIRY_SECONDS, DEFAULT_HEARTBEAT_SECONDS, Timing
+from restore.claims.record import MAX_EXPIRY_SECONDS
 from restore.errors import ConfigError, Problem
 from restore.snapshots.encryption import DESTINATION, REPOSITORY, Encryption, PasswordOptions
 from restore.values import boolean, duration
@@ -230,12 +231,18 @@ def add_claim_options(parser: argparse.ArgumentParser) -> None:
         type=duration,
         default=f"{DEFAULT_EXPIRY_SECONDS:.0f}s",
         metavar="DURATION",
-        help="others may take the claim over after this long without a renewal (2+ heartbeats)",
+        help="others may take the claim over after this long without a renewal (2+ heartbeats, at most 1h)",
     )
 
 
 def claim_timing(heartbeat: timedelta, expiry: timedelta, *, key: str = "--claim-expiry") -> Timing:
-    """Raise ConfigError unless the expiry spans at least two heartbeats."""
+    """Raise ConfigError unless the expiry spans at least two heartbeats, and at most an hour."""
+    if expiry.total_seconds() > MAX_EXPIRY_SECONDS:
+        raise ConfigError.single(
+            key,
+            f"{expiry.total_seconds():g}s",
+            f"must be at most {MAX_EXPIRY_SECONDS:g}s: other writers read a longer one as a forged claim",
+        )
     if expiry < 2 * heartbeat:
         raise ConfigError.single(
             key,

@@ -14,7 +14,8 @@ from restore.claims.holder import Borrowed, Claim, hold
 from restore.claims.record import ClaimRecord
 from restore.claims.watch import ClaimWatch
 from restore.clock import utc_now
-from restore.errors import LeaseHeldError
+from restore.commands.options import claim_timing
+from restore.errors import ConfigError, LeaseHeldError
 from restore.identity import Identity
 from restore.snapshots.lease import StoreSlot
 from tests.support.claims import claimant, holding
@@ -178,3 +179,50 @@ def test_same_pod_needs_equal_uids_only_when_both_are_known() -> None:
     assert not Identity("web-0", "a").same_pod(Identity("web-0", "b"))
     assert not Identity("web-0").same_pod(Identity("web-1"))
     assert str(Identity("web-0", "3f2a1b2c9d")) == "web-0 (uid 3f2a1b2c)"
+
+
+FORGED = {
+    "claim": 1,
+    "pod": "someone-else",
+    "process": "someone-else/1",
+    "role": "sidecar",
+    "token": "forged",
+    "renewals": 10**30,
+    "heartbeat_seconds": 10,
+    "expiry_seconds": 30,
+    "acquired": "2026-01-01T00:00:00Z",
+    "renewed": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"expiry_seconds": 1e12},
+        {"expiry_seconds": float("inf")},
+        {"expiry_seconds": float("nan")},
+        {"heartbeat_seconds": float("nan")},
+        {"heartbeat_seconds": 0},
+        {"heartbeat_seconds": -5, "expiry_seconds": 0},
+        {"renewed": "9999-12-31T23:59:59Z"},
+    ],
+    ids=lambda forged: ",".join(f"{k}={v}" for k, v in forged.items()),
+)
+def test_a_claim_no_caretaker_could_have_written_is_unreadable_and_expires_after_30s(
+    slot: StoreSlot, tmp_path: Path, forged: dict[str, object]
+) -> None:
+    """Before: a promised expiry of 1e12 s (or NaN) kept a one-shot writer waiting for ever, and
+    a far one made `caretaker unlock` crash formatting its `expires`."""
+    LocalStore(tmp_path / "repo").put("lease", json.dumps(FORGED | forged).encode())
+    record = ClaimRecord.decode(LocalStore(tmp_path / "repo").get("lease"))
+    assert record.pod.name == "unknown (unreadable claim)"
+    assert json.loads(record.encode())["expires"] == "1970-01-01T00:00:30Z"
+    timer = FakeTime()
+    with hold(lambda: slot, claimant("pod-a", timer=timer), role="backup"):
+        assert timer.slept == pytest.approx(30, abs=3)
+
+
+def test_a_claim_expiry_longer_than_an_hour_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="3600s"):
+        claim_timing(timedelta(seconds=10), timedelta(hours=2))
+    assert claim_timing(timedelta(seconds=10), timedelta(hours=1)).expiry_seconds == 3600
