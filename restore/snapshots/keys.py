@@ -9,7 +9,7 @@ shares the password is refused. docs/format.md specifies the bytes.
 
 Every field outside `sealed` is read from storage anyone with the bucket's keys may write:
 costs beyond `MAX_*` are refused before any derivation starts, so a planted slot cannot make
-an init container allocate gigabytes.
+an init container allocate more than its memory limit, or derive for minutes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ SLOT_VERSION = 1
 REPOSITORY_ID_BYTES = 16
 SALT_BYTES = 16
 SEALED_BYTES = NONCE_BYTES + REPOSITORY_ID_BYTES + MASTER_KEY_BYTES + TAG_BYTES
-MAX_MEMORY_KIB = 1024 * 1024
-MAX_ITERATIONS = 16
+# Four times the default memory, and what fits the chart's 512 MiB limit with room to spare:
+# a planted slot must not get the init container OOM-killed (nor take minutes to try).
+MAX_MEMORY_KIB = 256 * 1024
+MAX_ITERATIONS = 8
 MAX_LANES = 16
 
 

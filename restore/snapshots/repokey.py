@@ -16,6 +16,7 @@ encrypted one's); without one, an encrypted config is a PasswordError, never "no
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -134,11 +135,10 @@ def unlock(store: ObjectStore, config: RepositoryConfig, encryption: Encryption)
     opens with the password."""
     password = encryption.password
     assert password is not None  # noqa: S101 - callers check
-    tried = 0
-    for slot in read_slots(store):
-        if tried == MAX_SLOTS:
-            break
-        tried += 1
+    # Cheapest first: slots caretaker wrote cost the default, and a slot planted with the
+    # highest costs allowed (seconds each) must not delay them.
+    slots = sorted(itertools.islice(read_slots(store), MAX_SLOTS), key=_cost)
+    for slot in slots:
         try:
             repository_id, master = open_slot(slot, password)
         except AuthenticationError:
@@ -151,8 +151,12 @@ def unlock(store: ObjectStore, config: RepositoryConfig, encryption: Encryption)
         return master, slot
     raise PasswordError(
         f"the password ({encryption.password_source}) opens no key slot of {store.describe()} "
-        f"({tried} tried): a wrong password, or its key slots were removed, damaged or replaced"
+        f"({len(slots)} tried): a wrong password, or its key slots were removed, damaged or replaced"
     )
+
+
+def _cost(slot: KeySlot) -> int:
+    return slot.kdf.memory_kib * slot.kdf.iterations
 
 
 def create_repository(

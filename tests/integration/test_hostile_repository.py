@@ -10,13 +10,16 @@ import json
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from restore.model import STATE_DIR
+from restore.snapshots.encryption import KdfParams
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import CONFIG_KEY, LEASE_KEY
+from restore.snapshots.keys import MAX_ITERATIONS, MAX_MEMORY_KIB, SALT_BYTES, SEALED_BYTES, KeySlot
 from tests.support.restore_runs import Repo, assert_reported, restore
 from tests.support.trees import write_file
 
@@ -86,3 +89,49 @@ def test_a_planted_claim_that_never_expires_ends_the_wait_at_timeout_with_exit_6
     assert run.outcome is not None
     assert "someone-else" in run.outcome.error
     assert os.listdir(target) == [STATE_DIR]
+
+
+def plant_slot(repo: Repo, name: str, kdf: KdfParams) -> None:
+    """A key slot with these costs, sorting before the real one, as someone without the key
+    writes it (it opens with no password)."""
+    slot = KeySlot(
+        id=name,
+        kdf=kdf,
+        salt=os.urandom(SALT_BYTES),
+        created=datetime.now(UTC),
+        host="attacker",
+        sealed=os.urandom(SEALED_BYTES),
+    )
+    opened = repo.open()
+    assert isinstance(opened, Engine)
+    try:
+        opened.store.put(slot.key, slot.encode())
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)
+def test_a_key_slot_asking_for_a_gibibyte_is_refused_before_deriving(
+    repo: Repo, target: Path, tmp_path: Path
+) -> None:
+    """Before: 1 GiB and 16 passes were allowed, twice the chart's memory limit (OOM-killed)
+    and about 30 s of Argon2id per planted slot."""
+    backed_up(repo, tmp_path)
+    plant_slot(repo, "0" * 16, KdfParams(memory_kib=1024 * 1024, iterations=16, lanes=16))
+    run = restore(target, repo, timeout=60)
+    assert_reported(run, "restored", 0)
+    assert [e["key"] for e in run.event("key.slot_unreadable")] == [f"keys/{'0' * 16}"]
+
+
+@pytest.mark.parametrize("repository_url", ["local"], indirect=True)
+def test_key_slots_planted_with_the_highest_costs_allowed_are_tried_after_cheaper_ones(
+    repo: Repo, target: Path, tmp_path: Path
+) -> None:
+    """Before: tried in key order, each of these cost seconds before the real slot was reached."""
+    backed_up(repo, tmp_path)
+    for number in range(4):
+        plant_slot(repo, f"{number:016x}", KdfParams(memory_kib=MAX_MEMORY_KIB, iterations=MAX_ITERATIONS, lanes=4))
+    run = restore(target, repo, timeout=120)
+    assert_reported(run, "restored", 0)
+    assert run.outcome is not None
+    assert run.outcome.duration_seconds < 6
