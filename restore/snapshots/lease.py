@@ -13,6 +13,8 @@ from restore.errors import ObjectNotFoundError
 from restore.snapshots.format import LEASE_KEY
 from restore.snapshots.store import ObjectStore
 
+# A claim is a few hundred bytes.
+MAX_CLAIM_BYTES = 64 * 1024
 # A renewal landing between our stat and get: read again, a few times at most.
 _READ_ATTEMPTS = 3
 
@@ -38,7 +40,8 @@ class StoreSlot:
                 return None
             if self._cached is None or self._cached[0] != found.version:
                 try:
-                    data = self._store.get(self._key)
+                    # A document larger than any claim is cut short: unreadable, not gigabytes.
+                    data = self._store.get_range(self._key, 0, MAX_CLAIM_BYTES)
                 except ObjectNotFoundError:
                     return None
                 again = self._store.stat(self._key)

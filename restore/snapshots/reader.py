@@ -92,7 +92,9 @@ class PackReader:
     def _fetch(self, pack: int) -> bytes:
         key = pack_key(self._index.packs[pack])
         try:
-            return self._store.get(key)
+            # Only what the index says the pack holds: a pack replaced by a huge object
+            # must not be read whole into memory.
+            return self._store.get_range(key, 0, self._index.pack_sizes[pack])
         except ObjectNotFoundError as error:
             raise BlobDamageError("pack is missing", pack=key) from error
 

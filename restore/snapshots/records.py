@@ -16,7 +16,12 @@ import structlog
 from restore.errors import IntegrityError, NoSnapshotError, ObjectNotFoundError
 from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
 from restore.snapshots.format import SNAPSHOTS, SnapshotRecord, snapshot_key
-from restore.snapshots.store import ObjectStore
+from restore.snapshots.store import ObjectStore, get_small
+
+# A record names its manifest's blobs (65 bytes each, for up to 8 MiB of manifest): 4 MiB
+# covers volumes of hundreds of millions of files; read in parallel, more would not fit
+# an init container's memory.
+MAX_RECORD_BYTES = 4 << 20
 
 
 class Records:
@@ -57,7 +62,8 @@ class Records:
 
     def _load(self, key: str, codec: Codec) -> None:
         try:
-            record = SnapshotRecord.decode(codec.open(self._store.get(key), SNAPSHOT_RECORD, key), key)
+            stored = get_small(self._store, key, MAX_RECORD_BYTES)
+            record = SnapshotRecord.decode(codec.open(stored, SNAPSHOT_RECORD, key), key)
         except ObjectNotFoundError:
             return  # forgotten by a prune while we listed
         except IntegrityError as error:

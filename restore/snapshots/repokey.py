@@ -36,13 +36,15 @@ from restore.snapshots.codec import MASTER_KEY_BYTES, Codec, PlainCodec, SealedC
 from restore.snapshots.encryption import CIPHER, Encryption, PasswordOptions
 from restore.snapshots.format import CHUNK_SIZE, CONFIG_KEY, KEYS
 from restore.snapshots.keys import REPOSITORY_ID_BYTES, KeySlot, open_slot, seal_slot
-from restore.snapshots.store import ObjectStore
+from restore.snapshots.store import ObjectStore, get_small
 
 PLAIN_FORMAT = 1
 SEALED_FORMAT = 2
 CONTENT_IDS = "hmac-sha256"
 # A password is tried against at most this many slots (each try costs a key derivation).
 MAX_SLOTS = 32
+# The config and a key slot are a few hundred bytes.
+MAX_SMALL_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +89,7 @@ class RepositoryConfig:
 def read_config(store: ObjectStore) -> RepositoryConfig | None:
     """The config, or None if the repository was never created. Raise IntegrityError if bad."""
     try:
-        data = store.get(CONFIG_KEY)
+        data = get_small(store, CONFIG_KEY, MAX_SMALL_BYTES)
     except ObjectNotFoundError:
         return None
     return RepositoryConfig.decode(data, store.describe())
@@ -123,7 +125,7 @@ def read_slots(store: ObjectStore) -> Iterator[KeySlot]:
     """The repository's readable key slots; malformed ones are logged and left out."""
     for item in store.list(KEYS):
         try:
-            yield KeySlot.decode(store.get(item.key), item.key)
+            yield KeySlot.decode(get_small(store, item.key, MAX_SMALL_BYTES), item.key)
         except ObjectNotFoundError:
             continue  # removed while we listed
         except IntegrityError as error:

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from restore.errors import IntegrityError
+
 
 @dataclasses.dataclass(frozen=True)
 class StoredObject:
@@ -62,3 +64,14 @@ class ObjectStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def get_small(store: ObjectStore, key: str, limit: int) -> bytes:
+    """The whole object `key`, reading at most `limit` + 1 bytes: for objects caretaker keeps
+    small (config, key slots, snapshot records), which whoever can write to the storage could
+    replace by gigabytes. Raise IntegrityError if it is larger than `limit`."""
+    data = store.get_range(key, 0, limit + 1)
+    if len(data) > limit:
+        where = store.describe()
+        raise IntegrityError(f"{key} in {where} is larger than {limit} bytes, which caretaker never writes")
+    return data

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,8 +20,11 @@ import pytest
 from restore.model import STATE_DIR
 from restore.snapshots.encryption import KdfParams
 from restore.snapshots.engine import Engine
-from restore.snapshots.format import CONFIG_KEY, LEASE_KEY
+from restore.snapshots.format import CONFIG_KEY, LEASE_KEY, snapshot_key
 from restore.snapshots.keys import MAX_ITERATIONS, MAX_MEMORY_KIB, SALT_BYTES, SEALED_BYTES, KeySlot
+from restore.snapshots.lease import MAX_CLAIM_BYTES
+from restore.snapshots.records import MAX_RECORD_BYTES
+from restore.snapshots.repokey import MAX_SMALL_BYTES
 from tests.support.restore_runs import Repo, assert_reported, restore
 from tests.support.trees import write_file
 
@@ -51,7 +56,7 @@ def test_a_fifo_or_device_link_as_the_config_fails_closed_at_once(
     run = restore(target, repo, "--timeout", "20s", timeout=40)
     assert_reported(run, "failed", 7)
     assert run.outcome is not None
-    assert "config" in run.outcome.error
+    assert "config" in str(run.outcome.error)
     assert os.listdir(target) == [STATE_DIR]
 
 
@@ -87,7 +92,7 @@ def test_a_planted_claim_that_never_expires_ends_the_wait_at_timeout_with_exit_6
     assert time.monotonic() - started < 20
     assert_reported(run, "failed", 6)
     assert run.outcome is not None
-    assert "someone-else" in run.outcome.error
+    assert "someone-else" in str(run.outcome.error)
     assert os.listdir(target) == [STATE_DIR]
 
 
@@ -135,3 +140,56 @@ def test_key_slots_planted_with_the_highest_costs_allowed_are_tried_after_cheape
     assert_reported(run, "restored", 0)
     assert run.outcome is not None
     assert run.outcome.duration_seconds < 6
+
+
+def put(repo: Repo, key: str, data: bytes) -> None:
+    opened = repo.open()
+    assert isinstance(opened, Engine)
+    try:
+        opened.store.put(key, data)
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)
+def test_an_oversized_snapshot_record_is_skipped_unread(repo: Repo, target: Path, tmp_path: Path) -> None:
+    """Before: read whole into memory (every record in parallel), however large."""
+    backed_up(repo, tmp_path)
+    put(repo, snapshot_key("f" * 16), b"x" * (MAX_RECORD_BYTES + 1))
+    run = restore(target, repo)
+    assert_reported(run, "restored", 0)
+    [skipped] = run.event("snapshot.unreadable")
+    assert skipped["key"] == snapshot_key("f" * 16)
+    assert f"larger than {MAX_RECORD_BYTES} bytes" in skipped["error"]
+
+
+@pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)
+def test_an_oversized_config_fails_closed_with_exit_7(repo: Repo, target: Path, tmp_path: Path) -> None:
+    """Before: read whole (a config padded to gigabytes filled memory)."""
+    backed_up(repo, tmp_path)
+    opened = repo.open()
+    assert isinstance(opened, Engine)
+    try:
+        config = opened.store.get(CONFIG_KEY)
+        opened.store.put(CONFIG_KEY, config + b" " * MAX_SMALL_BYTES)
+    finally:
+        opened.close()
+    run = restore(target, repo)
+    assert_reported(run, "failed", 7)
+    assert run.outcome is not None
+    assert "config" in str(run.outcome.error)
+    assert "larger than" in str(run.outcome.error)
+
+
+@pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)
+def test_an_oversized_claim_is_read_as_an_unreadable_one(repo: Repo, tmp_path: Path) -> None:
+    """Before: read whole, however large (by every watcher, every poll)."""
+    backed_up(repo, tmp_path)
+    padded = {"padding": "x" * MAX_CLAIM_BYTES} | FOREVER_CLAIM | {"heartbeat_seconds": 10, "expiry_seconds": 30}
+    put(repo, LEASE_KEY, json.dumps(padded).encode())
+    argv = [sys.executable, "-m", "restore", "unlock", "--repository", repo.url, "--dry-run", "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")} | repo.environ
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["claim"]["pod"] == "unknown (unreadable claim)"
