@@ -60,22 +60,23 @@ def test_a_fifo_or_device_link_as_the_config_fails_closed_at_once(
     assert os.listdir(target) == [STATE_DIR]
 
 
-FOREVER_CLAIM = {
+# Never renewed, and expiring only after the longest expiry a holder may promise.
+STATIC_CLAIM = {
     "claim": 1,
     "pod": "someone-else",
     "process": "someone-else/1",
     "role": "sidecar",
     "token": "planted",
     "renewals": 10**30,
-    "heartbeat_seconds": float("nan"),
-    "expiry_seconds": 1e12,
+    "heartbeat_seconds": 10.0,
+    "expiry_seconds": 3600.0,
     "acquired": "2020-01-01T00:00:00Z",
     "renewed": "2020-01-01T00:00:00Z",
 }
 
 
 @pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)
-def test_a_planted_claim_that_never_expires_ends_the_wait_at_timeout_with_exit_6(
+def test_a_planted_claim_that_outlasts_the_timeout_ends_the_wait_with_exit_6(
     repo: Repo, target: Path, tmp_path: Path
 ) -> None:
     """Before: on S3 the wait's last look ran into the deadline and reported the store
@@ -84,7 +85,7 @@ def test_a_planted_claim_that_never_expires_ends_the_wait_at_timeout_with_exit_6
     opened = repo.open()
     assert isinstance(opened, Engine)
     try:
-        opened.store.put(LEASE_KEY, json.dumps(FOREVER_CLAIM).encode())
+        opened.store.put(LEASE_KEY, json.dumps(STATIC_CLAIM).encode())
     finally:
         opened.close()
     started = time.monotonic()
@@ -185,7 +186,7 @@ def test_an_oversized_config_fails_closed_with_exit_7(repo: Repo, target: Path, 
 def test_an_oversized_claim_is_read_as_an_unreadable_one(repo: Repo, tmp_path: Path) -> None:
     """Before: read whole, however large (by every watcher, every poll)."""
     backed_up(repo, tmp_path)
-    padded = {"padding": "x" * MAX_CLAIM_BYTES} | FOREVER_CLAIM | {"heartbeat_seconds": 10, "expiry_seconds": 30}
+    padded = {"padding": "x" * MAX_CLAIM_BYTES} | STATIC_CLAIM
     put(repo, LEASE_KEY, json.dumps(padded).encode())
     argv = [sys.executable, "-m", "restore", "unlock", "--repository", repo.url, "--dry-run", "--json"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")} | repo.environ
