@@ -89,6 +89,7 @@ class Podman:
             input=stdin,
             capture_output=True,
             text=True,
+            errors="replace",  # a command may print binary data (`caretaker dump` a file)
             timeout=timeout,
             cwd=REPO,
             check=False,

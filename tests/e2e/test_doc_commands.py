@@ -209,6 +209,7 @@ class Mounts:
         (secrets / "heartbeat").write_text("https://hc-ping.example/check\n")
         (self.root / "etc-caretaker" / "sidecar.yaml").write_text(sidecar_config())
         (self.root / "etc-caretaker" / "password").write_text("the docs' repository password\n")
+        (secrets / "offsite-password").write_text("the docs' second repository's password\n")
         s3 = writable(self.root / "s3-secrets")
         (s3 / "access-key-id").write_text(e2e_s3.access_key)
         (s3 / "secret-access-key").write_text(e2e_s3.secret_key)
