@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,6 +24,7 @@ from tests.integration.conftest import S3_TEST_TUNING, fresh_bucket
 from tests.support.cli import CARETAKER, run_caretaker
 from tests.support.keys import open_options, password_env
 from tests.support.seaweed import SeaweedServer
+from tests.support.sidecar import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +122,14 @@ SHORT_CLAIM = ("--claim-heartbeat", "1s", "--claim-expiry", "2s")
 
 
 @pytest.mark.slow
+def _readable(client: Any, bucket: str, key: str) -> bool:
+    try:
+        client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception:
+        return False
+    return True
+
+
 def test_server_killed_mid_backup_leaves_no_snapshot(
     private_s3_server: SeaweedServer, tmp_path: Path
 ) -> None:
@@ -145,6 +155,8 @@ def test_server_killed_mid_backup_leaves_no_snapshot(
     output, _ = backup.communicate(timeout=120)
     assert backup.returncode == EXIT_UNREACHABLE, output
     server.start()
+    # The S3 port answers before every volume server is back: wait until stored objects read.
+    wait_until(lambda: _readable(server.client(), bucket, "app/config"), 30, "the restarted server's objects")
     assert snapshot_ids(url, environ) == []
     # The dead backup could not release its claim; it expires by itself (here after 2 s).
     repository = open_repository(url, open_options(environ))
