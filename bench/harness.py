@@ -52,6 +52,17 @@ def caretaker(venv: Path) -> str:
     return str(venv / "bin" / "caretaker")
 
 
+def parse_also(values: list[str]) -> dict[str, str]:
+    """`--also LABEL=PATH` options: other caretaker builds to measure in the same run."""
+    found = {}
+    for value in values:
+        label, sep, path = value.partition("=")
+        if not sep or not Path(path).exists():
+            sys.exit(f"--also wants LABEL=/path/to/caretaker, got {value!r}")
+        found[label] = path
+    return found
+
+
 # -- data ----------------------------------------------------------------------------------
 
 _WORDS = [

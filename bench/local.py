@@ -2,7 +2,8 @@
 The unencrypted engine (`--insecure-no-encryption`); bench/encryption.py measures what
 encryption adds.
 
-Usage: .venv/bin/python bench/local.py [--reps 3] [--only files|big]
+Usage: .venv/bin/python bench/local.py [--reps 3] [--only files|big] [--caretaker PATH]
+    [--also LABEL=PATH]
 Prints one markdown table (medians, minima, peak RSS, ratio of minima to tar+zstd), the
 incremental backup's time as a share of the full one's, and the bytes the second backup
 of an unchanged tree read.
@@ -14,6 +15,9 @@ a scheduled backup costs in the sidecar, which starts once. Files are changed 2.
 each incremental backup: a file modified within 2 s of a backup's start is read again by
 the next backup as well (its timestamp may not have ticked yet), which in production, with
 backups minutes apart, concerns almost no file.
+
+`--caretaker` measures another build (a runtime venv's `caretaker`); `--also` adds the
+restore of other builds to the restore interleave (an A/B of a restore change, same run).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from harness import (
     fresh,
     interleave,
     mixed_files,
+    parse_also,
     runtime_venv,
     table,
     timed,
@@ -50,7 +55,10 @@ def _datasets(base: Path, only: str | None) -> dict[str, Path]:
     return found
 
 
-def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> list[Row]:
+def bench_dataset(name: str, data: Path, reps: int, tools: dict[str, str], base: Path) -> list[Row]:
+    """Full, incremental and restore rows of one data set; `tools` maps labels to caretaker
+    builds: the first is measured throughout, the others only restore."""
+    tool = next(iter(tools.values()))
     repo, tarball = base / "repo", base / "full.tar.zst"
     backup = (
         f"{tool} backup --repository file://{repo} --insecure-no-encryption --path {data} "
@@ -89,10 +97,13 @@ def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> li
         ],
     )
     out = base / "out"
-    restore = (
-        f"{tool} restore --repository file://{repo} --path {out} --termination-log {base / 'term.log'} "
-        "--log-level warning"
-    )
+
+    def restore(build: str) -> str:
+        return (
+            f"{build} restore --repository file://{repo} --path {out} --termination-log {base / 'term.log'} "
+            "--log-level warning"
+        )
+
     untar = f"zstd -q -d -c {tarball} | tar -C {out} -xf -"
 
     def into_empty(command: str) -> Sample:
@@ -103,7 +114,7 @@ def bench_dataset(name: str, data: Path, reps: int, tool: str, base: Path) -> li
     restored = interleave(
         reps,
         [
-            ("caretaker", lambda: into_empty(restore)),
+            *((label, lambda build=build: into_empty(restore(build))) for label, build in tools.items()),
             ("tar+zstd", lambda: into_empty(untar)),
             # caretaker makes the restored data durable (syncfs) before it reports success;
             # the same guarantee for tar costs a sync after it.
@@ -161,19 +172,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=("files", "big"))
+    parser.add_argument("--caretaker", metavar="PATH", help="the caretaker to measure (default: this checkout's)")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH")
     args = parser.parse_args()
-    tool = caretaker(runtime_venv())
+    tools = {"caretaker": args.caretaker or caretaker(runtime_venv()), **parse_also(args.also)}
     base = workdir() / "local"
     rows: list[Row] = []
     for name, data in _datasets(workdir() / "data", args.only).items():
-        rows += bench_dataset(name, data, args.reps, tool, fresh(base))
+        rows += bench_dataset(name, data, args.reps, tools, fresh(base))
     print(table(rows, baseline="tar+zstd"))
     print()
     print(shares(rows))
     big = workdir() / "data" / "big"
     if args.only in (None, "big"):
         age_tree_mtimes(big)
-        print(f"\nsecond backup of the unchanged 1 GiB tree read {unchanged_read(tool, big, base)} bytes")
+        print(f"\nsecond backup of the unchanged 1 GiB tree read {unchanged_read(tools['caretaker'], big, base)} bytes")
 
 
 if __name__ == "__main__":

@@ -2,21 +2,26 @@
 The unencrypted engine (`--insecure-no-encryption`); bench/encryption.py measures what
 encryption adds.
 
-Usage: .venv/bin/python bench/s3.py [--reps 3] [--only files|big]
+Usage: .venv/bin/python bench/s3.py [--reps 3] [--only files|big] [--caretaker PATH]
 Needs restic, zstd and GNU time (run scripts/bench-setup once) and awscli (dev extras).
+`--caretaker` benchmarks another build (a runtime venv's `caretaker`), for before/after runs.
 
 For each data set (2,000 mixed files of ~200 MB; one 1 GiB file, half random) and each
 repetition, the three tools run interleaved on fresh buckets of one server: full backup,
 incremental backup after changing 1% of the files, restore of the latest state. tar's
 incremental is GNU tar's --listed-incremental; its restore extracts the full archive and
-then the incremental one. Printed: one table (median and minimum wall time, client CPU,
-server CPU, peak RSS) and a closing note with the ratios against the issue's targets.
+then the incremental one. Every step starts with nothing dirty in the page cache (`sync`
+first). caretaker syncs (syncfs) before it reports a restore complete, tar and restic do
+not: their restores are also shown with a `sync -f` of the restored folder added ("+ sync",
+timed right after). Printed: one table (median and minimum wall time, client CPU, server
+CPU, peak RSS) and a closing note with the ratios against the issue's targets.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -46,6 +51,7 @@ from tests.support.seaweed import SeaweedServer
 
 TOOLS = ("caretaker", "tar+zstd+awscli", "restic")
 PHASES = ("full backup", "incremental (1% changed)", "restore")
+UNSYNCED = ("tar+zstd+awscli", "restic")  # restores that end before their data is on disk
 
 
 def check_tools() -> str:
@@ -124,6 +130,7 @@ def restored_path(tool: str, tools: Tools) -> Path:
 def bench_dataset(name: str, data: Path, reps: int, context: tuple[SeaweedServer, str, str]) -> list[Row]:
     server = context[0]
     samples: dict[tuple[str, str], list[Sample]] = {(p, t): [] for p in PHASES for t in TOOLS}
+    samples.update({("restore", f"{t} + sync"): [] for t in UNSYNCED})
     base = workdir() / "s3"
     for rep in range(reps):
         tools = Tools(context, data, fresh(base / "work"), rep)
@@ -137,8 +144,11 @@ def bench_dataset(name: str, data: Path, reps: int, context: tuple[SeaweedServer
                 print(f"  changed {change_files(data, 0.01, rep)} files", flush=True)
             for name_of_tool in TOOLS:
                 fresh(tools.out)
+                os.sync()  # what the previous step left unwritten is not charged to this one
                 sample = timed(command(name_of_tool), tools.env, server_pid=server.pid)
                 samples[phase, name_of_tool].append(sample)
+                if phase == "restore" and name_of_tool in UNSYNCED:
+                    samples[phase, f"{name_of_tool} + sync"].append(synced(sample, tools.out))
                 print(
                     f"  {name} rep {rep} {phase:<26} {name_of_tool:<16} {sample.wall:6.2f} s "
                     f"cpu {sample.cpu:6.2f} s server {sample.server_cpu:6.2f} s {sample.rss_mib:5.0f} MiB",
@@ -147,7 +157,13 @@ def bench_dataset(name: str, data: Path, reps: int, context: tuple[SeaweedServer
                 if phase == "restore" and listing(restored_path(name_of_tool, tools)) != listing(data):
                     sys.exit(f"{name_of_tool} restored something else than {data}")
         tools.drop()
-    return [Row(name, phase, t, samples[phase, t]) for phase in PHASES for t in TOOLS]
+    return [Row(name, phase, tool, found) for (phase, tool), found in samples.items()]
+
+
+def synced(sample: Sample, out: Path) -> Sample:
+    """`sample` plus a `sync -f` of the restored folder, timed right after it."""
+    sync = timed(f"sync -f {out}")
+    return Sample(sample.wall + sync.wall, sample.cpu + sync.cpu, sample.rss_mib, sample.server_cpu)
 
 
 def closing_note(rows: list[Row]) -> str:
@@ -175,9 +191,10 @@ def main() -> None:
     )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=("files", "big"))
+    parser.add_argument("--caretaker", metavar="PATH", help="the caretaker to measure (default: this checkout's)")
     args = parser.parse_args()
     aws = check_tools()
-    tool = caretaker(runtime_venv())
+    tool = args.caretaker or caretaker(runtime_venv())
     datasets = {"files": ("2,000 files", mixed_files), "big": ("1 GiB file", big_file)}
     rows: list[Row] = []
     # Large volumes: a bucket then grows new volumes rarely, which pauses writes (the
@@ -189,7 +206,7 @@ def main() -> None:
                 age_tree_mtimes(data)
                 rows += bench_dataset(name, data, args.reps, (server, aws, tool))
     print()
-    print(ratio_table(rows, subject="caretaker", baselines=("tar+zstd+awscli", "restic")))
+    print(ratio_table(rows, subject="caretaker", baselines=("tar+zstd+awscli", "restic", "restic + sync")))
     print(closing_note(rows))
 
 

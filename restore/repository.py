@@ -72,11 +72,14 @@ class Repository(Protocol):
         dest: Path,
         progress: Progress | None = None,
         selection: Selection | None = None,
+        *,
+        keep_setid: bool = False,
     ) -> RestoreStats:
         """Write the snapshot's tree (what `selection` chooses, with the folders above it)
         into `dest` (an existing, empty directory).
 
         Every byte is checked against its hash; nothing is written outside `dest`.
+        Files lose their setuid/setgid bits unless `keep_setid`.
         Raise NoSnapshotError if the id is unknown, IntegrityError (naming the object and
         the files affected) if data is missing, corrupt or hostile.
         """

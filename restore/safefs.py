@@ -40,7 +40,7 @@ from restore.errors import UnsafeVolumeError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = {
     stat.S_IFDIR: "folder",
@@ -130,6 +130,15 @@ def _kind_at(folder: int, name: str) -> str:
         return "special file"
 
 
+def write_fully(fd: int, data: bytes) -> None:
+    """Write all of `data` (a regular file takes it in one call but for a full disk or a signal)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
+
+
 def open_regular(path: str | Path, flags: int, *, dir_fd: int | None = None) -> int:
     """Open an existing regular file without following a symlink at its last name, and
     without opening anything else that is there (a FIFO would block, a device has effects).
@@ -167,6 +176,12 @@ class Folder:
         if create:
             os.makedirs(path, exist_ok=True)
         return cls(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), path)
+
+    @classmethod
+    def exact(cls, path: Path) -> Folder:
+        """Open the folder at `path` (a restore's target, usually an `anchor`) without
+        following a symlink at its last name. Raise OSError if it is not a real folder."""
+        return cls(os.open(path, DIR_FLAGS), path)
 
     def __enter__(self) -> Self:
         return self
@@ -281,11 +296,9 @@ class Folder:
                 raise wrong_kind(self.path / each, self.describe(each), "file")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=self.fd)
-        fd = os.open(temp, _CREATE_FLAGS, 0o644, dir_fd=self.fd)
+        fd = os.open(temp, CREATE_FLAGS, 0o644, dir_fd=self.fd)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_fully(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -127,6 +127,16 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         },
     ),
     (
+        "--keep-setid",
+        {
+            "action": "store_true",
+            "help": (
+                "keep the setuid/setgid bits of restored files (by default they are stripped: "
+                "an unauthenticated snapshot must not plant a program that runs as its owner)"
+            ),
+        },
+    ),
+    (
         "--dry-run",
         {"action": "store_true", "help": "print the plan; write nothing (not even the result file)"},
     ),
@@ -183,6 +193,7 @@ def settings_from_args(args: argparse.Namespace) -> RestoreSettings:
         only=snapshot_filter(args),
         include=tuple(args.include),
         exclude=tuple(args.exclude),
+        keep_setid=args.keep_setid,
     )
 
 

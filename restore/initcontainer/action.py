@@ -251,9 +251,8 @@ class InitRun:
             )
             dest = self.staging.prepare()
             selection = self.settings.selection()  # --exclude alone: paths left out
-            if selection is None:
-                return repo.restore(snapshot.id, dest, progress)
-            return repo.restore(snapshot.id, dest, progress, selection=selection)
+            keep_setid = self.settings.keep_setid
+            return repo.restore(snapshot.id, dest, progress, selection=selection, keep_setid=keep_setid)
 
         try:
             return self.retrier.call(attempt, what=f"restore snapshot {snapshot.id}")

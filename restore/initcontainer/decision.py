@@ -63,6 +63,7 @@ class RestoreSettings:
     # only leaves paths out of a full one.
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    keep_setid: bool = False  # keep setuid/setgid bits of restored files
 
     @property
     def partial(self) -> bool:

@@ -180,7 +180,9 @@ class _PartialRun:
             refuse_existing(volume, moves)
         progress = LogProgress(self.effects.log, interval_seconds=self.settings.progress_interval_seconds)
         stats = self.retries.call(
-            lambda: repo.restore(snapshot.id, self.staging.prepare(), progress, selection),
+            lambda: repo.restore(
+                snapshot.id, self.staging.prepare(), progress, selection, keep_setid=self.settings.keep_setid
+            ),
             what=f"restore snapshot {snapshot.id}",
         )
         aside = volume.new_quarantine(self.effects.clock())

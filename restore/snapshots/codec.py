@@ -25,7 +25,10 @@ from restore.snapshots.encryption import CIPHER
 from restore.snapshots.format import KIND_DATA, KIND_MANIFEST, BlobDamageError, decompress_frame
 
 if TYPE_CHECKING:
+    import zstandard
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    Decompressor = zstandard.ZstdDecompressor | None
 
 MASTER_KEY_BYTES = 64
 NONCE_BYTES = 12
@@ -64,9 +67,12 @@ class Codec(Protocol):
     def seal_blob(self, frame: bytes, blob: bytes, kind: int) -> bytes:
         """What a pack holds for a blob, given its compressed frame."""
 
-    def open_blob(self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str) -> bytes:
+    def open_blob(
+        self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str, decompressor: Decompressor = None
+    ) -> bytes:
         """A blob's plain bytes, checked against its name. Raise BlobDamageError if the stored
-        bytes do not authenticate, decompress or match the name."""
+        bytes do not authenticate, decompress or match the name. A caller opening many blobs
+        passes one decompressor for them all (see `decompress_frame`)."""
 
     def seal(self, data: bytes, kind: str, key: str) -> bytes:
         """What the store holds under `key` for an object of `kind`."""
@@ -87,8 +93,10 @@ class PlainCodec:
     def seal_blob(self, frame: bytes, blob: bytes, kind: int) -> bytes:  # noqa: ARG002 - protocol
         return frame
 
-    def open_blob(self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str) -> bytes:  # noqa: ARG002
-        return checked(self, decompress_frame(stored, blob, pack), blob, pack)
+    def open_blob(
+        self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str, decompressor: Decompressor = None  # noqa: ARG002
+    ) -> bytes:
+        return checked(self, decompress_frame(stored, blob, pack, decompressor), blob, pack)
 
     def seal(self, data: bytes, kind: str, key: str) -> bytes:  # noqa: ARG002 - protocol
         return data
@@ -116,12 +124,14 @@ class SealedCodec:
     def seal_blob(self, frame: bytes, blob: bytes, kind: int) -> bytes:
         return self._seal(frame, associated_data(blob_kind(kind), blob))
 
-    def open_blob(self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str) -> bytes:
+    def open_blob(
+        self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str, decompressor: Decompressor = None
+    ) -> bytes:
         try:
             frame = self._open(stored, associated_data(blob_kind(kind), blob))
         except AuthenticationError as error:
             raise BlobDamageError(f"fails authentication ({error})", blob=blob, pack=pack) from error
-        return checked(self, decompress_frame(frame, blob, pack), blob, pack)
+        return checked(self, decompress_frame(frame, blob, pack, decompressor), blob, pack)
 
     def seal(self, data: bytes, kind: str, key: str) -> bytes:
         return self._seal(data, associated_data(kind, key.encode()))

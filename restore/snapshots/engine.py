@@ -106,9 +106,6 @@ class Engine:
         record `host`."""
         return KeyRing(self.store, self._encryption, clock=self._clock, host=host)
 
-    def _host(self) -> str:
-        return self._claimant.identity.name
-
     def initialization(self) -> str | None:
         # The first backup writes the config object before any snapshot; nothing deletes it.
         # (Snapshot records that exist but cannot be read fail the listing before this.)
@@ -131,6 +128,8 @@ class Engine:
         dest: Path,
         progress: Progress | None = None,
         selection: Selection | None = None,
+        *,
+        keep_setid: bool = False,
     ) -> RestoreStats:
         record = self.record(snapshot_id)
         index = load_index(self.store, self._codecs.known(), self._workers)
@@ -142,6 +141,7 @@ class Engine:
             progress=progress or NoProgress(),
             workers=self._workers,
             selection=selection,
+            keep_setid=keep_setid,
         )
 
     # -- browsing (restore.snapshots.browse) ---------------------------------------------
@@ -199,13 +199,13 @@ class Engine:
 
     def ensure(self) -> Codec:
         """The codec, creating the repository first if it does not exist (by a writer)."""
-        return self._codecs.ensure(created=self._clock(), host=self._host())
+        return self._codecs.ensure(created=self._clock(), host=self._claimant.identity.name)
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
         with self.writer("backup") as claim:
-            codec = self._codecs.ensure(created=started, host=self._host())
+            codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
             records = self._records.listing(self._codecs.opened)
             previous = records[0] if records else None
             index = load_index(self.store, codec, self._workers)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from restore.diskflush import WRITEBACK_STEP, Writeback
 from restore.errors import IntegrityError, LocalIOError
 from restore.model import SHOWN_FILES, Damage, Progress, RestoreStats
 from restore.selection import Selection
@@ -22,6 +20,7 @@ from restore.snapshots.index import BlobIndex
 from restore.snapshots.manifest import DIR, FILE, Entry, entries_of
 from restore.snapshots.reader import BlobLoader, ChunkFeed, PackPlan, PackReader
 from restore.snapshots.store import ObjectStore
+from restore.snapshots.treewriter import TreeWriter, count, open_target, write_error
 
 
 def damage_error(snapshot: str, damage: list[Damage]) -> IntegrityError:
@@ -48,7 +47,7 @@ def plan_restore(
     totals = RestoreStats()
     missing: dict[bytes, list[str]] = {}
     for entry in chosen_entries(record, loader, selection):
-        _count(totals, entry)
+        count(totals, entry)
         size = 0
         complete = True
         for chunk in entry.chunks:
@@ -72,92 +71,11 @@ def plan_restore(
     return plan, totals
 
 
-def _count(stats: RestoreStats, entry: Entry) -> None:
-    if entry.kind == FILE:
-        stats.files += 1
-        stats.bytes += entry.size
-    elif entry.kind == DIR:
-        stats.dirs += 1
-    else:
-        stats.symlinks += 1
-
-
-def check_space(dest: Path, needed: int) -> None:
-    free = shutil.disk_usage(dest).free
+def check_space(dest: Path, root_fd: int, needed: int) -> None:
+    info = os.fstatvfs(root_fd)
+    free = info.f_bavail * info.f_frsize
     if needed > free:
         raise LocalIOError(f"not enough space in {dest}: the snapshot needs {needed} bytes, {free} are free")
-
-
-class TreeWriter:
-    """Creates entries under `dest`. Folders get their final mode and mtime when left."""
-
-    def __init__(self, dest: Path, feed: ChunkFeed, progress: Progress) -> None:
-        self._dest = str(dest)
-        self._feed = feed
-        self._progress = progress
-        self._writeback = Writeback()
-        self._open: list[Entry] = []
-        self._as_root = os.geteuid() == 0
-        self.stats = RestoreStats()
-
-    def write(self, entry: Entry) -> None:
-        parent = entry.path.rpartition("/")[0]
-        while self._open and self._open[-1].path != parent:
-            self._finish_dir(self._open.pop())
-        full = os.path.join(self._dest, entry.path)
-        _count(self.stats, entry)
-        if entry.kind == DIR:
-            os.mkdir(full, 0o700)
-            self._open.append(entry)
-        elif entry.kind == FILE:
-            self._write_file(full, entry)
-        else:
-            os.symlink(entry.target, full)
-            self._owner(full, entry)
-            os.utime(full, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-            self._progress.advance(files=1)
-
-    def _owner(self, full: str, entry: Entry) -> None:
-        if self._as_root:
-            os.lchown(full, entry.uid, entry.gid)
-
-    def _write_file(self, full: str, entry: Entry) -> None:
-        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            written = handed = 0
-            for _ in entry.chunks:
-                data = self._feed.next()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                written += len(data)
-                self._progress.advance(bytes=len(data))
-                if written - handed >= WRITEBACK_STEP:
-                    self._writeback.start(fd, handed, written)
-                    handed = written
-            if written > handed:
-                self._writeback.start(fd, handed, written)
-            if written != entry.size:
-                raise IntegrityError(
-                    f"{entry.path}: content is {written} bytes, the manifest says {entry.size}"
-                )
-            if self._as_root:
-                os.fchown(fd, entry.uid, entry.gid)
-            os.fchmod(fd, entry.mode)
-        finally:
-            os.close(fd)
-        os.utime(full, ns=(entry.mtime_ns, entry.mtime_ns))
-        self._progress.advance(files=1)
-
-    def _finish_dir(self, entry: Entry) -> None:
-        full = os.path.join(self._dest, entry.path)
-        self._owner(full, entry)
-        os.chmod(full, entry.mode)
-        os.utime(full, ns=(entry.mtime_ns, entry.mtime_ns))
-
-    def finish(self) -> None:
-        while self._open:
-            self._finish_dir(self._open.pop())
 
 
 def extract_tree(
@@ -169,30 +87,36 @@ def extract_tree(
     progress: Progress,
     workers: int,
     selection: Selection | None = None,
+    keep_setid: bool = False,
 ) -> RestoreStats:
+    """Write the snapshot into the empty folder `dest` (see the module docstring).
+
+    Raise IntegrityError if the snapshot is hostile or damaged, LocalIOError if `dest`
+    cannot be written (or is not a folder, or something changed it meanwhile).
+    """
     loader = BlobLoader(store, index)
     plan, totals = plan_restore(record, index, loader, selection)
-    check_space(dest, totals.bytes)
-    progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
-    reader = PackReader(store, index, plan, workers=workers)
-    # One pass over the manifest, read at two points: the feed decodes a few chunks ahead
-    # of the writer, so what tee() buffers between them stays small.
-    to_write, ahead = itertools.tee(chosen_entries(record, loader, selection))
-    chunk_ids = (chunk for entry in ahead for chunk in entry.chunks)
-    feed = ChunkFeed(reader, chunk_ids, workers=max(2, os.cpu_count() or 1))
-    writer = TreeWriter(dest, feed, progress)
-    try:
-        for entry in to_write:
-            writer.write(entry)
-        writer.finish()
-    except BlobDamageError as error:
-        raise _with_files(error, record, index, loader) from error
-    except OSError as error:
-        raise LocalIOError(f"cannot write into {dest}: {error.strerror} ({error.filename})") from error
-    finally:
-        feed.close()
-        reader.close()
-    return writer.stats
+    with open_target(dest) as root:
+        check_space(dest, root.fd, totals.bytes)
+        progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
+        reader = PackReader(store, index, plan, workers=workers)
+        # One pass over the manifest, read at two points: the feed decodes a few chunks
+        # ahead of the writer, so what tee() buffers between them stays small.
+        to_write, ahead = itertools.tee(chosen_entries(record, loader, selection))
+        chunk_ids = (chunk for entry in ahead for chunk in entry.chunks)
+        feed = ChunkFeed(reader, chunk_ids, workers=max(2, os.cpu_count() or 1))
+        writer = TreeWriter(root, feed, progress, keep_setid=keep_setid)
+        try:
+            writer.write_all(to_write)
+        except BlobDamageError as error:
+            raise _with_files(error, record, index, loader) from error
+        except OSError as error:
+            raise write_error(dest, error) from error
+        finally:
+            writer.close()
+            feed.close()
+            reader.close()
+        return writer.stats
 
 
 def _with_files(

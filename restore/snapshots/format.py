@@ -61,13 +61,23 @@ class BlobDamageError(IntegrityError):
         super().__init__(f"{where}: {problem}")
 
 
-def decompress_frame(frame: bytes | memoryview, blob: bytes, pack: str) -> bytes:
-    """Decompress one blob's zstd frame. Raise BlobDamageError if it is bad or too large."""
+def decompress_frame(
+    frame: bytes | memoryview,
+    blob: bytes,
+    pack: str,
+    decompressor: zstandard.ZstdDecompressor | None = None,
+) -> bytes:
+    """Decompress one blob's zstd frame. Raise BlobDamageError if it is bad or too large.
+
+    Making a decompressor costs several times what decoding a small blob does: callers
+    decoding many pass one (used by one thread at a time).
+    """
     try:
         size = zstandard.frame_content_size(frame)
         if size < 0 or size > MAX_BLOB_SIZE:
             raise BlobDamageError(f"bad frame size {size}", blob=blob, pack=pack)
-        plain: bytes = zstandard.ZstdDecompressor().decompress(frame, max_output_size=MAX_BLOB_SIZE)
+        decompressor = decompressor or zstandard.ZstdDecompressor()
+        plain: bytes = decompressor.decompress(frame, max_output_size=MAX_BLOB_SIZE)
     except zstandard.ZstdError as error:
         raise BlobDamageError(f"cannot decompress ({error})", blob=blob, pack=pack) from error
     return plain

@@ -27,6 +27,8 @@ _MIN_PIECE = 32 << 10
 _MAX_PIECE = 4 << 20
 _CUT_MASK = 0x1FF
 MAX_CHUNKS_PER_FILE = (_MAX_PIECE - 4096) // (2 * ID_BYTES)
+# Types other tools record (tar, restic): named in the refusal, never written.
+_SPECIAL = {"c": "character device", "b": "block device", "p": "FIFO", "s": "socket"}
 _MAX_PATH = 4096
 _MAX_SIZE = 1 << 50
 # Seconds must fit a 64-bit time_t, or setting the mtime fails mid-restore.
@@ -207,6 +209,12 @@ def _check_path(path: str) -> None:
 
 def _check_fields(entry: Entry) -> None:
     if entry.kind not in {FILE, DIR, SYMLINK}:
+        what = _SPECIAL.get(entry.kind)
+        if what is not None:
+            raise IntegrityError(
+                f"manifest entry {entry.path!r} is a {what} (type {entry.kind!r}): a restore never "
+                "writes device nodes, FIFOs or sockets (a backup never records them)"
+            )
         raise IntegrityError(f"manifest entry {entry.path!r} has unknown type {entry.kind!r}")
     if not 0 <= entry.mode <= 0o7777 or not 0 <= entry.uid < 1 << 32 or not 0 <= entry.gid < 1 << 32:
         raise IntegrityError(f"manifest entry {entry.path!r} has impossible mode/owner")

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import zstandard
+
 from restore.errors import ObjectNotFoundError
 from restore.snapshots.format import BlobDamageError, pack_key
 from restore.snapshots.index import BlobIndex, Location
@@ -126,7 +128,12 @@ class PackReader:
     def raw_length(self, blob: bytes) -> int:
         return self._single.location(blob).raw_length
 
-    def blob(self, blob: bytes) -> bytes:
+    def blobs(self, batch: list[bytes]) -> list[bytes]:
+        """Return several blobs' verified plain bytes, decoded with one decompressor."""
+        decompressor = zstandard.ZstdDecompressor()
+        return [self.blob(blob, decompressor) for blob in batch]
+
+    def blob(self, blob: bytes, decompressor: zstandard.ZstdDecompressor | None = None) -> bytes:
         """Return a blob's verified plain bytes. Raise IntegrityError if missing or corrupt."""
         where = self._single.location(blob)
         number = self._index.pack_of(blob)
@@ -136,7 +143,7 @@ class PackReader:
         frame = memoryview(data)[where.offset : where.offset + where.length]
         if len(frame) != where.length:
             raise BlobDamageError("pack is truncated", blob=blob, pack=pack_key(where.pack))
-        plain = self._index.codec.open_blob(frame, blob, where.kind, pack_key(where.pack))
+        plain = self._index.codec.open_blob(frame, blob, where.kind, pack_key(where.pack), decompressor)
         with self._lock:
             self._plan.refs[number] -= 1
             if self._plan.refs[number] <= 0:
@@ -207,7 +214,7 @@ class ChunkFeed:
         self._queued_items += len(batch)
 
     def _decode(self, batch: list[bytes]) -> list[bytes]:
-        return [self._reader.blob(blob) for blob in batch]
+        return self._reader.blobs(batch)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -8,10 +8,10 @@ expects would not be a faithful restore, so each backup commit also carries
     f 0600 1700000000123456789 999 999 "conf/secret.yaml"
 
 (kind, permission bits, mtime in ns, uid, gid, path as a JSON string), sorted as walked.
-A restore applies it after the checkout and removes the file. Owners are applied only
-when running as root (like tar). Lines are trusted no more than the tree: a path that is
-not a folder, file or symlink of the restored tree is refused, and nothing is created or
-changed through a symlink.
+A restore writes each entry with its line's metadata (`checkout`) and never writes the file
+itself. Owners are applied only when running as root (like tar). Lines are trusted no more
+than the tree: a path that is not a folder, file or symlink of the restored tree is
+refused, and nothing is created or changed through a symlink.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import os
 import stat
 from collections.abc import Iterable
-from pathlib import Path
 
 from restore.errors import IntegrityError
 from restore.model import STATE_DIR
@@ -105,26 +104,3 @@ def check(entries: list[Meta], tree: dict[str, str]) -> None:
             raise IntegrityError(f"{META} calls {entry.path!r} a {entry.kind!r}, the tree does not")
         if entry.kind == "d":
             folders.add(entry.path)
-
-
-def apply(dest: Path, entries: list[Meta]) -> int:
-    """Create missing folders, then set owners, modes and mtimes. Return the folder count.
-
-    Call `check` first. Folders are finished deepest first, so setting the times of
-    their contents does not change theirs again.
-    """
-    as_root = os.geteuid() == 0
-    for entry in entries:
-        full = os.path.join(dest, entry.path)
-        if entry.kind == "d" and not os.path.lexists(full):
-            os.mkdir(full, 0o700)
-    for entry in sorted(entries, key=lambda e: (e.kind == "d", -e.path.count("/"))):
-        full = os.path.join(dest, entry.path)
-        if not _KINDS[entry.kind](os.lstat(full).st_mode):
-            raise IntegrityError(f"{entry.path!r} on disk is not the {entry.kind!r} {META} names")
-        if as_root:
-            os.lchown(full, entry.uid, entry.gid)
-        if entry.kind != "l":
-            os.chmod(full, entry.mode)
-        os.utime(full, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-    return sum(1 for e in entries if e.kind == "d")

@@ -8,8 +8,9 @@
 - snapshots: the branch's first-parent commits carrying our trailers for this `path=`,
   fetched as commit objects only where the server supports partial clone.
 - restore: a depth-1 fetch of exactly that commit into a scratch git dir, checked
-  (git's own object checks on receipt, our hostile-path checks), checked out into
-  `dest`, and re-hashed from disk: the written tree must hash to the snapshot's tree.
+  (git's own object checks on receipt, our hostile-path checks), and written into `dest`
+  by caretaker's tree writer through folder descriptors, each blob hashed on its way
+  (`restore.backends.git.checkout`): git itself writes nothing there.
 - verify and prune: `restore.backends.git.maintenance`.
 
 The plumbing all of these share (private git dirs, locks, fetches, listing) is `Remote`.
@@ -28,7 +29,7 @@ import structlog
 
 from restore.backends.git import browse, maintenance
 from restore.backends.git import meta as git_meta
-from restore.backends.git.blobs import StatCache
+from restore.backends.git.checkout import write_tree
 from restore.backends.git.claim import GitClaimSlot
 from restore.backends.git.cmd import GitRunner
 from restore.backends.git.history import LOG_ARGS, Commit, parse_log, snapshot_of
@@ -40,7 +41,6 @@ from restore.claims.holder import Claimant, WriterGuard, hold
 from restore.claims.record import ClaimSlot
 from restore.clock import Clock, utc_now
 from restore.deadline import Deadline
-from restore.errors import IntegrityError, LocalIOError
 from restore.model import (
     BackupOptions,
     BackupResult,
@@ -132,36 +132,24 @@ class GitRepository:
         dest: Path,
         progress: Progress | None = None,
         selection: Selection | None = None,
+        *,
+        keep_setid: bool = False,
     ) -> RestoreStats:
         progress = progress or NoProgress()
         dest = dest.absolute()  # git runs in it: a relative path would be taken twice
         commit, info = self.remote.resolve_listed(snapshot_id)
-        if not dest.is_dir():
-            raise LocalIOError(f"restore target {dest} is not a directory")
         with self.remote.scratch() as runner:
             self.remote.fetch_commit(runner, commit, info, "restore")
             tree = self.remote.subtree(runner, commit)
             if tree is None:
                 progress.start(files=0, bytes=0)
                 return RestoreStats()
-            entries, meta = self.remote.checked(runner, tree, info)
-            writer = runner.with_work_tree(dest)
-            index = {"GIT_INDEX_FILE": str(runner.git_dir / "restore-index")}
-            if selection is None or selection.everything:
-                writer.run("read-tree", tree, env=index)
-            else:
-                entries, meta = browse.select_tree(entries, meta, selection)
-                tree = browse.stage_entries(writer, entries, index)
-            totals = count(entries)
+            listed, meta = self.remote.checked(runner, tree, info)
+            if selection is not None and not selection.everything:
+                listed, meta = browse.select_tree(listed, meta, selection)
+            totals = count(listed)
             progress.start(files=totals.files + totals.symlinks, bytes=totals.bytes)
-            writer.run("checkout-index", "--all", "--force", env=index)
-            self.check_written(runner, dest, tree, info)
-            dirs = totals.dirs
-            if meta is not None:
-                (dest / git_meta.META).unlink()
-                dirs = git_meta.apply(dest, meta)
-            progress.advance(files=totals.files + totals.symlinks, bytes=totals.bytes)
-        return RestoreStats(files=totals.files, dirs=dirs, symlinks=totals.symlinks, bytes=totals.bytes)
+            return write_tree(runner, dest, listed, meta, progress, keep_setid=keep_setid)
 
     # -- browsing (restore.backends.git.browse) --------------------------------------------
 
@@ -185,17 +173,6 @@ class GitRepository:
     ) -> Iterator[tuple[Node, Iterator[bytes]]]:
         with browse.fetched(self.remote, [snapshot_id]) as (_, [snapshot]):
             yield from snapshot.contents(selection)
-
-    def check_written(self, runner: GitRunner, dest: Path, tree: str, info: SnapshotInfo) -> None:
-        """Hash what is now on disk; raise IntegrityError unless it is exactly `tree`."""
-        stager = Stager(runner, runner.git_dir / "check-index")
-        walked = stager.walk(dest, (), meta=False, cache=StatCache({}, 0), progress=NoProgress())
-        written = stager.stage(walked)
-        if written != tree:
-            raise IntegrityError(
-                f"restored files of snapshot {info.id} do not hash to its tree "
-                f"{tree} (got {written}): the local disk changed them"
-            )
 
     # -- writing ---------------------------------------------------------------------------
 

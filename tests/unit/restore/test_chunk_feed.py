@@ -21,6 +21,9 @@ class _Blobs:
     def blob(self, blob: bytes) -> bytes:
         return (blob * (self.size // len(blob) + 1))[: self.size]
 
+    def blobs(self, batch: list[bytes]) -> list[bytes]:
+        return [self.blob(blob) for blob in batch]
+
 
 class _Counted:
     def __init__(self, count: int) -> None:

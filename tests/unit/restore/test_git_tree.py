@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -10,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from restore.backends.git import checkout
 from restore.backends.git import meta as git_meta
 from restore.backends.git.blobs import Blobs, Known, StatCache
 from restore.backends.git.tree import TreeEntry, Walked, count, kinds, tree_problems, walk
 from restore.errors import IntegrityError
 from restore.model import NoProgress
+from restore.safefs import Folder
+from restore.snapshots.treewriter import TreeWriter
 from tests.support.trees import write_file
 
 SHA = "0" * 40
@@ -108,19 +112,73 @@ def build(tmp_path: Path) -> tuple[Path, list[git_meta.Meta], dict[str, str]]:
 class TestMeta:
     def test_round_trip_restores_modes_times_and_empty_folders(self, tmp_path):
         source, meta, shape = build(tmp_path)
-        dest = tmp_path / "dest"
-        write_file(dest / "conf" / "secret", b"s")  # as a checkout leaves them: 0644, now
-        write_file(dest / "run.sh", b"#!/bin/sh\n", mode=0o755)
-        os.symlink("conf/secret", dest / "link")
         git_meta.check(meta, shape)
-        assert git_meta.apply(dest, meta) == 3
+        listed = [tree("conf"), blob("conf/secret"), blob("run.sh", "100755", 10), blob("link", "120000", 11)]
+        listed.append(blob(git_meta.META, size=5))
+        todo = checkout.entries(listed, meta, {"link": "conf/secret"}, (os.geteuid(), os.getegid()))
+        assert [e.path for e in todo] == ["conf", "conf/secret", "empty", "empty/deeper", "link", "run.sh"]
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        with Folder.exact(dest) as root:
+            writer = TreeWriter(root, Pieces([b"s", b"#!/bin/sh\n"]), NoProgress(), keep_setid=False)
+            writer.write_all(todo)
+        assert (writer.stats.files, writer.stats.dirs, writer.stats.symlinks) == (2, 3, 1)
         for name in ["conf", "conf/secret", "run.sh", "link", "empty", "empty/deeper"]:
             want, got = (source / name).lstat(), (dest / name).lstat()
             assert (stat.S_IMODE(got.st_mode), got.st_mtime_ns) == (
                 stat.S_IMODE(want.st_mode),
                 want.st_mtime_ns,
             ), name
+        assert not (dest / git_meta.META).exists()
 
+    def test_a_commit_without_metadata_restores_as_a_plain_checkout(self):
+        listed = [tree("bin"), blob("bin/run", "100755"), blob("notes"), blob("link", "120000")]
+        todo = checkout.entries(listed, None, {"link": "notes"}, (123, 456))
+        modes = {e.path: (e.kind, e.mode, e.uid, e.gid, e.target) for e in todo}
+        assert modes == {
+            "bin": ("d", 0o755, 123, 456, ""),
+            "bin/run": ("f", 0o755, 123, 456, ""),
+            "link": ("l", 0o777, 123, 456, "notes"),
+            "notes": ("f", 0o644, 123, 456, ""),
+        }
+
+
+class Pieces:
+    """A feed of given contents, one per file."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = iter(pieces)
+
+    def next(self) -> bytes:
+        return next(self._pieces)
+
+
+class TestBlobAnswers:
+    @staticmethod
+    def answer(content: bytes, sha: str | None = None) -> tuple[bytes, str]:
+        real = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+        return b"%s blob %d\n%s\n" % ((sha or real).encode(), len(content), content), sha or real
+
+    def test_blobs_are_read_in_pieces_and_checked(self, monkeypatch):
+        monkeypatch.setattr(checkout, "PIECE", 4)
+        data, sha = self.answer(b"0123456789")
+        assert list(checkout.read_blob(io.BytesIO(data), sha, 10)) == [b"0123", b"4567", b"89"]
+
+    def test_a_blob_that_does_not_hash_to_its_id_fails_before_its_last_piece(self, monkeypatch):
+        monkeypatch.setattr(checkout, "PIECE", 4)
+        data, sha = self.answer(b"0123456789", sha="1" * 40)
+        pieces = checkout.read_blob(io.BytesIO(data), sha, 10)
+        assert [next(pieces), next(pieces)] == [b"0123", b"4567"]
+        with pytest.raises(IntegrityError, match="does not hash to its id"):
+            next(pieces)
+
+    def test_an_answer_for_another_object_is_refused(self):
+        data, _ = self.answer(b"x")
+        with pytest.raises(IntegrityError, match="cannot be read: git answered"):
+            list(checkout.read_blob(io.BytesIO(data), "2" * 40, 1))
+
+
+class TestMetaLines:
     @pytest.mark.parametrize(
         ("line", "match"),
         [
