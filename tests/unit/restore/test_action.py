@@ -79,7 +79,9 @@ class FakeRepository:
             raise TransientBackendError("connection refused")
         return self.used
 
-    def restore(self, snapshot_id: str, dest: pathlib.Path, progress=None, *, keep_setid=False) -> RestoreStats:
+    def restore(
+        self, snapshot_id: str, dest: pathlib.Path, progress=None, selection=None, *, keep_setid=False
+    ) -> RestoreStats:
         if self.transient:
             self.transient -= 1
             raise TransientBackendError("connection refused")
@@ -320,7 +322,7 @@ class TestDiskSpace:
         a message about it names the folder a user can look at."""
 
         class Full(FakeRepository):
-            def restore(self, snapshot_id, dest, progress=None, *, keep_setid=False):
+            def restore(self, snapshot_id, dest, progress=None, selection=None, *, keep_setid=False):
                 assert str(dest).startswith("/proc/")
                 raise LocalIOError(f"cannot write into {dest}: No space left on device")
 
