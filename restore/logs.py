@@ -3,6 +3,9 @@
 Configured once, in `main()`, never at import time, so importing a module has no side
 effects and tests can capture logs with `structlog.testing.capture_logs()`.
 
+On a terminal, control characters in values are escaped (`restore.printable`): a claim's
+pod name or a file name from the bucket cannot drive the terminal.
+
 Secrets: the last step before rendering masks values under secret-looking keys and
 redacts every URL in every value (`restore.redaction`), tracebacks included. Libraries'
 own loggers (botocore, urllib3, GitPython) never log below INFO, not even with
@@ -19,6 +22,7 @@ from typing import IO, Any, Literal, TextIO, cast
 
 import structlog
 
+from restore.printable import printable
 from restore.redaction import redact_text
 
 LogFormat = Literal["auto", "json", "console"]
@@ -48,6 +52,15 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+def _printable(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    """For a terminal: what a bucket or a volume wrote (a host, a claim's pod, a file name)
+    must not carry escape sequences to it. Tracebacks keep their lines."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = "\n".join(printable(line) for line in value.split("\n"))
+    return event
+
+
 def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | None = None) -> None:
     """Route structlog and stdlib logging (boto3, GitPython) to `stream` (stdout by default)."""
     out = stream if stream is not None else sys.stdout
@@ -64,6 +77,8 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | No
     ]
     # Redaction comes after the traceback is rendered: exception texts carry URLs too.
     last: list[structlog.typing.Processor] = [structlog.processors.format_exc_info, _redact, renderer]
+    if not use_json:  # JSON escapes control characters itself
+        last.insert(-1, _printable)
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[*shared, *last],

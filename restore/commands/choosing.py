@@ -20,9 +20,8 @@ from restore.errors import NoSnapshotError
 from restore.filters import SnapshotFilter, pick
 from restore.model import SnapshotInfo
 from restore.nodes import SYMLINK, Node
+from restore.printable import printable
 from restore.repository import Repository
-
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 def add_filter_options(parser: argparse.ArgumentParser) -> None:
@@ -62,20 +61,6 @@ def chosen(repo: Repository, refs: Sequence[str], args: argparse.Namespace) -> l
     if only.active and not found:
         raise NoSnapshotError(f"no snapshot in {repo.describe()} matches {only.describe()}")
     return found
-
-
-def printable(text: str) -> str:
-    """`text` with control characters and undecodable name bytes escaped, for a terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a name byte that is not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def node_line(node: Node) -> str:

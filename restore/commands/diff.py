@@ -9,10 +9,11 @@ import contextlib
 import structlog
 
 from restore.commands import Command, Context, open_from_args
-from restore.commands.choosing import add_filter_options, choose, json_line, printable
+from restore.commands.choosing import add_filter_options, choose, json_line
 from restore.commands.options import add_repository_options
 from restore.model import human_size
 from restore.nodes import FILE, Change
+from restore.printable import printable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

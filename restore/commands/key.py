@@ -19,6 +19,7 @@ from restore.commands import Command, Context, open_from_args
 from restore.commands.options import add_repository_options, flag_key, read_password
 from restore.errors import ConfigError, Problem
 from restore.identity import host_name
+from restore.printable import printable
 
 if TYPE_CHECKING:
     from restore.repository import Repository
@@ -97,8 +98,9 @@ def _list(ring: KeyRing, args: argparse.Namespace, ctx: Context) -> int:
     for info in slots:
         kdf = info.slot.kdf
         mark = "*" if info.current else " "
+        created = format_time(info.slot.created)[:19] + "Z"
         ctx.stdout.write(
-            f"{mark} {info.slot.id:<18} {format_time(info.slot.created)[:19] + 'Z':<22} {info.slot.host:<24} "
+            f"{mark} {info.slot.id:<18} {created:<22} {printable(info.slot.host):<24} "
             f"argon2id {kdf.memory_kib // 1024} MiB, {kdf.iterations} passes, {kdf.lanes} lanes\n"
         )
     return 0

@@ -8,8 +8,9 @@ import contextlib
 
 from restore.clock import format_time
 from restore.commands import Command, Context, open_from_args
-from restore.commands.choosing import add_filter_options, printable, snapshot_filter
+from restore.commands.choosing import add_filter_options, snapshot_filter
 from restore.commands.options import add_repository_options
+from restore.printable import printable
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

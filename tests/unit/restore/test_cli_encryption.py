@@ -174,3 +174,17 @@ def test_key_add_remove_and_their_usage_errors(repo: Path, tmp_path: Path, capsy
     assert code == 0
     assert logs[-1]["event"] == "key.remove"
     assert run_main(["snapshots"], {**env, "CARETAKER_PASSWORD_FILE": str(second)}, capsys)[0] == 13
+
+
+def test_key_list_shows_a_slots_host_without_its_control_characters(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slot's host is whatever its writer said (a bucket writer too): escaped for a terminal."""
+    second = password_file(tmp_path, "second", name="second")
+    planted = {**env_for(repo), "CARETAKER_POD_NAME": "web\x1b]0;owned\x07-0"}
+    assert run_main(["key", "add", "--new-password-file", str(second)], planted, capsys)[0] == 0
+    assert main(["key", "list"], env_for(repo)) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "web\\x1b]0;owned\\x07-0" in out

@@ -123,3 +123,25 @@ def test_redact_text_keeps_serialised_json_valid():
     document = {"error": 'cannot reach "http://h/x?token=abc&b=1": refused', "u": "http://a:b@h/"}
     redacted = json.loads(redact_text(json.dumps(document)))
     assert redacted == {"error": 'cannot reach "http://h/x?token=***&b=***": refused', "u": "http://***@h/"}
+
+
+def test_console_logs_escape_what_a_terminal_would_act_on():
+    """A claim's pod name or a file name comes from the bucket or the volume: on a terminal
+    its escape sequences are shown, never sent; a traceback keeps its lines."""
+    buffer = io.StringIO()
+    logs.configure("info", "console", stream=buffer)
+    log = structlog.get_logger()
+    log.warning("claim.standby", holder="pod\x1b]0;owned\x07-a\x1b[2J")
+
+    def fail() -> None:
+        raise RuntimeError("name \x1b[31mred")
+
+    try:
+        fail()
+    except RuntimeError:
+        log.exception("x.crashed")
+    text = buffer.getvalue()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "pod\\x1b]0;owned\\x07-a\\x1b[2J" in text
+    assert "Traceback (most recent call last):\n" in text
