@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 import pytest
 import structlog
@@ -145,3 +146,25 @@ def test_console_logs_escape_what_a_terminal_would_act_on():
     assert "\x07" not in text
     assert "pod\\x1b]0;owned\\x07-a\\x1b[2J" in text
     assert "Traceback (most recent call last):\n" in text
+
+
+@pytest.mark.parametrize("run", ["a" * 200_000, "a1" * 100_000, "1" * 200_000 + "a"])
+def test_a_long_run_of_scheme_characters_is_scanned_once(run):
+    """The log pipeline redacts every value while holding the GIL: text that made the
+    pattern try each position (200 KB: over a minute, the whole process frozen) must not."""
+    started = time.monotonic()
+    assert redact_text(f"{run} http://u:pw@h/x") == f"{run} http://***@h/x"
+    assert redact_text(f"{run}://u:pw@h/").endswith("@h/")
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("1http://u:pw@h/", "1http://***@h/"),
+        (":://?Z://&?b", ":://?z://&?***"),  # a URL right after a `://` that is none
+        ("x (git+https://u:tok@h/r.git) y", "x (git+https://***@h/r.git) y"),
+    ],
+)
+def test_the_scheme_starts_at_the_first_letter_of_its_run(text, shown):
+    assert redact_text(text) == shown
