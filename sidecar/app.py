@@ -50,6 +50,8 @@ from sidecar.status import StatusBoard
 # SIGKILL (terminationGracePeriodSeconds should exceed --shutdown-grace).
 MAX_ABORT_SECONDS = 5.0
 ABORT_SHARE = 0.4
+# How often the main thread wakes to run signal handlers (see `run`).
+SIGNAL_POLL_SECONDS = 0.2
 # `timeout`, shells and some init systems deliver one signal both to the process and to its
 # group; only a repeat after this long (or another signal) means "stop now".
 DUPLICATE_SIGNAL_SECONDS = 1.0
@@ -153,7 +155,11 @@ class Sidecar:
             self.claim.start()
         threading.Thread(target=self.runner.refresh_repository, name="repository", daemon=True).start()
         self.scheduler.start()
-        self._stop.wait()
+        # In short waits: the kernel may deliver SIGTERM to any of our threads, and then only
+        # a main thread that wakes up by itself runs the Python handler (an endless wait on
+        # the Event would never see the signal: no shutdown, killed after the grace).
+        while not self._stop.wait(SIGNAL_POLL_SECONDS):
+            pass
         return self.shutdown()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

@@ -9,6 +9,7 @@ to nothing, so what the test measures is the sidecar, not the upload bandwidth.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -165,3 +166,33 @@ jobs:
     assert [e["job"] for e in sidecar.events("job.success")] == ["quick"]
     assert sidecar.events("job.failure", job="stuck")[0]["error"] == "sidecar shutting down"
     assert process_gone(int((tmp_path / "stuck.pid").read_text()))
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    """Send `signum` to one thread of `pid`, as the kernel may pick any thread for a
+    process-directed signal (`kill`)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234  # x86_64
+    if libc.syscall(sys_tgkill, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+def test_sigterm_delivered_to_any_thread_starts_the_shutdown(tmp_path):
+    (tmp_path / "data").mkdir()
+    config = f"""
+repository: file://{tmp_path}/repo
+path: {tmp_path}/data
+shutdown: {{grace: 3s}}
+jobs:
+  - {{name: tick, kind: command, schedule: "@every 1h", command: [sleep, "0"]}}
+"""
+    with Sidecar(tmp_path, [], config=config) as sidecar:
+        threads = [int(task.name) for task in Path(f"/proc/{sidecar.pid}/task").iterdir()]
+        others = [tid for tid in threads if tid != sidecar.pid]
+        assert others, threads
+        started = time.monotonic()
+        _tgkill(sidecar.pid, others[-1], signal.SIGTERM)
+        assert sidecar.wait(10) == 0
+        took = time.monotonic() - started
+    assert took < 2
+    assert sidecar.events("shutdown.start")[0]["signal"] == "SIGTERM"
