@@ -51,13 +51,13 @@ def plan_restore(
         size = 0
         complete = True
         for chunk in entry.chunks:
-            where = index.locate(chunk)
-            if where is None:
+            extent = index.extent(chunk)
+            if extent is None:
                 missing.setdefault(chunk, []).append(entry.path)
                 complete = False
                 continue
-            size += where.raw_length
-            plan.add(index.pack_of(chunk), where.length)
+            size += extent.raw_length
+            plan.add(extent.pack, extent.length)
         if entry.kind == FILE and complete and size != entry.size:
             raise IntegrityError(
                 f"manifest entry {entry.path!r} says {entry.size} bytes, its chunks hold {size}"

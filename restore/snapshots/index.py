@@ -17,6 +17,7 @@ from restore.snapshots.store import ObjectStore
 
 _KIND_BITS, _RAW_BITS, _LEN_BITS, _OFF_BITS = 1, 24, 24, 40
 _PACK_SHIFT = _KIND_BITS + _RAW_BITS + _LEN_BITS + _OFF_BITS
+_RAW_MASK, _LEN_MASK = (1 << _RAW_BITS) - 1, (1 << _LEN_BITS) - 1
 # Listings of the index: one to read it, one to check that nothing replaced meanwhile was
 # missed, more only while prunes keep replacing what was listed.
 _LOAD_ROUNDS = 4
@@ -28,6 +29,12 @@ class Location(NamedTuple):
     length: int
     raw_length: int
     kind: int
+
+
+class Extent(NamedTuple):
+    pack: int  # number, see BlobIndex.packs
+    length: int
+    raw_length: int
 
 
 @dataclasses.dataclass
@@ -93,12 +100,22 @@ class BlobIndex:
     def _location(self, code: int) -> Location:
         kind = code & 1
         code >>= _KIND_BITS
-        raw = code & ((1 << _RAW_BITS) - 1)
+        raw = code & _RAW_MASK
         code >>= _RAW_BITS
-        length = code & ((1 << _LEN_BITS) - 1)
+        length = code & _LEN_MASK
         code >>= _LEN_BITS
         offset = code & ((1 << _OFF_BITS) - 1)
         return Location(self.packs[code >> _OFF_BITS], offset, length, raw, kind)
+
+    def extent(self, blob: bytes) -> Extent | None:
+        """A blob's pack number and sizes, without its place in the pack (what a restore
+        plans with, once per blob: cheaper than `locate`)."""
+        code = self._blobs.get(blob)
+        if code is None:
+            return None
+        raw = code >> _KIND_BITS & _RAW_MASK
+        length = code >> (_KIND_BITS + _RAW_BITS) & _LEN_MASK
+        return Extent(code >> _PACK_SHIFT, length, raw)
 
     def pack_of(self, blob: bytes) -> int:
         """The pack number of a blob known to be indexed."""

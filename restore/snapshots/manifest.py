@@ -30,6 +30,7 @@ MAX_CHUNKS_PER_FILE = (_MAX_PIECE - 4096) // (2 * ID_BYTES)
 # Types other tools record (tar, restic): named in the refusal, never written.
 _SPECIAL = {"c": "character device", "b": "block device", "p": "FIFO", "s": "socket"}
 _MAX_PATH = 4096
+_NOT_NAMES = frozenset({"", ".", ".."})
 _MAX_SIZE = 1 << 50
 # Seconds must fit a 64-bit time_t, or setting the mtime fails mid-restore.
 _TIME_T = 1 << 63
@@ -106,30 +107,31 @@ def _malformed(line: bytes, error: Exception) -> IntegrityError:
 
 
 def _entry(row: Any, line: bytes) -> Entry:
+    # Runs for every entry of every manifest read: checks written out, not looped over.
     try:
         path, kind, mode, uid, gid, mtime_ns, size, ino, extra, unstable, ctime_ns = row
-        ints = (mode, uid, gid, mtime_ns, size, ino, ctime_ns)
-        if not isinstance(path, str) or not isinstance(extra, str) or set(map(type, ints)) != {int}:
+        if not (
+            type(path) is str
+            and type(extra) is str
+            and type(mode) is int
+            and type(uid) is int
+            and type(gid) is int
+            and type(mtime_ns) is int
+            and type(size) is int
+            and type(ino) is int
+            and type(ctime_ns) is int
+        ):
             raise TypeError("field types")  # noqa: TRY301 - one handler turns every shape error into one message
         if kind == SYMLINK:
-            return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, target=extra, ctime_ns=ctime_ns)
+            return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, extra, (), False, ctime_ns)
         raw = bytes.fromhex(extra)
-        if len(raw) % ID_BYTES:
+        if len(raw) == ID_BYTES:
+            chunks: tuple[bytes, ...] = (raw,)
+        elif len(raw) % ID_BYTES:
             raise ValueError("chunk list length")  # noqa: TRY301
-        chunks = tuple(raw[i : i + ID_BYTES] for i in range(0, len(raw), ID_BYTES))
-        return Entry(
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-            mtime_ns,
-            size,
-            ino,
-            chunks=chunks,
-            unstable=bool(unstable),
-            ctime_ns=ctime_ns,
-        )
+        else:
+            chunks = tuple(raw[i : i + ID_BYTES] for i in range(0, len(raw), ID_BYTES))
+        return Entry(path, kind, mode, uid, gid, mtime_ns, size, ino, "", chunks, bool(unstable), ctime_ns)
     except (ValueError, TypeError) as error:
         raise _malformed(line, error) from error
 
@@ -188,6 +190,8 @@ def read_entries(pieces: Iterable[bytes], load_piece: Callable[[bytes], bytes]) 
 def _native(name: str) -> bool:
     """True if `name` is what Python makes of some file-name bytes (UTF-8, each undecodable
     byte as U+DC80..U+DCFF): only such names stay distinct, and creatable, on disk."""
+    if name.isascii():
+        return True
     try:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape") == name
     except UnicodeEncodeError:
@@ -200,7 +204,7 @@ def _check_path(path: str) -> None:
         not path
         or len(path) > _MAX_PATH
         or "\0" in path
-        or any(p in {"", ".", ".."} for p in parts)
+        or not _NOT_NAMES.isdisjoint(parts)
         or parts[0] == STATE_DIR
         or not _native(path)
     ):
@@ -256,10 +260,10 @@ def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
     for entry in entries:
         check_entry(entry)
         key = entry.key
-        if previous and key <= previous:
+        if key <= previous and previous:
             raise IntegrityError(f"manifest is out of order or has a duplicate at {entry.path!r}")
         parent = entry.path.rpartition("/")[0]
-        while open_dirs and not (parent == open_dirs[-1] or parent.startswith(open_dirs[-1] + "/")):
+        while open_dirs and parent != open_dirs[-1] and not parent.startswith(open_dirs[-1] + "/"):
             open_dirs.pop()
         if parent and (not open_dirs or open_dirs[-1] != parent):
             raise IntegrityError(f"manifest entry {entry.path!r} has no folder entry for {parent!r}")

@@ -126,7 +126,10 @@ class PackReader:
         return data
 
     def raw_length(self, blob: bytes) -> int:
-        return self._single.location(blob).raw_length
+        extent = self._index.extent(blob)
+        if extent is None:
+            raise BlobDamageError("not in any indexed pack", blob=blob)
+        return extent.raw_length
 
     def blobs(self, batch: list[bytes]) -> list[bytes]:
         """Return several blobs' verified plain bytes, decoded with one decompressor."""
@@ -141,9 +144,10 @@ class PackReader:
             return self._single(blob)
         data = self._pack(number)
         frame = memoryview(data)[where.offset : where.offset + where.length]
+        key = pack_key(where.pack)
         if len(frame) != where.length:
-            raise BlobDamageError("pack is truncated", blob=blob, pack=pack_key(where.pack))
-        plain = self._index.codec.open_blob(frame, blob, where.kind, pack_key(where.pack), decompressor)
+            raise BlobDamageError("pack is truncated", blob=blob, pack=key)
+        plain = self._index.codec.open_blob(frame, blob, where.kind, key, decompressor)
         with self._lock:
             self._plan.refs[number] -= 1
             if self._plan.refs[number] <= 0:

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -42,6 +43,14 @@ def test_the_blob_vector() -> None:
     codec = SealedCodec(MASTER)
     assert codec.blob_id(PLAIN) == blob
     assert codec.open_blob(vector("stored"), blob, KIND_DATA, "data/00/00") == PLAIN
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 56, 63, 64, 65, 4096, 1 << 20])
+def test_blob_ids_are_hmac_sha256_of_every_length(size: int) -> None:
+    codec = SealedCodec(MASTER)
+    data = bytes(i * 7 % 251 for i in range(size))
+    assert codec.blob_id(data) == hmac.digest(MASTER[32:], data, "sha256")
+    assert codec.blob_id(memoryview(data)) == codec.blob_id(data)
 
 
 def test_the_key_slot_vector() -> None:
