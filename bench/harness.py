@@ -208,6 +208,13 @@ def table(rows: list[Row], baseline: str) -> str:
     return "\n".join(lines)
 
 
+def synced(sample: Sample, out: Path) -> Sample:
+    """`sample` plus a `sync -f` of the restored folder, timed right after it (for peers that
+    do not sync before they report a restore complete; caretaker does)."""
+    sync = timed(f"sync -f {out}")
+    return Sample(sample.wall + sync.wall, sample.cpu + sync.cpu, sample.rss_mib, sample.server_cpu)
+
+
 def ratio_table(rows: list[Row], subject: str, baselines: Sequence[str]) -> str:
     """Markdown table with server CPU, and the subject's ratio of minima to each baseline."""
     head = "| data | operation | tool | wall median s | wall min s | cpu median s | server cpu median s | peak RSS MiB |"

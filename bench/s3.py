@@ -42,6 +42,7 @@ from harness import (
     ratio_table,
     restic_repository,
     runtime_venv,
+    synced,
     timed,
     workdir,
 )
@@ -158,12 +159,6 @@ def bench_dataset(name: str, data: Path, reps: int, context: tuple[SeaweedServer
                     sys.exit(f"{name_of_tool} restored something else than {data}")
         tools.drop()
     return [Row(name, phase, tool, found) for (phase, tool), found in samples.items()]
-
-
-def synced(sample: Sample, out: Path) -> Sample:
-    """`sample` plus a `sync -f` of the restored folder, timed right after it."""
-    sync = timed(f"sync -f {out}")
-    return Sample(sample.wall + sync.wall, sample.cpu + sync.cpu, sample.rss_mib, sample.server_cpu)
 
 
 def closing_note(rows: list[Row]) -> str:
