@@ -142,8 +142,8 @@ def one_rep(tools: Tools, data: Path, rep: int, report: Callable[[str, str, Samp
 
 
 def bench(label: str, data: Path, reps: int, tool: str, server: SeaweedServer | None) -> list[Row]:
-    samples: dict[tuple[str, str], list[Sample]] = {(p, t): [] for p in PHASES for t in TOOLS}
-    samples["restore", RESTIC_SYNCED] = []
+    names = {phase: [*TOOLS, RESTIC_SYNCED] if phase == "restore" else TOOLS for phase in PHASES}
+    samples: dict[tuple[str, str], list[Sample]] = {(p, t): [] for p in PHASES for t in names[p]}
 
     def report(phase: str, name: str, sample: Sample) -> None:
         samples[phase, name].append(sample)
