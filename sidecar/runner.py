@@ -336,6 +336,7 @@ class Runner:
     def _record_repository(self, repo: Repository) -> None:
         self.board.snapshots(repo.snapshots())
         self.board.stored_bytes(repo.stored_bytes())
+        self.board.repository_encryption(repo.encryption())
 
     @contextlib.contextmanager
     def _repository(self, cancel: jobs.Cancel, deadline: Deadline) -> Iterator[Repository]:

@@ -12,6 +12,7 @@ from restore.backends.registry import OpenOptions, open_repository
 from restore.clock import utc_now
 from restore.deadline import Deadline
 from restore.retention import RetentionPolicy
+from restore.snapshots.encryption import Encryption
 from sidecar.metrics import JobLabels, Metrics
 from sidecar.runner import Runner
 from sidecar.settings.model import (
@@ -153,6 +154,25 @@ def test_backup_then_prune_with_metrics(tmp_path):
     repo = rig.open()
     assert len(repo.snapshots()) == 2
     assert all(s.tags == ("backup",) for s in repo.snapshots())
+
+
+def test_the_repository_figures_come_from_start_up_and_from_each_job_without_readyz(tmp_path):
+    rig = Rig(tmp_path, [job("backup", BackupAction())])
+    assert rig.gauge("caretaker_repository_encrypted") == -1
+    rig.runner.refresh_repository()  # start-up, before the repository exists
+    assert rig.gauge("caretaker_repository_encrypted") == 1  # what the first backup creates
+    write_file(rig.data / "a.txt", b"hello")
+    assert rig.runner.run("backup") == "success"
+    assert rig.gauge("caretaker_repository_encrypted") == 1
+    assert rig.gauge("caretaker_repository_snapshots") == 1
+    assert rig.gauge("caretaker_repository_stored_bytes") > 0
+
+    (tmp_path / "plain").mkdir()
+    plain = Rig(tmp_path / "plain", [job("backup", BackupAction())])
+    plain.encryption = Encryption(unencrypted=True)
+    write_file(plain.data / "a.txt", b"hello")
+    assert plain.runner.run("backup") == "success"
+    assert plain.gauge("caretaker_repository_encrypted") == 0
 
 
 def test_an_empty_volume_over_history_is_refused_and_counted(tmp_path):
