@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import secrets
-import stat
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from restore.errors import (
     TransientBackendError,
     resource_limit,
 )
+from restore.safefs import NotAFileError, open_regular
 from restore.snapshots.store import StoredObject
 
 _TEMP_MARK = ".tmp-"
@@ -103,16 +103,11 @@ class LocalStore:
         """An object's file. Raise IntegrityError unless it is a regular file: whoever can write
         to the repository's folder could put a FIFO there (a read that never returns, past any
         --timeout), or a link to /dev/zero (a read that fills memory) or to a file outside it."""
-        path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as error:
-            if error.errno != errno.ELOOP:
-                raise
-            raise IntegrityError(f"{self.describe()}: {key} is a symbolic link, not an object") from None
+            fd = open_regular(self._path(key), os.O_RDONLY)
+        except NotAFileError as error:
+            raise IntegrityError(f"{self.describe()}: {key} is a {error.found}, not an object") from None
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise IntegrityError(f"{self.describe()}: {key} is not a regular file, not an object")
             yield handle
 
     def _missing_parent(self) -> PermanentBackendError | None:
