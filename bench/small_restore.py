@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import TIME, Sample, caretaker, parse_also, runtime_venv, text, timed, workdir
+from harness import TIME, Sample, caretaker, parse_also, runtime_venv, synced, text, timed, workdir
 
 FOLDERS = 1000
 BASELINE = "restic + sync"
@@ -183,11 +183,8 @@ class Runs:
     def restic(self, target: Path) -> None:
         env = restic_env(self.restic_repo, self.base)
         restored = timed(f"restic restore latest -q --target {target}", env)
-        synced = timed(f"sync -f {target}")
         self.samples["restic"].append(restored)
-        self.samples[BASELINE].append(
-            Sample(restored.wall + synced.wall, restored.cpu + synced.cpu, max(restored.rss_mib, synced.rss_mib))
-        )
+        self.samples[BASELINE].append(synced(restored, target))
 
     def one(self, name: str, run: Callable[[Path], None], files: int) -> None:
         before = {key: len(values) for key, values in self.samples.items()}

@@ -260,10 +260,10 @@ def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
     for entry in entries:
         check_entry(entry)
         key = entry.key
-        if key <= previous and previous:
+        if previous and key <= previous:
             raise IntegrityError(f"manifest is out of order or has a duplicate at {entry.path!r}")
         parent = entry.path.rpartition("/")[0]
-        while open_dirs and parent != open_dirs[-1] and not parent.startswith(open_dirs[-1] + "/"):
+        while open_dirs and not (parent == open_dirs[-1] or parent.startswith(open_dirs[-1] + "/")):
             open_dirs.pop()
         if parent and (not open_dirs or open_dirs[-1] != parent):
             raise IntegrityError(f"manifest entry {entry.path!r} has no folder entry for {parent!r}")

@@ -213,12 +213,9 @@ class ChunkFeed:
             self._submit(batch, size)
 
     def _submit(self, batch: list[bytes], size: int) -> None:
-        self._pending.append((self._pool.submit(self._decode, batch), size))
+        self._pending.append((self._pool.submit(self._reader.blobs, batch), size))
         self._queued += size
         self._queued_items += len(batch)
-
-    def _decode(self, batch: list[bytes]) -> list[bytes]:
-        return self._reader.blobs(batch)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
