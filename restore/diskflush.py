@@ -7,6 +7,8 @@ import ctypes
 import os
 from pathlib import Path
 
+from restore import libc
+
 
 def fsync_dir(path: Path) -> None:
     """Make a folder's entries (creations, renames, removals) durable."""
@@ -22,8 +24,7 @@ def sync_filesystem(path: Path) -> None:
     journal cannot leave it pointing at data still in the page cache."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
-            os.sync()
+        libc.syncfs(fd)
     finally:
         os.close(fd)
 

@@ -12,8 +12,9 @@ reached relative to that descriptor without following a symlink:
   for writing) and replaced with `renameat`; a file is read only once `fstat` on a
   descriptor that does not open it (`O_PATH`) says it is a regular file, so a FIFO cannot
   stall a read and a device is never opened;
-- renames and removals (`renameat`, `unlinkat`, `rmdir` with `dir_fd`) act on the name,
-  never on what a link points to; a folder is removed by walking its descriptors;
+- renames and removals (`renameat2`, `unlinkat`, `rmdir` with `dir_fd`) act on the name,
+  never on what a link points to; a rename never replaces what is at its destination
+  (`RENAME_NOREPLACE`); a folder is removed by walking its descriptors;
 - the app's files, which a backup reads by the thousand (`restore.scan`), are opened in one
   step by `open_seen`: `O_NOFOLLOW | O_NONBLOCK` relative to their folder's descriptor, then
   `fstat` must show the very regular file the walk looked at before a byte is read.
@@ -28,7 +29,6 @@ above it. Linux only, as the init container is.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import stat
@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
+from restore import libc
 from restore.errors import UnsafeVolumeError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -308,8 +309,9 @@ class Folder:
     # -- moving and removing -------------------------------------------------------------
 
     def rename(self, name: str, into: Folder) -> None:
-        """Move entry `name` (whatever it is: a symlink moves as itself) into `into`."""
-        os.rename(name, name, src_dir_fd=self.fd, dst_dir_fd=into.fd)
+        """Move entry `name` (whatever it is: a symlink moves as itself) into `into`, never
+        over an entry of that name there: FileExistsError, and what the app made stays."""
+        libc.rename_noreplace(self.fd, name, into.fd)
 
     def unlink(self, name: str) -> None:
         os.unlink(name, dir_fd=self.fd)
@@ -378,5 +380,4 @@ class Folder:
 
     def sync_filesystem(self) -> None:
         """Flush everything written on this folder's filesystem (syncfs)."""
-        if ctypes.CDLL(None, use_errno=True).syncfs(self.fd) != 0:
-            os.sync()
+        libc.syncfs(self.fd)

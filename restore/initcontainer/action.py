@@ -175,20 +175,18 @@ class InitRun:
         Once a restored copy has failed the check, any later failure (including a signal)
         first puts the original data back, so a failed run leaves the volume as it was.
         """
-        now = self.effects.clock()
-        original = self.staging.quarantine_dir(now) if entries(self.settings.path) else None
         attempts = _Attempts()
         try:
             for snapshot in candidates:
-                outcome = self.attempt(repo, snapshot, original, attempts)
+                outcome = self.attempt(repo, snapshot, attempts)
                 if outcome is not None:
                     return outcome
         except BaseException:
             if attempts.ours_in_place:
-                self.roll_back(original)
+                self.roll_back(attempts.original)
             raise
         if attempts.ours_in_place:
-            self.roll_back(original)
+            self.roll_back(attempts.original)
             raise CheckFailedError(
                 f"check {shlex.join(self.settings.check_cmd)!r} failed on the existing data and "
                 f"on every snapshot tried ({', '.join(self.skipped)}); the volume was put back as "
@@ -199,9 +197,7 @@ class InitRun:
             f"(--max-fallbacks {self.settings.max_fallbacks}); last error: {attempts.last_error}"
         )
 
-    def attempt(
-        self, repo: Repository, snapshot: SnapshotInfo, original: Path | None, attempts: _Attempts
-    ) -> Outcome | None:
+    def attempt(self, repo: Repository, snapshot: SnapshotInfo, attempts: _Attempts) -> Outcome | None:
         """Restore one candidate; return its outcome, or None to try the next one."""
         try:
             stats = self.stage(repo, snapshot)
@@ -210,15 +206,13 @@ class InitRun:
             self.skipped.append(snapshot.id)
             attempts.last_error = error
             return None
-        # The first move sets the user's data aside into quarantine; a later one only
-        # discards our own copy of an older candidate, which the repository still holds.
         try:
-            self.move_in(snapshot, original if original and not attempts.ours_in_place else None)
+            self.move_in(snapshot, attempts)
         except CancelledError:
             with contextlib.suppress(OSError):
                 self.staging.clean()  # stopped before the move began: the staged copy goes
             raise
-        self.quarantined = original
+        self.quarantined = attempts.original
         if not self.settings.check_cmd or self.check():
             return self.outcome("restored", snapshot, stats=stats)
         self.log.warning("restore.check_failed", snapshot=snapshot.id)
@@ -262,14 +256,20 @@ class InitRun:
                 self.staging.clean()
             raise
 
-    def move_in(self, snapshot: SnapshotInfo, quarantine: Path | None) -> None:
-        aside = quarantine or self.staging.discard
+    def move_in(self, snapshot: SnapshotInfo, attempts: _Attempts) -> None:
+        """Move the staged copy in. The first move sets what the target holds aside into a
+        new quarantine folder; a later one only discards our own copy of an older candidate,
+        which the repository still holds."""
         with self.effects.shielded():
+            present = entries(self.settings.path)
+            aside = self.staging.discard
+            if present and not attempts.ours_in_place:
+                aside = attempts.original = self.staging.new_quarantine(self.effects.clock())
             journal = self.staging.commit(
                 kind="restore",
                 source=self.staging.tree,
                 aside=aside,
-                set_aside=entries(self.settings.path),
+                set_aside=present,
                 snapshot=snapshot,
             )
             self.staging.apply(journal)
@@ -332,6 +332,7 @@ class InitRun:
 @dataclasses.dataclass
 class _Attempts:
     ours_in_place: bool = False  # the target holds our restored copy (which failed the check)
+    original: Path | None = None  # the quarantine folder the target's data was set aside into
     last_error: CaretakerError | None = None
 
 

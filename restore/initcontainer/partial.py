@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 
 from restore.errors import LocalIOError, NoSnapshotError, RefusedError
 from restore.initcontainer.action import Effects, opened, retrier
@@ -99,25 +100,30 @@ def refuse_existing(volume: Volume, moves: list[Move]) -> None:
         )
 
 
-def move_in(volume: Volume, moves: list[Move], aside: str) -> None:
-    """Set aside what is in the way (into `.caretaker/<aside>/`), then move the staged
-    entries in, each with one rename, never over an entry that appeared meanwhile."""
+def move_in(volume: Volume, moves: list[Move], now: datetime) -> str | None:
+    """Set aside what is in the way (into a new quarantine folder, made at the first such
+    entry), then move the staged entries in, each with one rename, never over an entry that
+    appeared meanwhile. Return the quarantine folder (relative to `.caretaker/`), if any."""
     tree = volume.existing(f"{STAGING}/{TREE}")
     if tree is None:
         raise LocalIOError(f"{volume.state_path / STAGING / TREE} vanished before the move")
+    aside = None
     with tree:
         for move in moves:
             *parents, name = move.path.split("/")
             with below(volume.root, parents) as target, below(tree, parents) as source:
                 if move.exists:
+                    aside = aside or volume.new_quarantine(now)
                     with volume.folder(aside) as quarantine, below(quarantine, parents, create=True) as into:
                         target.rename(name, into)
-                if target.lstat(name) is not None:
+                try:
+                    source.rename(name, target)
+                except FileExistsError:
                     raise LocalIOError(
                         f"refusing to overwrite {target.path / name}: it appeared during the restore"
-                    )
-                source.rename(name, target)
+                    ) from None
                 target.fsync()
+    return aside
 
 
 def restore_paths(settings: RestoreSettings, selection: Selection, effects: Effects) -> Outcome:
@@ -152,7 +158,7 @@ def restore_paths(settings: RestoreSettings, selection: Selection, effects: Effe
         snapshot_time=snapshot.time,
         files=stats.files,
         bytes=stats.bytes,
-        quarantined=str(volume.state_path / aside) if replaced else None,
+        quarantined=str(volume.state_path / aside) if aside else None,
         duration_seconds=round(effects.monotonic() - started, 3),
     )
 
@@ -167,7 +173,9 @@ class _PartialRun:
         self.staging = staging
         self.retries = retrier(settings, effects)
 
-    def restore(self, repo: Repository, snapshot: SnapshotInfo) -> tuple[list[Move], RestoreStats, str]:
+    def restore(
+        self, repo: Repository, snapshot: SnapshotInfo
+    ) -> tuple[list[Move], RestoreStats, str | None]:
         """Plan the moves (refusing existing paths without --force), download, move in."""
         selection, volume = self.selection, self.staging.volume
         listed = self.retries.call(
@@ -185,9 +193,8 @@ class _PartialRun:
             ),
             what=f"restore snapshot {snapshot.id}",
         )
-        aside = volume.new_quarantine(self.effects.clock())
         with self.effects.shielded():
-            move_in(volume, moves, aside)
+            aside = move_in(volume, moves, self.effects.clock())
         return moves, stats, aside
 
 

@@ -147,8 +147,8 @@ class Staging:
     def relative(self, folder: Path) -> str:
         return folder.relative_to(self.state).as_posix()
 
-    def quarantine_dir(self, now: datetime) -> Path:
-        """Return a new, unused quarantine folder for `now` (created when first used)."""
+    def new_quarantine(self, now: datetime) -> Path:
+        """Create a new, empty quarantine folder for `now` and return its path."""
         return self.state / self.volume.new_quarantine(now)
 
     def pending(self) -> Journal | None:
@@ -277,6 +277,13 @@ class Staging:
             source = self.volume.existing(journal.source)
             if source is not None:
                 held.enter_context(source)
+            elif journal.move_in:
+                # The journal lives in staging and its source goes only after it: the app
+                # moved it. Going on would report entries moved in that never were.
+                raise UnsafeVolumeError(
+                    f"{self.state / journal.source} vanished while caretaker moved it in (not by "
+                    "caretaker: the app, or whoever else can write the volume, did)"
+                )
             self._move(journal, source, aside)
         staging = self.volume.existing(STAGING)
         if staging is not None:
@@ -301,11 +308,12 @@ class Staging:
         for name in journal.move_in:
             if source is None or source.lstat(name) is None:
                 continue
-            if root.lstat(name) is not None:
+            try:
+                source.rename(name, root)
+            except FileExistsError:
                 raise LocalIOError(
                     f"refusing to overwrite {self.target / name}: it appeared during the restore"
-                )
-            source.rename(name, root)
+                ) from None
         root.fsync()
         aside.fsync()
 

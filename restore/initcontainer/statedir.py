@@ -146,16 +146,19 @@ class Volume:
         return here
 
     def new_quarantine(self, now: datetime) -> str:
-        """Return `quarantine/<time>` for `now`, a name not taken yet (created when used)."""
+        """Create `quarantine/<time>` for `now` (`<time>-2`, ... if taken) and return it.
+
+        Made here, not named for later: a name only looked up could be one in use by an
+        earlier run's quarantine that the app had moved away for that moment, and a move
+        into it would then take that run's entries for its own.
+        """
         stamp = quarantine_stamp(now)
-        taken = self.existing(QUARANTINE)
-        if taken is None:
-            return f"{QUARANTINE}/{stamp}"
-        with taken:
+        with self.folder(QUARANTINE) as quarantine:
             counter, name = 1, stamp
-            while taken.lstat(name) is not None:
+            while (made := quarantine.make_new(name)) is None:
                 counter += 1
                 name = f"{stamp}-{counter}"
+            made.close()
         return f"{QUARANTINE}/{name}"
 
 

@@ -275,6 +275,17 @@ class TestQuarantine:
         assert outcome.quarantined == str(tmp_path / QUARANTINE.rstrip("/"))
         assert files(tmp_path) == {**GOOD, QUARANTINE + "app.db": "mine"}
 
+    def test_data_written_into_an_empty_target_meanwhile_is_quarantined_not_discarded(self, tmp_path):
+        class WrittenDuringDownload(FakeRepository):
+            def restore(self, snapshot_id, dest, *args, **kw):
+                (tmp_path / "app.db").write_text("written meanwhile")
+                return super().restore(snapshot_id, dest, *args, **kw)
+
+        outcome = run(tmp_path, WrittenDuringDownload(GOOD))
+        assert (outcome.outcome, outcome.reason) == ("restored", "target is empty")
+        assert outcome.quarantined == str(tmp_path / QUARANTINE.rstrip("/"))
+        assert files(tmp_path) == {**GOOD, QUARANTINE + "app.db": "written meanwhile"}
+
     def test_failed_check_restores_the_newest_good_snapshot(self, tmp_path):
         (tmp_path / "app.db").write_text("broken")
         check = ("grep", "-q", "good", "app.db")

@@ -4,6 +4,8 @@ opened, and a canary folder beside the volume stays untouched."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import stat
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from restore import libc
 from restore.errors import UnsafeVolumeError
 from restore.initcontainer.outcome import Outcome, read_result, write_result, write_termination_log
 from restore.initcontainer.staging import Journal
@@ -127,6 +130,47 @@ class TestFiles:
         folder.replace("result.json", b"new", temp="result.tmp")
         assert sorted(os.listdir(volume)) == ["result.json"]
         assert (volume / "result.json").read_bytes() == b"new"
+
+
+class EinvalLibc:
+    """A C library whose renameat2 knows no RENAME_NOREPLACE, as on some network and FUSE
+    filesystems."""
+
+    def renameat2(self, *_args: object) -> int:
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+
+class TestRename:
+    @pytest.fixture(params=["renameat2", "without RENAME_NOREPLACE"])
+    def libc(self, request, monkeypatch):
+        if request.param != "renameat2":
+            monkeypatch.setattr(libc, "_LIBC", EinvalLibc())
+
+    @pytest.mark.parametrize("kind", ["file", "folder", "symlink"])
+    def test_never_replaces_what_is_at_the_destination(self, folder, volume, libc, kind):
+        (volume / "from").mkdir()
+        (volume / "from" / "app.db").write_text("restored")
+        make = {
+            "file": lambda p: p.write_text("the app's"),
+            "folder": lambda p: p.mkdir(),
+            "symlink": lambda p: p.symlink_to("nowhere"),
+        }[kind]
+        make(volume / "app.db")
+        before = os.lstat(volume / "app.db")
+        with folder.open("from") as source, pytest.raises(FileExistsError):
+            source.rename("app.db", folder)
+        after = os.lstat(volume / "app.db")
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+        assert (volume / "from" / "app.db").read_text() == "restored"
+
+    def test_moves_an_entry_as_itself(self, folder, volume, libc):
+        (volume / "from").mkdir()
+        (volume / "from" / "link").symlink_to("/nowhere")
+        with folder.open("from") as source:
+            source.rename("link", folder)
+        assert os.readlink(volume / "link") == "/nowhere"
+        assert not os.path.lexists(volume / "from" / "link")
 
 
 class TestRemoveTree:

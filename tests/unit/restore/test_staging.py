@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from restore import libc
 from restore.errors import LocalIOError, UnsafeVolumeError
 from restore.initcontainer.staging import Journal, Staging, entries
 from restore.initcontainer.statedir import Volume
@@ -69,7 +70,7 @@ def kill_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
 
         return step
 
-    monkeypatch.setattr(os, "rename", dying(os.rename))
+    monkeypatch.setattr(libc, "rename_noreplace", dying(libc.rename_noreplace))
     monkeypatch.setattr(os, "unlink", dying(os.unlink))
 
 
@@ -94,11 +95,21 @@ class TestEntries:
 
 class TestQuarantineDir:
     def test_names_are_utc_times_and_never_reused(self, tmp_path, staging):
-        first = staging.quarantine_dir(NOW)
+        first = staging.new_quarantine(NOW)
         assert first == tmp_path / ".caretaker" / "quarantine" / "20260115T120005Z"
-        first.mkdir(parents=True)
-        second = staging.quarantine_dir(NOW)
+        second = staging.new_quarantine(NOW)
         assert second.name == "20260115T120005Z-2"
+        assert [*first.iterdir(), *second.iterdir()] == []
+
+    def test_a_quarantine_the_app_moved_away_for_a_moment_is_not_reused(self, tmp_path, staging):
+        earlier = staging.new_quarantine(NOW)
+        (earlier / "app.db").write_text("an earlier run's")
+        quarantine = earlier.parent
+        quarantine.rename(tmp_path / "away")
+        fresh = staging.new_quarantine(NOW)
+        (tmp_path / "away").rename(quarantine.with_name("back"))
+        assert list(fresh.iterdir()) == []
+        assert (quarantine.with_name("back") / earlier.name / "app.db").read_text() == "an earlier run's"
 
 
 def stage(staging: Staging, files: dict[str, str]) -> None:
@@ -120,7 +131,7 @@ class TestMoveIn:
         write(tmp_path, {"a.txt": "old a", "old.txt": "old", "lost+found/x": "fsck"})
         os.symlink("a.txt", tmp_path / "link")
         stage(staging, {"a.txt": "new a"})
-        aside = staging.quarantine_dir(NOW)
+        aside = staging.new_quarantine(NOW)
         journal = staging.commit(
             kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path)
         )
@@ -180,6 +191,19 @@ class TestRecover:
         with pytest.raises(UnsafeVolumeError):
             staging.pending()
 
+    def test_a_journal_whose_source_was_moved_away_stops_before_moving_anything(self, tmp_path, staging):
+        write(tmp_path, {"a": "old"})
+        stage(staging, {"a": "new"})
+        aside = staging.new_quarantine(NOW)
+        journal = staging.commit(
+            kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path), snapshot=SNAP
+        )
+        staging.tree.rename(staging.root / "moved by the app")
+        with opened(tmp_path) as again, pytest.raises(UnsafeVolumeError, match="tree vanished"):
+            again.recover()
+        assert (tmp_path / "a").read_text() == "old"
+        assert staging.pending() == journal  # left for the next run, or a human
+
     def test_journal_round_trips_its_snapshot(self, tmp_path, staging):
         stage(staging, {"a": "a"})
         staging.commit(
@@ -211,7 +235,7 @@ class TestKilledAtEveryStep:
     def test_move_in_resumes_to_the_same_end(self, tmp_path, staging, monkeypatch, renames):
         write(tmp_path, OLD)
         stage(staging, NEW)
-        aside = staging.quarantine_dir(NOW)
+        aside = staging.new_quarantine(NOW)
         journal = staging.commit(
             kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path), snapshot=SNAP
         )
@@ -229,7 +253,7 @@ class TestKilledAtEveryStep:
     def test_rollback_resumes_to_the_original_data(self, tmp_path, staging, monkeypatch, renames):
         write(tmp_path, OLD)
         stage(staging, NEW)
-        aside = staging.quarantine_dir(NOW)
+        aside = staging.new_quarantine(NOW)
         staging.apply(
             staging.commit(kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path))
         )
