@@ -1,0 +1,158 @@
+"""The app moving caretaker's folders away for a moment at the worst instant of a move: right
+when a journal lists its source or is written. Each test moves a folder away and back (as
+the race test's swapper does) at one chosen call, so the interleaving is exact, not luck.
+
+Whatever the instant, a run never reports a move that did not happen, and once the app has
+put things back the next run finishes the move."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from restore.errors import UnsafeVolumeError
+from restore.initcontainer.staging import Staging, entries
+from restore.initcontainer.statedir import Volume
+from tests.unit.restore.test_action import FakeRepository, files, run
+from tests.unit.restore.test_staging import NEW, NOW, OLD, SNAP, opened, quarantined, stage, tree, write
+
+
+@pytest.fixture
+def staging(tmp_path: pathlib.Path) -> Iterator[Staging]:
+    with opened(tmp_path) as held:
+        yield held
+
+
+def away_during(
+    monkeypatch: pytest.MonkeyPatch, method: str, relative: str, folder: pathlib.Path
+) -> Callable[[], None]:
+    """At the first `Volume.<method>(relative)`, move `folder` away; return the app's move
+    back (which, like the race test's swapper, gives up if the name is taken meanwhile)."""
+    real = getattr(Volume, method)
+    pending = [True]
+    aside = folder.with_name(folder.name + ".swapped")
+
+    def hooked(self: Volume, asked: str) -> object:
+        if asked == relative and pending:
+            pending.clear()
+            folder.rename(aside)
+        return real(self, asked)
+
+    monkeypatch.setattr(Volume, method, hooked)
+
+    def back() -> None:
+        with contextlib.suppress(OSError):
+            aside.rename(folder)
+
+    return back
+
+
+@contextlib.contextmanager
+def moved_back_after(back: Callable[[], None]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        back()
+
+
+def test_staging_away_while_the_journal_lists_it_is_not_taken_for_an_empty_download(
+    tmp_path, staging: Staging, monkeypatch
+):
+    write(tmp_path, OLD)
+    stage(staging, NEW)
+    aside = staging.new_quarantine(NOW)
+    back = away_during(monkeypatch, "existing", "staging/tree", staging.root)
+    real_folder = Volume.folder
+
+    def folder(self: Volume, relative: str) -> object:
+        back()  # the app puts staging back before the journal is written
+        return real_folder(self, relative)
+
+    monkeypatch.setattr(Volume, "folder", folder)
+    with contextlib.suppress(UnsafeVolumeError):  # stopping is fine; moving nothing in is not
+        staging.apply(
+            staging.commit(
+                kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path), snapshot=SNAP
+            )
+        )
+    monkeypatch.undo()
+    with opened(tmp_path) as again:
+        again.recover()
+    assert tree(tmp_path) in ({**NEW, **quarantined(OLD)}, OLD)
+
+
+def test_staging_away_while_the_journal_is_written_leaves_a_journal_the_next_run_finishes(
+    tmp_path, staging: Staging, monkeypatch
+):
+    write(tmp_path, OLD)
+    stage(staging, NEW)
+    aside = staging.new_quarantine(NOW)
+    journal = None
+    back = away_during(monkeypatch, "folder", "staging", staging.root)
+    with moved_back_after(back), contextlib.suppress(UnsafeVolumeError):
+        journal = staging.commit(
+            kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path), snapshot=SNAP
+        )
+        staging.apply(journal)
+    monkeypatch.undo()
+    with opened(tmp_path) as again:
+        again.recover()  # the app stopped: this run must not be stuck on that journal
+    assert tree(tmp_path) in ({**NEW, **quarantined(OLD)}, OLD)
+
+
+def test_quarantine_away_while_the_rollback_lists_it_never_reports_the_volume_put_back(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "app.db").write_text("broken")
+    quarantine = tmp_path / ".caretaker" / "quarantine"
+    real_commit = Staging.commit
+
+    def commit(self: Staging, **kw: object) -> object:
+        if kw["kind"] == "rollback":  # the app moves quarantine/ away as the rollback lists it
+            back = away_during(monkeypatch, "existing", self.relative(kw["source"]), quarantine)
+            with moved_back_after(back):
+                return real_commit(self, **kw)
+        return real_commit(self, **kw)
+
+    monkeypatch.setattr(Staging, "commit", commit)
+    outcome = run(tmp_path, FakeRepository({"app.db": "bad"}), check_cmd=("false",))
+    monkeypatch.undo()
+    if outcome.exit_code == 8:  # "the volume was put back as it was"
+        assert files(tmp_path) == {"app.db": "broken"}
+    else:
+        assert outcome.exit_code in (10, 11), outcome
+        assert "broken" in files(tmp_path).values()  # kept somewhere in the volume
+    if (tmp_path / "app.db").exists():
+        return
+    again = run(tmp_path, FakeRepository({"app.db": "bad"}), check_cmd=("false",))
+    assert again.exit_code == 8, again
+    assert files(tmp_path) == {"app.db": "broken"}
+
+
+def test_the_target_of_a_rename_is_named_by_a_missing_libc_symbol(monkeypatch, tmp_path):
+    """A C library without renameat2 (musl before 1.2.5, glibc before 2.28) still moves."""
+    from restore import libc
+
+    class NoRenameat2:
+        pass
+
+    monkeypatch.setattr(libc, "_LIBC", NoRenameat2())
+    (tmp_path / "from").mkdir()
+    (tmp_path / "from" / "a").write_text("a")
+    src = os.open(tmp_path / "from", os.O_RDONLY | os.O_DIRECTORY)
+    dst = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc.rename_noreplace(src, "a", dst)
+        (tmp_path / "from" / "b").write_text("b")
+        (tmp_path / "b").write_text("theirs")
+        with pytest.raises(FileExistsError):
+            libc.rename_noreplace(src, "b", dst)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (tmp_path / "a").read_text() == "a"
+    assert (tmp_path / "b").read_text() == "theirs"
