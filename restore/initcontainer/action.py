@@ -286,7 +286,7 @@ class InitRun:
         with self.effects.shielded():
             journal = self.staging.commit(
                 kind="rollback",
-                source=original or self.staging.tree,
+                source=original,
                 aside=self.staging.discard,
                 set_aside=entries(self.settings.path),
             )

@@ -242,30 +242,47 @@ class Staging:
         self,
         *,
         kind: JournalKind,
-        source: Path,
+        source: Path | None,
         aside: Path,
         set_aside: Sequence[str],
         snapshot: SnapshotInfo | None = None,
     ) -> Journal:
-        """Decide a move: write the journal durably and return it (apply it next)."""
+        """Decide a move: write the journal durably and return it (apply it next). `source`
+        None: nothing to move in. The download's tree is listed, and the journal written,
+        through this run's descriptor of the staging folder: the journal stays with its tree
+        wherever the app moves them.
+
+        Raise UnsafeVolumeError if `source` is not there: listing nothing would decide a move
+        that sets everything aside and moves nothing in.
+        """
         self._check_held()
         journal = Journal(
             kind=kind,
-            source=journal_folder(self.relative(source)),
+            source=journal_folder(self.relative(source or self.tree)),
             aside=journal_folder(self.relative(aside)),
             set_aside=tuple(set_aside),
-            move_in=tuple(self._listing(self.relative(source))),
+            move_in=tuple(self._listing(source)) if source else (),
             snapshot=snapshot,
         )
-        with self.volume.folder(STAGING) as staging:
+        with self._staging() as staging:
             staging.sync_filesystem()
             staging.replace(JOURNAL, json.dumps(journal.to_json()).encode(), temp=JOURNAL_TEMP)
         return journal
 
-    def _listing(self, relative: str) -> list[str]:
-        folder = self.volume.existing(relative)
+    def _staging(self) -> contextlib.AbstractContextManager[Folder]:
+        """The staging folder: this run's download's, else the one at its name (made if missing)."""
+        return contextlib.nullcontext(self._held) if self._held else self.volume.folder(STAGING)
+
+    def _listing(self, source: Path) -> list[str]:
+        if self._held is not None and source == self.tree:
+            folder: Folder | None = self._held.open_if_present(TREE)
+        else:
+            folder = self.volume.existing(self.relative(source))
         if folder is None:
-            return []
+            raise UnsafeVolumeError(
+                f"{source} vanished before caretaker moved it in (not by caretaker: the app, or "
+                "whoever else can write the volume, did); nothing was moved"
+            )
         with folder:
             return [name for name in folder.names() if name not in IGNORED]
 

@@ -142,10 +142,12 @@ class EinvalLibc:
 
 
 class TestRename:
-    @pytest.fixture(params=["renameat2", "without RENAME_NOREPLACE"])
+    @pytest.fixture(params=["renameat2", "without RENAME_NOREPLACE", "without renameat2"])
     def libc(self, request, monkeypatch):
-        if request.param != "renameat2":
+        if request.param == "without RENAME_NOREPLACE":
             monkeypatch.setattr(libc, "_LIBC", EinvalLibc())
+        elif request.param == "without renameat2":  # musl before 1.2.5, glibc before 2.28
+            monkeypatch.setattr(libc, "_LIBC", object())
 
     @pytest.mark.parametrize("kind", ["file", "folder", "symlink"])
     def test_never_replaces_what_is_at_the_destination(self, folder, volume, libc, kind):
