@@ -109,8 +109,7 @@ class InitRun:
         except CaretakerError as error:
             return self.failed(error)
         except OSError as error:  # the volume itself: permission denied, disk full, read-only
-            where = f"{error.filename}: " if error.filename else ""
-            return self.failed(LocalIOError(f"{where}{error.strerror or error}"))
+            return self.failed(local_io(error))
         except Exception as error:
             self.log.exception("restore.crashed")
             return self.failed(error)
@@ -334,6 +333,13 @@ class _Attempts:
     ours_in_place: bool = False  # the target holds our restored copy (which failed the check)
     original: Path | None = None  # the quarantine folder the target's data was set aside into
     last_error: CaretakerError | None = None
+
+
+def local_io(error: OSError) -> LocalIOError:
+    """The error of a run that the volume stopped: permission denied, disk full, read-only,
+    an entry changed under it (exit 10)."""
+    where = f"{error.filename}: " if error.filename else ""
+    return LocalIOError(f"{where}{error.strerror or error}")
 
 
 def snapshot_id(journal: Journal) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from restore.errors import LocalIOError, NoSnapshotError, RefusedError
-from restore.initcontainer.action import Effects, opened, retrier
+from restore.initcontainer.action import Effects, local_io, opened, retrier
 from restore.initcontainer.decision import RestoreSettings, choose
 from restore.initcontainer.outcome import Outcome
 from restore.initcontainer.progress import LogProgress
@@ -115,7 +115,7 @@ def move_in(volume: Volume, moves: list[Move], now: datetime) -> str | None:
                 if move.exists:
                     aside = aside or volume.new_quarantine(now)
                     with volume.folder(aside) as quarantine, below(quarantine, parents, create=True) as into:
-                        target.rename(name, into)
+                        _set_aside(target, name, into)
                 try:
                     source.rename(name, target)
                 except FileExistsError:
@@ -126,12 +126,26 @@ def move_in(volume: Volume, moves: list[Move], now: datetime) -> str | None:
     return aside
 
 
+def _set_aside(target: Folder, name: str, into: Folder) -> None:
+    try:
+        target.rename(name, into)
+    except FileNotFoundError:
+        raise LocalIOError(f"{target.path / name} vanished during the restore") from None
+
+
 def restore_paths(settings: RestoreSettings, selection: Selection, effects: Effects) -> Outcome:
     """Restore what `selection` chooses into `settings.path` (see the module docstring).
 
     Raise NoSnapshotError, RefusedError (paths exist, no --force), IntegrityError (no
     fallback), UnsafeVolumeError, LocalIOError, BackendError.
     """
+    try:
+        return _restore_paths(settings, selection, effects)
+    except OSError as error:  # as the init container's run: exit 10, never a crash
+        raise local_io(error) from error
+
+
+def _restore_paths(settings: RestoreSettings, selection: Selection, effects: Effects) -> Outcome:
     started = effects.monotonic()
     with Volume.open(settings.path, create=True) as volume:
         volume.check()
