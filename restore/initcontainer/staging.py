@@ -320,8 +320,16 @@ class Staging:
             # entry: it was set aside before, and must stay.
             if name in moving and (source is None or source.lstat(name) is None):
                 continue
-            if root.lstat(name) is not None and aside.lstat(name) is None:
+            if root.lstat(name) is None:
+                continue
+            if aside.lstat(name) is None:
                 root.rename(name, aside)
+            elif name in moving:  # never so in a journal caretaker replays: a name taken there
+                raise UnsafeVolumeError(
+                    f"{self.state / journal.aside / name} is in the way of setting {self.target / name} "
+                    "aside (not by caretaker: the app, or whoever else can write the volume, put it "
+                    "there or moved the folders); both left as they are"
+                )
         for name in journal.move_in:
             if source is None or source.lstat(name) is None:
                 continue

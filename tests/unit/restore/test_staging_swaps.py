@@ -133,3 +133,28 @@ def test_quarantine_away_while_the_rollback_lists_it_never_reports_the_volume_pu
     assert again.exit_code == 8, again
     assert files(tmp_path) == {"app.db": "broken"}
 
+
+
+def test_an_earlier_quarantine_swapped_back_under_the_journals_name_is_not_blamed_on_the_data(
+    tmp_path, staging: Staging
+):
+    """The app puts an earlier run's quarantine (holding `a.txt` under the same time) back
+    where this run's fresh one was: the target's own `a.txt` cannot be set aside there. The run
+    stops naming the entry in the way, not the user's `a.txt` as one that 'appeared'."""
+    write(tmp_path, OLD)
+    earlier = staging.new_quarantine(NOW)
+    (earlier / "a.txt").write_text("an earlier run's")
+    quarantine = earlier.parent
+    quarantine.rename(tmp_path / "away")
+    stage(staging, NEW)
+    aside = staging.new_quarantine(NOW)
+    assert aside == earlier
+    journal = staging.commit(
+        kind="restore", source=staging.tree, aside=aside, set_aside=entries(tmp_path), snapshot=SNAP
+    )
+    quarantine.rename(tmp_path / "away2")
+    (tmp_path / "away").rename(quarantine)
+    with pytest.raises(UnsafeVolumeError, match=r"quarantine/20260115T120005Z/a\.txt"):
+        staging.apply(journal)
+    assert (tmp_path / "a.txt").read_text() == "old a"
+    assert (earlier / "a.txt").read_text() == "an earlier run's"
