@@ -16,15 +16,17 @@ def rename_noreplace(src_dir: int, name: str, dst_dir: int) -> None:
     `renameat2(RENAME_NOREPLACE)`: the kernel refuses (FileExistsError) if `name` exists in
     `dst_dir`, in the same step as the move, where a plain rename would silently replace a
     file someone created there after any check. A filesystem without the flag (EINVAL: some
-    network and FUSE filesystems), a kernel without the call (ENOSYS) or a C library without
-    it (musl before 1.2.5) gets the check and the rename as two steps."""
+    network and FUSE filesystems), a kernel without the call (ENOSYS), a seccomp profile
+    that refuses it (EPERM; a real permission error then comes back from the plain rename)
+    or a C library without it (musl before 1.2.5) gets the check and the rename as two
+    steps."""
     renameat2 = getattr(_LIBC, "renameat2", None)
     if renameat2 is not None:
         encoded = os.fsencode(name)
         if renameat2(src_dir, encoded, dst_dir, encoded, _RENAME_NOREPLACE) == 0:
             return
         code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS):
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
             raise OSError(code, os.strerror(code), name)
     try:
         os.stat(name, dir_fd=dst_dir, follow_symlinks=False)

@@ -337,7 +337,9 @@ class Staging:
                 source.rename(name, root)
             except FileExistsError:
                 raise LocalIOError(
-                    f"refusing to overwrite {self.target / name}: it appeared during the restore"
+                    f"refusing to overwrite {self.target / name}: it appeared during the restore; "
+                    f"the move is kept in {self.journal_path}: move that entry out of the way "
+                    "and the next run finishes it"
                 ) from None
         root.fsync()
         aside.fsync()

@@ -132,20 +132,26 @@ class TestFiles:
         assert (volume / "result.json").read_bytes() == b"new"
 
 
-class EinvalLibc:
-    """A C library whose renameat2 knows no RENAME_NOREPLACE, as on some network and FUSE
-    filesystems."""
+class RefusingLibc:
+    """A C library whose renameat2 fails with `code`: EINVAL where the filesystem knows no
+    RENAME_NOREPLACE (some network and FUSE filesystems), EPERM under a seccomp profile
+    that does not allow the call."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
 
     def renameat2(self, *_args: object) -> int:
-        ctypes.set_errno(errno.EINVAL)
+        ctypes.set_errno(self.code)
         return -1
 
 
 class TestRename:
-    @pytest.fixture(params=["renameat2", "without RENAME_NOREPLACE", "without renameat2"])
+    @pytest.fixture(params=["renameat2", "without RENAME_NOREPLACE", "refused by seccomp", "without renameat2"])
     def libc(self, request, monkeypatch):
         if request.param == "without RENAME_NOREPLACE":
-            monkeypatch.setattr(libc, "_LIBC", EinvalLibc())
+            monkeypatch.setattr(libc, "_LIBC", RefusingLibc(errno.EINVAL))
+        elif request.param == "refused by seccomp":
+            monkeypatch.setattr(libc, "_LIBC", RefusingLibc(errno.EPERM))
         elif request.param == "without renameat2":  # musl before 1.2.5, glibc before 2.28
             monkeypatch.setattr(libc, "_LIBC", object())
 
