@@ -156,7 +156,7 @@ class TestMoveIn:
         stage(staging, {"a": "new"})
         journal = staging.commit(kind="restore", source=staging.tree, aside=staging.discard, set_aside=[])
         (tmp_path / "a").write_text("appeared")
-        with pytest.raises(LocalIOError, match="refusing to overwrite .*a: it appeared .* out of the way"):
+        with pytest.raises(LocalIOError, match=r"refusing to overwrite .*a: it appeared .* out of the way"):
             staging.apply(journal)
         assert (tmp_path / "a").read_text() == "appeared"
         (tmp_path / "a").rename(tmp_path / "moved by hand")
