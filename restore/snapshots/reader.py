@@ -59,12 +59,20 @@ class PackPlan:
         self.needed[pack] += length
 
 
+# Whole packs are read in segments of this size, a few at once: a restore then holds a few
+# segments where it held whole packs, up to four of 16 MiB or more (read ahead, and kept for
+# the blobs still to decode in them).
+SEGMENT = 8 << 20
+Segment = tuple[int, int]  # pack number, segment number in the pack
+
+
 class PackReader:
     """Serves blobs during a restore, reading mostly-needed packs whole and ahead of time.
 
     A pack that the restore needs less than half of is read blob by blob with range reads
-    instead (old packs after many incremental backups). Memory: at most `ahead` prefetched
-    plus `cached` packs. Thread-safe: `ChunkFeed` decodes several blobs at once.
+    instead (old packs after many incremental backups). A pack read whole is read in
+    `SEGMENT`s; a blob across two is joined from both. Memory: at most `ahead` prefetched
+    plus `cached` segments. Thread-safe: `ChunkFeed` decodes several blobs at once.
     """
 
     def __init__(
@@ -74,56 +82,72 @@ class PackReader:
         plan: PackPlan,
         *,
         workers: int,
-        ahead: int = 2,
+        ahead: int = 3,
         cached: int = 2,
     ) -> None:
         self._store = store
         self._index = index
         self._plan = plan
-        self._whole = [p for p in plan.order if plan.needed[p] * 2 >= index.pack_sizes[p]]
-        self._whole_set = set(self._whole)
+        whole = [p for p in plan.order if plan.needed[p] * 2 >= index.pack_sizes[p]]
+        self._whole_set = set(whole)
+        self._queue = [(p, n) for p in whole for n in range(_segments(index.pack_sizes[p]))]
         self._single = BlobLoader(store, index)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
         self._lock = threading.Lock()
-        self._futures: dict[int, Future[bytes]] = {}
-        self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._futures: dict[Segment, Future[bytes]] = {}
+        self._cache: collections.OrderedDict[Segment, bytes] = collections.OrderedDict()
         self._next = 0
         self._ahead = ahead
         self._cached = cached
 
-    def _fetch(self, pack: int) -> bytes:
+    def _fetch(self, segment: Segment) -> bytes:
+        pack, number = segment
         key = pack_key(self._index.packs[pack])
+        start = number * SEGMENT
+        # Only what the index says the pack holds: a pack replaced by a huge object must
+        # not be read whole into memory.
+        length = min(SEGMENT, self._index.pack_sizes[pack] - start)
         try:
-            # Only what the index says the pack holds: a pack replaced by a huge object
-            # must not be read whole into memory.
-            return self._store.get_range(key, 0, self._index.pack_sizes[pack])
+            return self._store.get_range(key, start, length)
         except ObjectNotFoundError as error:
             raise BlobDamageError("pack is missing", pack=key) from error
 
     def _prefetch(self) -> None:
-        while len(self._futures) < self._ahead and self._next < len(self._whole):
-            pack = self._whole[self._next]
+        while len(self._futures) < self._ahead and self._next < len(self._queue):
+            segment = self._queue[self._next]
             self._next += 1
-            if pack not in self._cache and pack not in self._futures:
-                self._futures[pack] = self._pool.submit(self._fetch, pack)
+            if segment not in self._cache and segment not in self._futures:
+                self._futures[segment] = self._pool.submit(self._fetch, segment)
 
-    def _pack(self, pack: int) -> bytes:
+    def _segment(self, segment: Segment) -> bytes:
         with self._lock:
-            data = self._cache.get(pack)
+            data = self._cache.get(segment)
             if data is not None:
-                self._cache.move_to_end(pack)
+                self._cache.move_to_end(segment)
                 return data
-            future = self._futures.get(pack)
+            future = self._futures.get(segment)
             if future is None:
-                future = self._futures[pack] = self._pool.submit(self._fetch, pack)
+                future = self._futures[segment] = self._pool.submit(self._fetch, segment)
             self._prefetch()
         data = future.result()
         with self._lock:
-            self._futures.pop(pack, None)
-            self._cache[pack] = data
+            self._futures.pop(segment, None)
+            self._cache[segment] = data
             while len(self._cache) > self._cached:
                 self._cache.popitem(last=False)
         return data
+
+    def _frame(self, pack: int, offset: int, length: int) -> bytes | memoryview:
+        """The stored bytes of a blob in a pack read whole (shorter if the pack is)."""
+        first, last = offset // SEGMENT, (offset + length - 1) // SEGMENT
+        if first == last:
+            start = offset - first * SEGMENT
+            return memoryview(self._segment((pack, first)))[start : start + length]
+        parts = []
+        for number in range(first, last + 1):
+            start = offset - number * SEGMENT
+            parts.append(memoryview(self._segment((pack, number)))[max(start, 0) : start + length])
+        return b"".join(parts)
 
     def raw_length(self, blob: bytes) -> int:
         extent = self._index.extent(blob)
@@ -142,8 +166,7 @@ class PackReader:
         number = self._index.pack_of(blob)
         if number not in self._whole_set:
             return self._single(blob)
-        data = self._pack(number)
-        frame = memoryview(data)[where.offset : where.offset + where.length]
+        frame = self._frame(number, where.offset, where.length)
         key = pack_key(where.pack)
         if len(frame) != where.length:
             raise BlobDamageError("pack is truncated", blob=blob, pack=key)
@@ -151,11 +174,16 @@ class PackReader:
         with self._lock:
             self._plan.refs[number] -= 1
             if self._plan.refs[number] <= 0:
-                self._cache.pop(number, None)
+                for segment in range(_segments(self._index.pack_sizes[number])):
+                    self._cache.pop((number, segment), None)
         return plain
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _segments(size: int) -> int:
+    return max(1, -(-size // SEGMENT))
 
 
 # Small blobs travel to the decoding threads in batches: handing each a few hundred
