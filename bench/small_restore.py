@@ -41,13 +41,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import TIME, Sample, caretaker, parse_also, runtime_venv, synced, text, timed, workdir
+from harness import IMAGE_ENV, TIME, Sample, caretaker, parse_also, runtime_venv, synced, text, timed, workdir
 
 FOLDERS = 1000
 BASELINE = "restic + sync"
 PLAIN = "caretaker (unencrypted)"
 PASSWORD = "benchmark password"
-CARETAKER_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 def check_tools() -> None:
@@ -99,7 +98,7 @@ def repositories(data: Path, base: Path, tool: str) -> Path:
             subprocess.run(
                 [tool, "backup", *access, "--path", str(data), "--log-level", "warning"],
                 check=True,
-                env={**os.environ, **CARETAKER_ENV},
+                env={**os.environ, **IMAGE_ENV},
             )
         env = restic_env(restic, base)
         subprocess.run(["restic", "init", "-q"], check=True, env=env)
@@ -178,7 +177,7 @@ class Runs:
             f"{tool} restore {access} --path {target} "
             f"--termination-log {self.base / 'term.log'} --log-level warning"
         )
-        self.samples[name].append(timed(command, CARETAKER_ENV))
+        self.samples[name].append(timed(command))
 
     def restic(self, target: Path) -> None:
         env = restic_env(self.restic_repo, self.base)
