@@ -322,14 +322,17 @@ class Staging:
                 continue
             if root.lstat(name) is None:
                 continue
-            if aside.lstat(name) is None:
+            try:
                 root.rename(name, aside)
-            elif name in moving:  # never so in a journal caretaker replays: a name taken there
+            except FileExistsError:  # set aside before a kill, and since put back by the app
+                if name not in moving:
+                    continue
+                # never so in a journal caretaker replays: a name taken there
                 raise UnsafeVolumeError(
                     f"{self.state / journal.aside / name} is in the way of setting {self.target / name} "
                     "aside (not by caretaker: the app, or whoever else can write the volume, put it "
                     "there or moved the folders); both left as they are"
-                )
+                ) from None
         for name in journal.move_in:
             if source is None or source.lstat(name) is None:
                 continue

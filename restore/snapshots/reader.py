@@ -59,9 +59,9 @@ class PackPlan:
         self.needed[pack] += length
 
 
-# Whole packs are read in segments of this size, a few at once: a restore then holds a few
-# segments where it held whole packs, up to four of 16 MiB or more (read ahead, and kept for
-# the blobs still to decode in them).
+# Whole packs are read in segments of this size, a few at once, so that what a restore reads
+# ahead and keeps for the blobs still to decode is a few segments, not several packs of
+# 16 MiB or more.
 SEGMENT = 8 << 20
 Segment = tuple[int, int]  # pack number, segment number in the pack
 
@@ -139,15 +139,11 @@ class PackReader:
 
     def _frame(self, pack: int, offset: int, length: int) -> bytes | memoryview:
         """The stored bytes of a blob in a pack read whole (shorter if the pack is)."""
-        first, last = offset // SEGMENT, (offset + length - 1) // SEGMENT
-        if first == last:
-            start = offset - first * SEGMENT
-            return memoryview(self._segment((pack, first)))[start : start + length]
         parts = []
-        for number in range(first, last + 1):
+        for number in range(offset // SEGMENT, (offset + length - 1) // SEGMENT + 1):
             start = offset - number * SEGMENT
             parts.append(memoryview(self._segment((pack, number)))[max(start, 0) : start + length])
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def raw_length(self, blob: bytes) -> int:
         extent = self._index.extent(blob)
