@@ -8,11 +8,40 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+
+# A full run writes about 6 GiB at its peak (measured): the image's layers, pods' volumes, repositories
+# and pytest's folders. Short of that, tests fail with "No space left on device" far from
+# the cause, so the run says up front, and again after failures, how much there was.
+NEEDED_GIB = 8
+
+
+def free_space_report() -> tuple[str, bool]:
+    """One line naming the free space where the tests write, and whether it is short."""
+    places = sorted({tempfile.gettempdir(), os.path.dirname(os.path.dirname(__file__))})
+    free = {place: shutil.disk_usage(place).free / 2**30 for place in places}
+    short = min(free.values()) < NEEDED_GIB
+    sizes = ", ".join(f"{place}: {gib:.1f} GiB" for place, gib in free.items())
+    line = f"free disk space: {sizes}"
+    if short:
+        line += f" (a full run needs about {NEEDED_GIB} GiB: expect failures from a full disk)"
+    return line, short
+
+
+def pytest_report_header() -> str:
+    return free_space_report()[0]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    line, short = free_space_report()
+    if exitstatus != 0 and short:
+        terminalreporter.write_line(line, red=True)
 
 
 @pytest.fixture(autouse=True)
