@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness import Row, caretaker, fresh, interleave, runtime_venv, table, timed, workdir
+from harness import Row, caretaker, fresh, interleave, run_benchmark, runtime_venv, table, timed, workdir
 from scale import small_files
 
 PASSWORD = "bench-only"
@@ -109,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="browse")

@@ -45,6 +45,7 @@ from harness import (
     mixed_files,
     ratio_table,
     restic_repository,
+    run_benchmark,
     runtime_venv,
     synced,
     timed,
@@ -210,4 +211,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="encryption")

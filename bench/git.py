@@ -29,6 +29,7 @@ from harness import (
     fresh,
     interleave,
     mixed_files,
+    run_benchmark,
     runtime_venv,
     table,
     timed,
@@ -106,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="git")

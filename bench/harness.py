@@ -31,6 +31,18 @@ def workdir() -> Path:
     return base
 
 
+def run_benchmark(main: Callable[[], int | None], *, scratch: str) -> None:
+    """Run a benchmark, then remove its `scratch` folder under the work folder (its
+    repositories, restored trees and server data: the benchmarks together left tens of GiB).
+    The data sets and the runtime venv stay for the next run: they are slow to make."""
+    try:
+        code = main()
+    finally:
+        shutil.rmtree(workdir() / scratch, ignore_errors=True)
+        print(f"data sets kept for the next run in {workdir()} (remove it to free the space)", file=sys.stderr)
+    sys.exit(code)
+
+
 def runtime_venv() -> Path:
     """A venv with caretaker and its runtime dependencies only; rebuilt when the code changes."""
     venv = workdir() / "venv"

@@ -19,7 +19,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness import ROOT, age_tree_mtimes, caretaker, fresh, interleave, runtime_venv, text, timed, workdir
+from harness import (
+    ROOT,
+    age_tree_mtimes,
+    caretaker,
+    fresh,
+    interleave,
+    run_benchmark,
+    runtime_venv,
+    text,
+    timed,
+    workdir,
+)
 
 sys.path.insert(0, str(ROOT))
 from restore.backends.registry import OpenOptions, open_repository
@@ -115,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="history")

@@ -40,6 +40,7 @@ from harness import (
     interleave,
     mixed_files,
     parse_also,
+    run_benchmark,
     runtime_venv,
     table,
     timed,
@@ -190,4 +191,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="local")

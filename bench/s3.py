@@ -41,6 +41,7 @@ from harness import (
     mixed_files,
     ratio_table,
     restic_repository,
+    run_benchmark,
     runtime_venv,
     synced,
     timed,
@@ -206,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="s3")

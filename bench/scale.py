@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harness import Row, age_tree_mtimes, caretaker, fresh, runtime_venv, table, timed, workdir
+from harness import Row, age_tree_mtimes, caretaker, fresh, run_benchmark, runtime_venv, table, timed, workdir
 
 
 def small_files(root: Path, count: int) -> Path:
@@ -56,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(main, scratch="scale")

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness import ROOT, caretaker, fresh, runtime_venv, workdir
+from harness import ROOT, caretaker, fresh, run_benchmark, runtime_venv, workdir
 
 RSS_TARGET_MB = 80.0
 CPU_TARGET_PERCENT = 1.0
@@ -161,4 +161,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main, scratch="sidecar-idle")
