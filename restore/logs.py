@@ -62,7 +62,7 @@ def _printable(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.
 
 
 def configure(level: str = "info", fmt: LogFormat = "auto", stream: IO[str] | None = None) -> None:
-    """Route structlog and stdlib logging (boto3, GitPython) to `stream` (stdout by default)."""
+    """Route structlog and stdlib logging (botocore, GitPython) to `stream` (stdout by default)."""
     out = stream if stream is not None else sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: structlog.typing.Processor = (

@@ -1,7 +1,7 @@
 """Repository URL scheme -> implementation.
 
 `file://` and `s3://` are object stores under the snapshot engine; `git+...://` is the git
-backend. Heavy libraries (boto3, GitPython) are imported only inside the factory that needs
+backend. Heavy libraries (botocore, GitPython) are imported only inside the factory that needs
 them, so an init container that finds its volume populated never pays for them.
 """
 
@@ -47,7 +47,7 @@ def _local(url: SplitResult, options: OpenOptions) -> Repository:
 
 
 def _s3(url: SplitResult, options: OpenOptions) -> Repository:
-    from restore.backends.s3.store import S3Store  # noqa: PLC0415 - imports boto3
+    from restore.backends.s3.store import S3Store  # noqa: PLC0415 - imports botocore
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
     store = S3Store.from_url(url, options.environ, options.deadline)
@@ -125,7 +125,7 @@ def _local_settings(url: SplitResult, _: Mapping[str, str]) -> object:
 
 
 def _s3_settings(url: SplitResult, environ: Mapping[str, str]) -> object:
-    from restore.backends.s3.settings import S3Settings  # noqa: PLC0415 - no boto3 in it
+    from restore.backends.s3.settings import S3Settings  # noqa: PLC0415 - no botocore in it
 
     return S3Settings.from_url(url, environ)
 

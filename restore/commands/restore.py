@@ -2,7 +2,7 @@
 pod from starting.
 
 Parsing and reporting live here; the work is `restore.initcontainer`. The repository (and
-with it boto3 or GitPython) is opened only when the volume needs data, so a pod restart on a
+with it botocore or GitPython) is opened only when the volume needs data, so a pod restart on a
 populated volume stays cheap.
 """
 

@@ -2,7 +2,7 @@
 
 - decide: is the target empty (ignoring `lost+found` and `.caretaker`)? If not, skip —
   unless `--force`, or `--check-cmd` says the data is unhealthy. This happens before the
-  repository is opened, so a populated volume never pays for boto3 or GitPython.
+  repository is opened, so a populated volume never pays for botocore or GitPython.
 - wait: if another pod's writer claim is live, until it hands the repository over
   (`restore.initcontainer.handover`), so the newest snapshot is its final backup.
 - choose: `latest`, `--snapshot ID` (never a silent fallback) or `--before TIME`, and up to

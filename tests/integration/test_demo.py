@@ -47,7 +47,7 @@ def test_the_demo_installs_only_what_it_runs_and_shows_ls_and_diff(tmp_path: Pat
         assert "uploads/picture.bin" in shown  # the listing
         assert "+ notes/last-run.txt" in shown  # the diff
         venv = tmp_path / "demo" / "venv" / "bin" / "python"
-        for absent in ("boto3", "git", "pytest", "mypy"):
+        for absent in ("botocore", "git", "pytest", "mypy"):
             found = subprocess.run([venv, "-c", f"import {absent}"], capture_output=True, check=False)
             assert found.returncode != 0, f"the demo installed {absent}"
         wait_until(lambda: healthy(port), 30, "the demo's sidecar to answer /healthz")

@@ -195,7 +195,7 @@ class TestSidecar:
         def opener(deadline: Deadline) -> Repository:
             return open_repository(repo.url, OpenOptions(environ=repo.environ, deadline=deadline))
 
-        opener(Deadline()).close()  # boto3 imported: the check's second is the store's
+        opener(Deadline()).close()  # botocore imported: the check's second is the store's
         standing = StandingRepository(opener, seconds=1.0)
         readiness = Readiness(board=board, repository=standing, clock=utc_now, rpo=None)
         started = time.monotonic()

@@ -21,6 +21,8 @@ from restore.backends.s3.store import S3Store, make_client
 from restore.errors import (
     EXIT_BACKEND_DENIED,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    ConfigError,
     PermanentBackendError,
     TransientBackendError,
 )
@@ -88,6 +90,34 @@ class TestWriteOptions:
         store.put("k", b"v")
         assert store.get("k") == b"v"
         store.close()
+
+    def test_credentials_from_a_named_profile(
+        self, s3_url: str, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        shared = tmp_path / "credentials"
+        shared.write_text(
+            f"[backup]\naws_access_key_id = {s3_env['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {s3_env['AWS_SECRET_ACCESS_KEY']}\n"
+        )
+        # botocore reads where the shared files are from the process environment.
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(shared))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+        environ = {k: v for k, v in s3_env.items() if not k.startswith("AWS_")} | {"AWS_PROFILE": "backup"}
+        store = open_store(s3_url, environ)
+        store.put("k", b"v")
+        assert store.get("k") == b"v"
+        store.close()
+
+    def test_a_profile_that_does_not_exist_is_a_config_error_naming_it(
+        self, s3_url: str, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+        environ = {k: v for k, v in s3_env.items() if not k.startswith("AWS_")} | {"AWS_PROFILE": "nobody"}
+        with pytest.raises(ConfigError, match="AWS_PROFILE") as raised:
+            open_store(s3_url, environ)
+        assert "nobody" in str(raised.value)
+        assert raised.value.exit_code == EXIT_USAGE
 
     def test_store_with_conditional_writes_is_detected_without_warning(
         self, s3_url: str, s3_env: dict[str, str]

@@ -115,7 +115,7 @@ def brief(error: Exception) -> str:
 def translate(  # noqa: PLR0911 - one rung per kind of error, read top to bottom
     error: Exception, where: Where, operation: str, key: str | None = None
 ) -> Exception:
-    """Return the caretaker error for a botocore/boto3 error (the error itself if it is a bug).
+    """Return the caretaker error for a botocore error (the error itself if it is a bug).
 
     NoSuchKey → ObjectNotFoundError; missing bucket, denied, bad credentials, wrong region,
     TLS failures → PermanentBackendError; refused connections, timeouts, 5xx, throttling →
@@ -142,7 +142,7 @@ def translate(  # noqa: PLR0911 - one rung per kind of error, read top to bottom
             "AWS_SECRET_ACCESS_KEY (or their *_FILE twins), a profile, or a web identity"
         )
     if isinstance(error, botocore.exceptions.ParamValidationError):
-        return error  # a bug in how we call boto3, not a storage problem
+        return error  # a bug in how we call botocore, not a storage problem
     if isinstance(error, botocore.exceptions.BotoCoreError):
         name = type(error).__name__
         return PermanentBackendError(f"S3 {operation} {where.at(key)}: {name}: {error}")

@@ -1,9 +1,9 @@
 """S3 settings: the `s3://bucket/prefix` URL plus the environment, checked all at once.
 
 Only what caretaker adds is read here (`CARETAKER_S3_*`, the `*_FILE` twins of the AWS
-keys, and the AWS variables we must pass to boto3 explicitly because the environment is
+keys, and the AWS variables we must pass to botocore explicitly because the environment is
 handed to us as a mapping). Everything else — shared config/credentials files, profiles,
-web identity (IRSA), container and instance roles — is left to boto3's standard chain.
+web identity (IRSA), container and instance roles — is left to botocore's standard chain.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class S3Settings:
     prefix: str = ""  # no leading or trailing "/"; "" is the bucket's root
     endpoint: str | None = None
     region: str | None = None
-    # None: path-style when a custom endpoint is set (MinIO, SeaweedFS, Ceph), else boto3's choice.
+    # None: path-style when a custom endpoint is set (MinIO, SeaweedFS, Ceph), else botocore's choice.
     path_style: bool | None = None
     sse: str | None = None
     sse_kms_key_id: str | None = None
@@ -160,7 +160,7 @@ class _Reader(EnvReader):
         access, secret = self.secret("AWS_ACCESS_KEY_ID"), self.secret("AWS_SECRET_ACCESS_KEY")
         token = self.secret("AWS_SESSION_TOKEN")
         if access is None and secret is None:
-            return None  # boto3's chain: shared files, web identity, instance roles
+            return None  # botocore's chain: shared files, web identity, instance roles
         if access is None or secret is None:
             missing = "AWS_ACCESS_KEY_ID" if access is None else "AWS_SECRET_ACCESS_KEY"
             self.problem(missing, None, "access key id and secret key must be given together")

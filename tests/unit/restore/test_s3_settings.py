@@ -186,6 +186,6 @@ class TestCredentials:
     def test_half_a_key_pair_is_an_error(self) -> None:
         assert "together" in problems(AWS_ACCESS_KEY_ID="AKID")["AWS_SECRET_ACCESS_KEY"]
 
-    def test_no_keys_leaves_the_standard_chain_to_boto3(self) -> None:
+    def test_no_keys_leaves_the_standard_chain_to_botocore(self) -> None:
         assert settings(AWS_PROFILE="backup").credentials is None
         assert settings(AWS_PROFILE="backup").profile == "backup"
