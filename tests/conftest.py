@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 
-# A full run writes about 6 GiB at its peak (measured): the image's layers, pods' volumes, repositories
-# and pytest's folders. Short of that, tests fail with "No space left on device" far from
-# the cause, so the run says up front, and again after failures, how much there was.
+# A full run writes about 6 GiB at its peak (measured): the image's layers, pods' volumes,
+# repositories and pytest's folders. Short of that, tests fail with "No space left on
+# device" far from the cause, so the run says up front, and again after failures, how much
+# there was.
 NEEDED_GIB = 8
 
 

@@ -35,6 +35,17 @@ def open_store(url: str, environ: dict[str, str]) -> S3Store:
     return S3Store.from_url(urlsplit(url), environ)
 
 
+def without_keys(s3_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """The server's environment without its AWS_* variables, plus `extra`."""
+    return {k: v for k, v in s3_env.items() if not k.startswith("AWS_")} | extra
+
+
+def writes_and_reads(store: S3Store) -> None:
+    store.put("k", b"v")
+    assert store.get("k") == b"v"
+    store.close()
+
+
 def bucket_and_prefix(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.netloc, parts.path.strip("/")
@@ -81,15 +92,11 @@ class TestWriteOptions:
     def test_credentials_from_files(self, s3_url: str, s3_env: dict[str, str], tmp_path: Path) -> None:
         (tmp_path / "id").write_text(s3_env["AWS_ACCESS_KEY_ID"] + "\n")
         (tmp_path / "secret").write_text(s3_env["AWS_SECRET_ACCESS_KEY"] + "\n")
-        environ = {k: v for k, v in s3_env.items() if not k.startswith("AWS_")}
-        environ |= {
-            "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "id"),
-            "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret"),
-        }
-        store = open_store(s3_url, environ)
-        store.put("k", b"v")
-        assert store.get("k") == b"v"
-        store.close()
+        environ = without_keys(
+            s3_env,
+            {"AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "id"), "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret")},
+        )
+        writes_and_reads(open_store(s3_url, environ))
 
     def test_credentials_from_a_named_profile(
         self, s3_url: str, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -102,20 +109,15 @@ class TestWriteOptions:
         # botocore reads where the shared files are from the process environment.
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(shared))
         monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-        environ = {k: v for k, v in s3_env.items() if not k.startswith("AWS_")} | {"AWS_PROFILE": "backup"}
-        store = open_store(s3_url, environ)
-        store.put("k", b"v")
-        assert store.get("k") == b"v"
-        store.close()
+        writes_and_reads(open_store(s3_url, without_keys(s3_env, {"AWS_PROFILE": "backup"})))
 
     def test_a_profile_that_does_not_exist_is_a_config_error_naming_it(
         self, s3_url: str, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
         monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-        environ = {k: v for k, v in s3_env.items() if not k.startswith("AWS_")} | {"AWS_PROFILE": "nobody"}
         with pytest.raises(ConfigError, match="AWS_PROFILE") as raised:
-            open_store(s3_url, environ)
+            open_store(s3_url, without_keys(s3_env, {"AWS_PROFILE": "nobody"}))
         assert "nobody" in str(raised.value)
         assert raised.value.exit_code == EXIT_USAGE
 
