@@ -40,8 +40,10 @@ def pytest_report_header() -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    if exitstatus == 0:
+        return
     line, short = free_space_report()
-    if exitstatus != 0 and short:
+    if short:
         terminalreporter.write_line(line, red=True)
 
 
