@@ -182,11 +182,7 @@ class Deadline:
         `what` if time ran out, the stop's error if stopped, else what `operation` raised.
         """
         window = window or self.window(what)
-        call: _Call[T] = _Call(operation)
-        helper = threading.Thread(
-            target=contextvars.copy_context().run, args=(call.run,), name="deadline-call", daemon=True
-        )
-        helper.start()
+        call = in_helper_thread(operation, name="deadline-call")
         while not call.done.wait(self.waited(window, _POLL_SECONDS)):
             self.watch(window, what)
         return call.result()
@@ -200,8 +196,16 @@ class Window:
     late: bool
 
 
+def in_helper_thread(operation: Callable[[], T], *, name: str) -> Call[T]:
+    """Start `operation` in a daemon thread that has this thread's context variables (so its
+    log lines keep their bound context, `job=` in the sidecar); the call holds its outcome."""
+    call: Call[T] = Call(operation)
+    helper = threading.Thread(target=contextvars.copy_context().run, args=(call.run,), name=name, daemon=True)
+    helper.start()
+    return call
 
-class _Call(Generic[T]):
+
+class Call(Generic[T]):
     """One operation run in a helper thread: its result or its exception, and when it ended."""
 
     def __init__(self, operation: Callable[[], T]) -> None:
@@ -219,6 +223,8 @@ class _Call(Generic[T]):
             self.done.set()
 
     def result(self) -> T:
+        """What the operation returned, once it ended; raise what it raised."""
+        self.done.wait()
         if self._error is not None:
             raise self._error
         return cast("T", self._value)

@@ -94,7 +94,7 @@ class Engine:
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Raise IntegrityError if records exist but none can be read (never "no snapshot")."""
-        return [r.info for r in self._records.readable(self._codecs.opened)]
+        return [r.info for r in self._records.readable(self._codecs)]
 
     def encryption(self) -> str | None:
         """The cipher sealing the repository's objects (or, before it exists, the one its
@@ -116,7 +116,7 @@ class Engine:
 
     def record(self, snapshot_id: str) -> SnapshotRecord:
         """The record of a snapshot named by id or unique prefix. Raise NoSnapshotError."""
-        return self._records.find(self._codecs.opened, snapshot_id)
+        return self._records.find(self._codecs, snapshot_id)
 
     def codec(self) -> Codec:
         """The repository's codec, once a record of it was found (so it exists)."""
@@ -160,7 +160,7 @@ class Engine:
     def find(
         self, snapshot_ids: Sequence[str], match: Callable[[Node], bool]
     ) -> Iterator[tuple[SnapshotInfo, Node]]:
-        listed = {r.info.id: r for r in self._records.listing(self._codecs.opened)}
+        listed = {r.info.id: r for r in self._records.listing(self._codecs)}
         records = [listed.get(s) or self.record(s) for s in snapshot_ids]
         return browse.find(records, self._manifests(), match)
 
@@ -178,7 +178,7 @@ class Engine:
         if snapshot_ids:
             records = [self.record(s) for s in snapshot_ids]
         else:
-            records = self._records.listing(self._codecs.opened)
+            records = self._records.listing(self._codecs)
         codec = self._codecs.opened()
         if codec is None:
             return []
@@ -204,9 +204,10 @@ class Engine:
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
+        self._codecs.start()  # the key derivation overlaps taking the claim
         with self.writer("backup") as claim:
             codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
-            records = self._records.listing(self._codecs.opened)
+            records = self._records.listing(self._codecs)
             previous = records[0] if records else None
             index = load_index(self.store, codec, self._workers)
             uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)
@@ -382,7 +383,7 @@ class Engine:
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
         with self.writer("prune") as claim:
-            records = self._records.listing(self._codecs.opened)
+            records = self._records.listing(self._codecs)
             codec = self._codecs.opened()
             if codec is None:  # nothing was ever stored
                 return PruneResult(kept=(), removed=(), reasons={}, dry_run=dry_run)

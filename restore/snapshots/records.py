@@ -8,7 +8,6 @@ must fail closed, not boot the app on an empty volume.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -16,6 +15,7 @@ import structlog
 from restore.errors import IntegrityError, NoSnapshotError, ObjectNotFoundError
 from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
 from restore.snapshots.format import SNAPSHOTS, SnapshotRecord, snapshot_key
+from restore.snapshots.repokey import RepositoryCodec
 from restore.snapshots.store import ObjectStore, get_small
 
 # A record names its manifest's blobs (65 bytes each, for up to 8 MiB of manifest): 4 MiB
@@ -34,14 +34,22 @@ class Records:
         # Records that exist but cannot be read, by key: the problem.
         self.unreadable: dict[str, str] = {}
 
-    def listing(self, opened: Callable[[], Codec | None]) -> list[SnapshotRecord]:
-        """Every readable record, newest first. `opened` gives the repository's codec (None:
-        no repository), asked after the listing so records never meet an unknown codec.
+    def listing(self, codecs: RepositoryCodec) -> list[SnapshotRecord]:
+        """Every readable record, newest first.
 
-        Raise IntegrityError if records exist but the repository config does not.
+        The repository is opened (`codecs`; for an encrypted one, its key derived) while
+        the records are listed and fetched, and asked for its codec only after the listing:
+        records never meet an unknown codec. Raise IntegrityError if records exist but the
+        repository config does not.
         """
+        codecs.start()
         keys = [item.key for item in self._store.list(SNAPSHOTS)]
-        codec = opened()
+        listed = set(keys)
+        self.unreadable = {key: problem for key, problem in self.unreadable.items() if key in listed}
+        new = [key for key in keys if key not in self._cache and key not in self.unreadable]
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            fetched = list(pool.map(self._fetch, new))
+        codec = codecs.opened()
         if codec is None:
             if keys:
                 raise IntegrityError(
@@ -49,33 +57,39 @@ class Records:
                     "nothing it holds can be trusted"
                 )
             return []
-        listed = set(keys)
-        self.unreadable = {key: problem for key, problem in self.unreadable.items() if key in listed}
-        new = [key for key in keys if key not in self._cache and key not in self.unreadable]
-        if new:
-            with ThreadPoolExecutor(max_workers=self._workers) as pool:
-                list(pool.map(lambda key: self._load(key, codec), new))
+        for key, stored in zip(new, fetched, strict=True):
+            if stored is not None:
+                self._decode(key, stored, codec)
         for gone in self._cache.keys() - listed:
             del self._cache[gone]
         records = [r for key in keys if (r := self._cache.get(key)) is not None]
         return sorted(records, key=lambda r: r.info.time, reverse=True)
 
-    def _load(self, key: str, codec: Codec) -> None:
+    def _fetch(self, key: str) -> bytes | None:
+        """A record as stored; None if a prune forgot it while we listed, or if it cannot
+        be read (noted)."""
         try:
-            stored = get_small(self._store, key, MAX_RECORD_BYTES)
-            record = SnapshotRecord.decode(codec.open(stored, SNAPSHOT_RECORD, key), key)
+            return get_small(self._store, key, MAX_RECORD_BYTES)
         except ObjectNotFoundError:
-            return  # forgotten by a prune while we listed
+            return None
         except IntegrityError as error:
-            # One damaged or planted record must not hide every other snapshot from restore.
-            structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
-            self.unreadable[key] = str(error)
-            return
-        self._cache[key] = record
+            self._note_unreadable(key, error)
+            return None
 
-    def readable(self, opened: Callable[[], Codec | None]) -> list[SnapshotRecord]:
+    def _decode(self, key: str, stored: bytes, codec: Codec) -> None:
+        try:
+            self._cache[key] = SnapshotRecord.decode(codec.open(stored, SNAPSHOT_RECORD, key), key)
+        except IntegrityError as error:
+            self._note_unreadable(key, error)
+
+    def _note_unreadable(self, key: str, error: IntegrityError) -> None:
+        # One damaged or planted record must not hide every other snapshot from restore.
+        structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
+        self.unreadable[key] = str(error)
+
+    def readable(self, codecs: RepositoryCodec) -> list[SnapshotRecord]:
         """`listing`, raising IntegrityError if records exist but none can be read."""
-        records = self.listing(opened)
+        records = self.listing(codecs)
         if not records and self.unreadable:
             named = "; ".join(f"{key}: {problem}" for key, problem in sorted(self.unreadable.items())[:3])
             raise IntegrityError(
@@ -84,10 +98,10 @@ class Records:
             )
         return records
 
-    def find(self, opened: Callable[[], Codec | None], snapshot_id: str) -> SnapshotRecord:
+    def find(self, codecs: RepositoryCodec, snapshot_id: str) -> SnapshotRecord:
         """The record whose id starts with `snapshot_id`. Raise NoSnapshotError if none or
         several match, IntegrityError if the one matching cannot be read."""
-        records = self.listing(opened)
+        records = self.listing(codecs)
         matches = [r for r in records if r.info.id.startswith(snapshot_id)] if snapshot_id else []
         if len(matches) == 1:
             return matches[0]

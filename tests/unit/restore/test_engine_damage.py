@@ -36,7 +36,7 @@ def _pack_of(engine: Engine, store: LocalStore, path: str, chunk: int) -> str:
     from restore.snapshots.reader import BlobLoader
 
     index = load_index(store, PlainCodec(), 2)
-    record = engine._records.listing(engine._codecs.opened)[0]
+    record = engine._records.listing(engine._codecs)[0]
     entry = next(e for e in entries_of(record, BlobLoader(store, index)) if e.path == path)
     where = index.locate(entry.chunks[chunk])
     assert where is not None

@@ -1,0 +1,121 @@
+"""Opening an encrypted repository derives its key while the caller goes on talking to the
+storage: the derivation's CPU time overlaps the round trips, and nothing else changes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from restore.backends.local import LocalStore
+from restore.errors import IntegrityError, ObjectNotFoundError, PasswordError
+from restore.model import BackupOptions
+from restore.snapshots.encryption import Encryption
+from restore.snapshots.engine import Engine
+from restore.snapshots.format import CONFIG_KEY, KEYS, LEASE_KEY, SNAPSHOTS
+from restore.snapshots.store import StoredObject
+from tests.conftest import FakeClock
+from tests.support.keys import sealed
+from tests.support.trees import age_tree, write_file
+
+
+class Rendezvous(LocalStore):
+    """Holds the first access `held` (a listing, read or creation, and a key prefix) until
+    the access `awaited` has begun, or 5 s have passed; says which."""
+
+    def __init__(self, root: Path, *, held: tuple[str, str], awaited: tuple[str, str]) -> None:
+        super().__init__(root)
+        self._held, self._awaited = held, awaited
+        self._reached = threading.Event()
+        self.overlapped: bool | None = None
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        self._access("list", prefix)
+        return super().list(prefix)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._access("read", key)
+        return super().get_range(key, start, length)
+
+    def create(self, key: str, data: bytes) -> bool:
+        self._access("create", key)
+        return super().create(key, data)
+
+    def _access(self, kind: str, name: str) -> None:
+        if kind == self._awaited[0] and name.startswith(self._awaited[1]):
+            self._reached.set()
+        if kind == self._held[0] and name.startswith(self._held[1]) and self.overlapped is None:
+            self.overlapped = self._reached.wait(5)
+
+
+class LateConfig(LocalStore):
+    """A repository whose config is not there at the first look (created just after it)."""
+
+    hidden = True
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if key == CONFIG_KEY and self.hidden:
+            self.hidden = False
+            raise ObjectNotFoundError(key)
+        return super().get_range(key, start, length)
+
+
+@pytest.fixture
+def repo_root(tmp_path: Path, source: Path, clock: FakeClock) -> Path:
+    """An encrypted repository holding two snapshots of `source`."""
+    root = tmp_path / "repo"
+    for version in (b"1", b"2"):
+        write_file(source / "file", version)
+        age_tree(source)
+        engine_on(LocalStore(root), sealed(), clock).backup(source, BackupOptions())
+        clock.advance(hours=1)
+    return root
+
+
+def engine_on(store: LocalStore, encryption: Encryption, clock: FakeClock | None = None) -> Engine:
+    return Engine(store, encryption=encryption, clock=clock or FakeClock(), owner="web-0")
+
+
+def test_the_records_are_fetched_while_the_key_is_derived(repo_root: Path) -> None:
+    store = Rendezvous(repo_root, held=("list", KEYS), awaited=("read", SNAPSHOTS))
+    listed = engine_on(store, sealed()).snapshots()
+    assert store.overlapped is True
+    assert len(listed) == 2
+    assert listed == engine_on(LocalStore(repo_root), sealed()).snapshots()
+
+
+def test_a_backup_takes_its_writer_claim_while_the_key_is_derived(repo_root: Path, source: Path) -> None:
+    store = Rendezvous(repo_root, held=("create", LEASE_KEY), awaited=("list", KEYS))
+    write_file(source / "file", b"3")
+    result = engine_on(store, sealed()).backup(source, BackupOptions())
+    assert store.overlapped is True
+    assert result.recorded
+    assert len(engine_on(LocalStore(repo_root), sealed()).snapshots()) == 3
+
+
+def test_a_wrong_password_is_still_a_password_error_and_a_backup_writes_nothing(
+    repo_root: Path, source: Path
+) -> None:
+    before = sorted(p.relative_to(repo_root) for p in repo_root.rglob("*"))
+    with pytest.raises(PasswordError, match="opens no key slot"):
+        engine_on(LocalStore(repo_root), sealed("wrong")).snapshots()
+    write_file(source / "file", b"3")
+    with pytest.raises(PasswordError, match="opens no key slot"):
+        engine_on(LocalStore(repo_root), sealed("wrong")).backup(source, BackupOptions())
+    assert sorted(p.relative_to(repo_root) for p in repo_root.rglob("*")) == before  # the claim released
+
+
+def test_a_config_missing_at_the_first_look_is_read_again_after_the_listing(repo_root: Path) -> None:
+    """The config may be written between the opening's look and the listing: records listed
+    then must not read as a repository without a config."""
+    store = LateConfig(repo_root)
+    assert len(engine_on(store, sealed()).snapshots()) == 2
+    assert not store.hidden
+
+
+def test_records_without_any_config_are_still_an_integrity_error(repo_root: Path) -> None:
+    (repo_root / CONFIG_KEY).unlink()
+    with pytest.raises(IntegrityError, match="holds snapshot records but no repository config"):
+        engine_on(LocalStore(repo_root), sealed()).snapshots()
