@@ -2,6 +2,7 @@
 on a local directory and on S3 (SeaweedFS), in one run.
 
 Usage: .venv/bin/python bench/encryption.py [--reps 3] [--only files|big] [--store local|s3]
+                                            [--latency-ms 20]
 Needs restic and GNU time (run scripts/bench-setup once).
 
 For each store, data set (2,000 mixed files of ~200 MB; one 1 GiB file, half random) and
@@ -15,6 +16,8 @@ Every step starts with nothing dirty in the page cache (`sync` first: caretaker'
 syncs the whole filesystem, and would otherwise write back what the step before it left).
 caretaker syncs before it reports a restore complete and restic does not, so restic's
 restore is also shown with a `sync -f` of the restored folder ("restic + sync").
+With `--latency-ms`, every tool reaches the S3 server through a proxy that adds that round
+trip to each request (bench/latency.py), as a real object store's 10-50 ms would.
 Printed: one table (median and minimum wall time, client CPU, server CPU, peak RSS; ratios
 of minima of encrypted caretaker to unencrypted caretaker, to restic and to restic + sync)
 and a closing note with the issue's targets.
@@ -51,6 +54,7 @@ from harness import (
     timed,
     workdir,
 )
+from latency import LatencyProxy
 
 sys.path.insert(0, str(ROOT))
 from tests.support.seaweed import SeaweedServer
@@ -70,6 +74,7 @@ class Store:
     base: Path
     server: SeaweedServer | None = None
     rep: int = 0
+    endpoint: str = ""  # where the tools reach the server: itself, or a LatencyProxy before it
 
     def bucket(self, tool: str) -> str:
         return f"{NAMES[tool]}-{self.rep}"
@@ -78,7 +83,7 @@ class Store:
         if self.server is None:
             local = self.base / NAMES[tool]
             return str(local) if tool == RESTIC else f"file://{local}"
-        prefix = f"s3:{self.server.endpoint}/" if tool == RESTIC else "s3://"
+        prefix = f"s3:{self.endpoint}/" if tool == RESTIC else "s3://"
         return f"{prefix}{self.bucket(tool)}/repo"
 
     def prepare(self) -> None:
@@ -102,7 +107,7 @@ class Tools:
         self.tool, self.store, self.data, self.base = tool, store, data, base
         self.out = base / "out"
         (base / "password").write_text(PASSWORD + "\n")
-        server_env = store.server.env() if store.server else {}
+        server_env = {**store.server.env(), "CARETAKER_S3_ENDPOINT": store.endpoint} if store.server else {}
         self.env = restic_repository(store.url(RESTIC), PASSWORD, base, server_env)
 
     def _caretaker(self, tool: str, verb: str, extra: str = "") -> str:
@@ -116,7 +121,9 @@ class Tools:
                 "open only": "restic snapshots -q > /dev/null",
             }.get(phase, f"restic backup -q {self.data}")
         return {
-            "restore": self._caretaker(tool, "restore", f"--path {self.out} --termination-log {self.base / 'term'}"),
+            "restore": self._caretaker(
+                tool, "restore", f"--path {self.out} --termination-log {self.base / 'term'}"
+            ),
             "open only": self._caretaker(tool, "snapshots", "--json > /dev/null"),
         }.get(phase, self._caretaker(tool, "backup", f"--path {self.data}"))
 
@@ -142,7 +149,9 @@ def one_rep(tools: Tools, data: Path, rep: int, report: Callable[[str, str, Samp
                 sys.exit(f"{tool} restored something else than {data}")
 
 
-def bench(label: str, data: Path, reps: int, tool: str, server: SeaweedServer | None) -> list[Row]:
+def bench(
+    label: str, data: Path, reps: int, tool: str, *, server: SeaweedServer | None = None, endpoint: str = ""
+) -> list[Row]:
     names = {phase: [*TOOLS, RESTIC_SYNCED] if phase == "restore" else TOOLS for phase in PHASES}
     samples: dict[tuple[str, str], list[Sample]] = {(p, t): [] for p in PHASES for t in names[p]}
 
@@ -156,7 +165,7 @@ def bench(label: str, data: Path, reps: int, tool: str, server: SeaweedServer | 
 
     base = workdir() / "encryption"
     for rep in range(reps):
-        store = Store(fresh(base / "repos"), server, rep)
+        store = Store(fresh(base / "repos"), server, rep, endpoint)
         store.prepare()
         one_rep(Tools(tool, store, data, fresh(base / "work")), data, rep, report)
         store.drop()
@@ -184,11 +193,27 @@ def closing_note(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def bench_s3(name: str, data: Path, reps: int, tool: str, latency_ms: float) -> list[Row]:
+    with SeaweedServer(fresh(workdir() / "encryption" / "seaweed"), volume_size_mb=1024) as server:
+        if not latency_ms:
+            return bench(f"{name}, S3", data, reps, tool, server=server, endpoint=server.endpoint)
+        port = int(server.endpoint.rpartition(":")[2])
+        with LatencyProxy(port, rtt_ms=latency_ms) as proxy:
+            return bench(
+                f"{name}, S3 + {latency_ms:g} ms", data, reps, tool, server=server, endpoint=proxy.endpoint
+            )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=("files", "big"))
     parser.add_argument("--store", choices=("local", "s3"))
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="round-trip time added before the S3 server (0: none)"
+    )
     args = parser.parse_args()
     missing = [name for name in ("restic",) if shutil.which(name) is None]
     if missing or not Path(TIME).exists():
@@ -201,10 +226,9 @@ def main() -> None:
         data = make(workdir() / "data" / key)
         age_tree_mtimes(data)
         if args.store in (None, "local"):
-            rows += bench(f"{name}, local", data, args.reps, tool, None)
+            rows += bench(f"{name}, local", data, args.reps, tool)
         if args.store in (None, "s3"):
-            with SeaweedServer(fresh(workdir() / "encryption" / "seaweed"), volume_size_mb=1024) as server:
-                rows += bench(f"{name}, S3", data, args.reps, tool, server)
+            rows += bench_s3(name, data, args.reps, tool, args.latency_ms)
     print()
     print(ratio_table(rows, subject=ENCRYPTED, baselines=(PLAIN, RESTIC, RESTIC_SYNCED)))
     print(closing_note(rows))
