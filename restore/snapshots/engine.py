@@ -204,10 +204,10 @@ class Engine:
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
-        self._codecs.start()  # the key derivation overlaps taking the claim
+        self._codecs.start()  # the key derivation overlaps taking the claim and the listing
         with self.writer("backup") as claim:
-            codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
             records = self._records.listing(self._codecs)
+            codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
             previous = records[0] if records else None
             index = load_index(self.store, codec, self._workers)
             uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)

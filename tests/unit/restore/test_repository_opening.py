@@ -119,3 +119,13 @@ def test_records_without_any_config_are_still_an_integrity_error(repo_root: Path
     (repo_root / CONFIG_KEY).unlink()
     with pytest.raises(IntegrityError, match="holds snapshot records but no repository config"):
         engine_on(LocalStore(repo_root), sealed()).snapshots()
+
+
+def test_a_backup_refuses_records_without_a_config_instead_of_creating_one(
+    repo_root: Path, source: Path
+) -> None:
+    """A config gone while records remain is damage (or a plant): never a new repository."""
+    (repo_root / CONFIG_KEY).unlink()
+    with pytest.raises(IntegrityError, match="holds snapshot records but no repository config"):
+        engine_on(LocalStore(repo_root), sealed()).backup(source, BackupOptions())
+    assert not (repo_root / CONFIG_KEY).exists()
