@@ -10,6 +10,7 @@ import collections
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import zstandard
 
@@ -17,6 +18,9 @@ from restore.errors import ObjectNotFoundError
 from restore.snapshots.format import BlobDamageError, pack_key
 from restore.snapshots.index import BlobIndex, Location
 from restore.snapshots.store import ObjectStore
+
+if TYPE_CHECKING:
+    from restore.snapshots.codec import Decompressor
 
 
 class BlobLoader:
@@ -33,6 +37,10 @@ class BlobLoader:
         return where
 
     def __call__(self, blob: bytes) -> bytes:
+        return self.open(blob, self.fetch(blob))
+
+    def fetch(self, blob: bytes) -> bytes:
+        """A blob's stored bytes, read from its pack."""
         where = self.location(blob)
         key = pack_key(where.pack)
         try:
@@ -41,7 +49,12 @@ class BlobLoader:
             raise BlobDamageError("pack is missing", blob=blob, pack=key) from error
         if len(frame) != where.length:
             raise BlobDamageError("pack is truncated", blob=blob, pack=key)
-        return self._index.codec.open_blob(frame, blob, where.kind, key)
+        return frame
+
+    def open(self, blob: bytes, frame: bytes, decompressor: Decompressor = None) -> bytes:
+        """A blob's verified plain bytes from what `fetch` read."""
+        where = self.location(blob)
+        return self._index.codec.open_blob(frame, blob, where.kind, pack_key(where.pack), decompressor)
 
 
 class PackPlan:
@@ -64,6 +77,8 @@ class PackPlan:
 # 16 MiB or more.
 SEGMENT = 8 << 20
 Segment = tuple[int, int]  # pack number, segment number in the pack
+# Blobs read on their own, requested in shares: each share and the reads of its stored bytes.
+Requested = list[tuple[list[bytes], Future[list[bytes]]]]
 
 
 class PackReader:
@@ -71,8 +86,12 @@ class PackReader:
 
     A pack that the restore needs less than half of is read blob by blob with range reads
     instead (old packs after many incremental backups). A pack read whole is read in
-    `SEGMENT`s; a blob across two is joined from both. Memory: at most `ahead` prefetched
-    plus `cached` segments. Thread-safe: `ChunkFeed` decodes several blobs at once.
+    `SEGMENT`s; a blob across two is joined from both. Memory: at most `ahead` segments'
+    worth of bytes prefetched plus `cached` segments' worth kept for the blobs still to
+    decode. Counted in bytes, not segments: after a history of incremental backups the
+    files of a folder come from many small packs, taken in turn, and two kept segments
+    meant reading each small pack again for every blob. Thread-safe: `ChunkFeed` decodes
+    several blobs at once.
     """
 
     def __init__(
@@ -92,13 +111,16 @@ class PackReader:
         self._whole_set = set(whole)
         self._queue = [(p, n) for p in whole for n in range(_segments(index.pack_sizes[p]))]
         self._single = BlobLoader(store, index)
+        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        self._single_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch-blob")
         self._lock = threading.Lock()
         self._futures: dict[Segment, Future[bytes]] = {}
         self._cache: collections.OrderedDict[Segment, bytes] = collections.OrderedDict()
         self._next = 0
-        self._ahead = ahead
-        self._cached = cached
+        self._ahead_bytes = ahead * SEGMENT
+        self._cache_bytes = cached * SEGMENT
+        self._cached = 0  # bytes in _cache
 
     def _fetch(self, segment: Segment) -> bytes:
         pack, number = segment
@@ -112,12 +134,18 @@ class PackReader:
         except ObjectNotFoundError as error:
             raise BlobDamageError("pack is missing", pack=key) from error
 
+    def _length(self, segment: Segment) -> int:
+        pack, number = segment
+        return min(SEGMENT, self._index.pack_sizes[pack] - number * SEGMENT)
+
     def _prefetch(self) -> None:
-        while len(self._futures) < self._ahead and self._next < len(self._queue):
+        ahead = sum(self._length(segment) for segment in self._futures)
+        while ahead < self._ahead_bytes and self._next < len(self._queue):
             segment = self._queue[self._next]
             self._next += 1
             if segment not in self._cache and segment not in self._futures:
                 self._futures[segment] = self._pool.submit(self._fetch, segment)
+                ahead += self._length(segment)
 
     def _segment(self, segment: Segment) -> bytes:
         with self._lock:
@@ -132,9 +160,11 @@ class PackReader:
         data = future.result()
         with self._lock:
             self._futures.pop(segment, None)
-            self._cache[segment] = data
-            while len(self._cache) > self._cached:
-                self._cache.popitem(last=False)
+            if segment not in self._cache:
+                self._cache[segment] = data
+                self._cached += len(data)
+            while self._cached > self._cache_bytes and len(self._cache) > 1:
+                self._cached -= len(self._cache.popitem(last=False)[1])
         return data
 
     def _frame(self, pack: int, offset: int, length: int) -> bytes | memoryview:
@@ -151,17 +181,44 @@ class PackReader:
             raise BlobDamageError("not in any indexed pack", blob=blob)
         return extent.raw_length
 
-    def blobs(self, batch: list[bytes]) -> list[bytes]:
+    def request(self, batch: list[bytes]) -> Requested:
+        """Start reading the blobs of `batch` that are read on their own; `blobs` takes it.
+
+        On S3 each is a round trip: read one after another when decoded, they made a restore
+        after a long history wait on the network. So they are requested when a batch is
+        queued, a share per worker (a task per blob would cost more than reading a small
+        blob from a local file), in a pool of their own (whole packs are not kept waiting).
+        """
+        singles = [blob for blob in batch if not self._in_whole_pack(blob)]
+        shares = [singles[i :: self._workers] for i in range(self._workers)]
+        return [(share, self._single_pool.submit(self._fetch_all, share)) for share in shares if share]
+
+    def blobs(self, batch: list[bytes], requested: Requested) -> list[bytes]:
         """Return several blobs' verified plain bytes, decoded with one decompressor."""
         decompressor = zstandard.ZstdDecompressor()
-        return [self.blob(blob, decompressor) for blob in batch]
+        single: dict[bytes, bytes] = {}
+        for share, task in requested:
+            single.update(zip(share, task.result(), strict=True))
+        return [
+            self._single.open(blob, single[blob], decompressor)
+            if blob in single
+            else self.blob(blob, decompressor)
+            for blob in batch
+        ]
 
-    def blob(self, blob: bytes, decompressor: zstandard.ZstdDecompressor | None = None) -> bytes:
+    def _fetch_all(self, blobs: list[bytes]) -> list[bytes]:
+        return [self._single.fetch(blob) for blob in blobs]
+
+    def _in_whole_pack(self, blob: bytes) -> bool:
+        extent = self._index.extent(blob)
+        return extent is not None and extent.pack in self._whole_set
+
+    def blob(self, blob: bytes, decompressor: Decompressor = None) -> bytes:
         """Return a blob's verified plain bytes. Raise IntegrityError if missing or corrupt."""
+        if not self._in_whole_pack(blob):
+            return self._single.open(blob, self._single.fetch(blob), decompressor)
         where = self._single.location(blob)
         number = self._index.pack_of(blob)
-        if number not in self._whole_set:
-            return self._single(blob)
         frame = self._frame(number, where.offset, where.length)
         key = pack_key(where.pack)
         if len(frame) != where.length:
@@ -171,11 +228,12 @@ class PackReader:
             self._plan.refs[number] -= 1
             if self._plan.refs[number] <= 0:
                 for segment in range(_segments(self._index.pack_sizes[number])):
-                    self._cache.pop((number, segment), None)
+                    self._cached -= len(self._cache.pop((number, segment), b""))
         return plain
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._single_pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _segments(size: int) -> int:
@@ -237,7 +295,8 @@ class ChunkFeed:
             self._submit(batch, size)
 
     def _submit(self, batch: list[bytes], size: int) -> None:
-        self._pending.append((self._pool.submit(self._reader.blobs, batch), size))
+        requested = self._reader.request(batch)
+        self._pending.append((self._pool.submit(self._reader.blobs, batch, requested), size))
         self._queued += size
         self._queued_items += len(batch)
 

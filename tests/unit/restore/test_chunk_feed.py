@@ -21,7 +21,11 @@ class _Blobs:
     def blob(self, blob: bytes) -> bytes:
         return (blob * (self.size // len(blob) + 1))[: self.size]
 
-    def blobs(self, batch: list[bytes]) -> list[bytes]:
+    def request(self, batch: list[bytes]) -> list[bytes]:
+        return batch
+
+    def blobs(self, batch: list[bytes], requested: list[bytes]) -> list[bytes]:
+        assert requested == batch
         return [self.blob(blob) for blob in batch]
 
 
