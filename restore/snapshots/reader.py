@@ -109,6 +109,7 @@ class PackReader:
         self._plan = plan
         whole = [p for p in plan.order if plan.needed[p] * 2 >= index.pack_sizes[p]]
         self._whole_set = set(whole)
+        self._all_whole = len(whole) == len(plan.order)
         self._queue = [(p, n) for p in whole for n in range(_segments(index.pack_sizes[p]))]
         self._single = BlobLoader(store, index)
         self._workers = workers
@@ -189,6 +190,8 @@ class PackReader:
         queued, a share per worker (a task per blob would cost more than reading a small
         blob from a local file), in a pool of their own (whole packs are not kept waiting).
         """
+        if self._all_whole:
+            return []
         singles = [blob for blob in batch if not self._in_whole_pack(blob)]
         shares = [singles[i :: self._workers] for i in range(self._workers)]
         return [(share, self._single_pool.submit(self._fetch_all, share)) for share in shares if share]
@@ -215,10 +218,10 @@ class PackReader:
 
     def blob(self, blob: bytes, decompressor: Decompressor = None) -> bytes:
         """Return a blob's verified plain bytes. Raise IntegrityError if missing or corrupt."""
-        if not self._in_whole_pack(blob):
-            return self._single.open(blob, self._single.fetch(blob), decompressor)
         where = self._single.location(blob)
         number = self._index.pack_of(blob)
+        if number not in self._whole_set:
+            return self._single.open(blob, self._single.fetch(blob), decompressor)
         frame = self._frame(number, where.offset, where.length)
         key = pack_key(where.pack)
         if len(frame) != where.length:
