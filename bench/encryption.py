@@ -197,8 +197,7 @@ def bench_s3(name: str, data: Path, reps: int, tool: str, latency_ms: float) -> 
     with SeaweedServer(fresh(workdir() / "encryption" / "seaweed"), volume_size_mb=1024) as server:
         if not latency_ms:
             return bench(f"{name}, S3", data, reps, tool, server=server, endpoint=server.endpoint)
-        port = int(server.endpoint.rpartition(":")[2])
-        with LatencyProxy(port, rtt_ms=latency_ms) as proxy:
+        with LatencyProxy(server.endpoint, rtt_ms=latency_ms) as proxy:
             return bench(
                 f"{name}, S3 + {latency_ms:g} ms", data, reps, tool, server=server, endpoint=proxy.endpoint
             )

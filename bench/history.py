@@ -1,7 +1,8 @@
 """A long history: what a backup and a restore cost after many small backups, before and
 after the prune that merges the repository's index.
 
-Usage: .venv/bin/python bench/history.py [--backups 120] [--reps 3]
+Usage: .venv/bin/python bench/history.py [--backups 120] [--reps 3] [--latency-ms 20]
+                                          [--also LABEL=/path/to/caretaker]
 
 A backup writes one index object per pack it writes (two for a small change: data and
 manifest), and every backup and restore reads all of them; prune merges them (a backup
@@ -10,14 +11,19 @@ local repository and on S3 (SeaweedFS), this makes --backups small backups of 20
 one file changed each time, then times `caretaker backup` with nothing changed and
 `caretaker restore` (--reps each, interleaved), runs `caretaker prune` keeping every
 snapshot (so it only merges the index), and times both again. Prints one table: index
-objects and minimum wall times before and after the merge.
+objects and minimum wall times before and after the merge. `--latency-ms` adds a third
+repository: the S3 one again, reached through a proxy adding that round trip to every
+request (bench/latency.py). `--also` times another caretaker build in the same runs (an A/B
+of a change), with its ratio to this one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness import (
     ROOT,
@@ -25,12 +31,14 @@ from harness import (
     caretaker,
     fresh,
     interleave,
+    parse_also,
     run_benchmark,
     runtime_venv,
     text,
     timed,
     workdir,
 )
+from latency import LatencyProxy
 
 sys.path.insert(0, str(ROOT))
 from restore.backends.registry import OpenOptions, open_repository
@@ -43,6 +51,10 @@ FILES = 200
 # The unencrypted engine, as the other benchmarks measure it (bench/encryption.py: its cost).
 UNENCRYPTED = Encryption(unencrypted=True)
 OPERATIONS = ("backup, nothing changed", "restore")
+HEADER = (
+    "| repository | index objects | operation | tool | before merge s | after merge s | after / before "
+    "| vs caretaker (before / after) |"
+)
 
 
 def volume(root: Path) -> Path:
@@ -74,19 +86,62 @@ def index_objects(url: str, env: dict[str, str]) -> int:
         repository.close()
 
 
-def minima(tool: str, url: str, env: dict[str, str], data: Path, reps: int) -> dict[str, float]:
-    """Minimum wall time of each operation over `reps` interleaved runs."""
+def minima(tools: dict[str, str], url: str, env: dict[str, str], data: Path, reps: int) -> dict[str, float]:
+    """Minimum wall time of each operation and tool ("operation/tool") over `reps` interleaved runs."""
     out = workdir() / "history" / "out"
     common = f"--repository {url} --log-level warning"
-    restore = f"{tool} restore {common} --path {out} --termination-log {out.parent / 'term.log'}"
-    found = interleave(
-        reps,
-        [
-            (OPERATIONS[0], lambda: timed(f"{tool} backup {common} --path {data}", env)),
-            (OPERATIONS[1], lambda: (fresh(out), timed(restore, env))[1]),
-        ],
-    )
-    return {operation: min(s.wall for s in samples) for operation, samples in found.items()}
+    steps = []
+    for label, tool in tools.items():
+        restore = f"{tool} restore {common} --path {out} --termination-log {out.parent / 'term.log'}"
+        backup = f"{tool} backup {common} --path {data}"
+        steps += [
+            (f"{OPERATIONS[0]}/{label}", lambda b=backup: timed(b, env)),
+            (f"{OPERATIONS[1]}/{label}", lambda r=restore: (fresh(out), timed(r, env))[1]),
+        ]
+    found = interleave(reps, steps)
+    return {name: min(s.wall for s in samples) for name, samples in found.items()}
+
+
+def rows(
+    name: str, counts: str, tools: dict[str, str], times: tuple[dict[str, float], dict[str, float]]
+) -> list[str]:
+    """Table rows of one repository: each operation and tool, and its ratio to this build."""
+    before, after = times
+    found = []
+    for operation in OPERATIONS:
+        for label in tools:
+            key, own = f"{operation}/{label}", f"{operation}/caretaker"
+            ratio = f"{before[key] / before[own]:.2f}x / {after[key] / after[own]:.2f}x" if key != own else ""
+            found.append(
+                f"| {name} | {counts} | {operation} | {label} | {before[key]:.2f} | {after[key]:.2f} | "
+                f"{after[key] / before[key]:.2f}x | {ratio} |"
+            )
+    return found
+
+
+def one_repository(
+    name: str, url: str, server: SeaweedServer | None, tools: dict[str, str], args: Any
+) -> list[str]:
+    """Make the history, time it, merge the index, time it again; with a latency, also through
+    the proxy (the history itself is written directly)."""
+    env = server.env() if server else {}
+    data = volume(workdir() / "history" / "data")
+    make_history(url, env, data, args.backups)
+    objects = index_objects(url, env)
+    with contextlib.ExitStack() as stack:
+        measured = {name: env}
+        if server and args.latency_ms:
+            proxy = stack.enter_context(LatencyProxy(server.endpoint, rtt_ms=args.latency_ms))
+            measured[f"{name}, {args.latency_ms:g} ms away"] = {
+                **env,
+                "CARETAKER_S3_ENDPOINT": proxy.endpoint,
+            }
+        before = {label: minima(tools, url, where, data, args.reps) for label, where in measured.items()}
+        kept = args.backups + 2 * args.reps * len(tools) * len(measured) + 1
+        timed(f"{tools['caretaker']} prune --repository {url} --keep-last {kept}", env)
+        after = {label: minima(tools, url, where, data, args.reps) for label, where in measured.items()}
+    counts = f"{objects} → {index_objects(url, env)}"
+    return [line for label in measured for line in rows(label, counts, tools, (before[label], after[label]))]
 
 
 def main() -> None:
@@ -95,33 +150,21 @@ def main() -> None:
     )
     parser.add_argument("--backups", type=int, default=120)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH")
     args = parser.parse_args()
-    tool = caretaker(runtime_venv())
+    tools = {"caretaker": caretaker(runtime_venv()), **parse_also(args.also)}
     base = workdir() / "history"
     lines = [
         f"{args.backups} backups of {FILES} files, one changed each time; minimum of {args.reps} runs",
         "",
-        "| repository | index objects | operation | before merge s | after merge s | after / before |",
-        "|---|---|---|---|---|---|",
+        HEADER,
+        "|---|---|---|---|---|---|---|---|",
     ]
+    lines += one_repository("local", f"file://{fresh(base / 'local')}", None, tools, args)
     with SeaweedServer(fresh(base / "seaweed")) as server:
         server.make_bucket("history")
-        for name, url, env in (
-            ("local", f"file://{fresh(base / 'local')}", {}),
-            ("S3 (SeaweedFS)", "s3://history/repo", server.env()),
-        ):
-            data = volume(base / "data")
-            make_history(url, env, data, args.backups)
-            objects = index_objects(url, env)
-            before = minima(tool, url, env, data, args.reps)
-            timed(f"{tool} prune --repository {url} --keep-last {args.backups + args.reps + 1}", env)
-            merged = index_objects(url, env)
-            after = minima(tool, url, env, data, args.reps)
-            lines.extend(
-                f"| {name} | {objects} → {merged} | {operation} | {before[operation]:.2f} | "
-                f"{after[operation]:.2f} | {after[operation] / before[operation]:.2f}x |"
-                for operation in OPERATIONS
-            )
+        lines += one_repository("S3 (SeaweedFS)", "s3://history/repo", server, tools, args)
     print("\n".join(lines))
 
 

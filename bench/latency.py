@@ -18,10 +18,11 @@ CHUNK = 1 << 16
 
 
 class LatencyProxy:
-    """`with LatencyProxy(port, rtt_ms=20) as proxy:` serves `proxy.endpoint` in a thread."""
+    """`with LatencyProxy(server.endpoint, rtt_ms=20) as proxy:` serves `proxy.endpoint` (an
+    `http://127.0.0.1:port` URL, like the server's) in a thread."""
 
-    def __init__(self, upstream_port: int, *, rtt_ms: float) -> None:
-        self._upstream = upstream_port
+    def __init__(self, upstream: str, *, rtt_ms: float) -> None:
+        self._upstream = int(upstream.rpartition(":")[2])
         self._delay = rtt_ms / 2000
         self._loop = asyncio.new_event_loop()
         self._listener = socket.create_server(("127.0.0.1", 0))
