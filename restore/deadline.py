@@ -222,9 +222,19 @@ class Call(Generic[T]):
         finally:
             self.done.set()
 
+    @property
+    def failed(self) -> bool:
+        """Whether the operation ended by raising."""
+        return self.done.is_set() and self._error is not None
+
     def result(self) -> T:
-        """What the operation returned, once it ended; raise what it raised."""
-        self.done.wait()
+        """What the operation returned, once it ended; raise what it raised.
+
+        Waits in short steps: a signal the kernel hands to another thread (the helper's) is
+        only handled once this one runs again, and SIGTERM must not wait for a key derivation.
+        """
+        while not self.done.wait(_POLL_SECONDS):
+            pass
         if self._error is not None:
             raise self._error
         return cast("T", self._value)

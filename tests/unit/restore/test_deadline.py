@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from restore.deadline import CLEANUP_SECONDS, Deadline, DeadlineExceededError, Stop
+from restore.deadline import CLEANUP_SECONDS, Deadline, DeadlineExceededError, Stop, in_helper_thread
 from restore.errors import CancelledError, PermanentBackendError
 from restore.initcontainer.cancel import SignalGuard
 from tests.support.cli import FakeTime
@@ -132,3 +132,27 @@ def test_a_signal_triggers_the_guards_stop():
     with pytest.raises(CancelledError) as caught:
         stop.check()
     assert caught.value.signum == signal.SIGTERM
+
+
+def test_a_signal_the_kernel_hands_to_a_helper_thread_still_ends_the_wait_for_it():
+    """SIGTERM lands on any thread of the process (on the helper deriving a key, often): the
+    main thread waiting for that helper must still handle it at once, not when it ends."""
+    release, entered = threading.Event(), threading.Event()
+    helper: list[int] = []
+
+    def derivation() -> None:
+        helper.append(threading.get_ident())
+        entered.set()
+        release.wait(10)
+
+    call = in_helper_thread(derivation, name="open-repository")
+    assert entered.wait(5)
+    started = time.monotonic()
+    try:
+        with SignalGuard():
+            signal.pthread_kill(helper[0], signal.SIGTERM)
+            with pytest.raises(CancelledError):
+                call.result()
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
