@@ -233,7 +233,9 @@ class RepositoryCodec:
         writer claim, listing and fetching snapshot records). `opened` waits for it.
         """
         with self._lock:
-            if self._codec is None and self._opening is None:
+            # One that failed was an earlier caller's (its listing failed too, storage down):
+            # this caller must not get its stale error.
+            if self._codec is None and (self._opening is None or self._opening.failed):
                 self._opening = in_helper_thread(self._open, name="open-repository")
 
     def opened(self) -> Codec | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from restore.backends.local import LocalStore
-from restore.errors import IntegrityError, ObjectNotFoundError, PasswordError
+from restore.errors import IntegrityError, ObjectNotFoundError, PasswordError, TransientBackendError
 from restore.model import BackupOptions
 from restore.snapshots.encryption import Encryption
 from restore.snapshots.engine import Engine
@@ -60,6 +60,24 @@ class LateConfig(LocalStore):
             self.hidden = False
             raise ObjectNotFoundError(key)
         return super().get_range(key, start, length)
+
+
+class Outage(LocalStore):
+    """Storage that refuses every read while `down`."""
+
+    down = True
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        self._check(prefix)
+        return super().list(prefix)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._check(key)
+        return super().get_range(key, start, length)
+
+    def _check(self, name: str) -> None:
+        if self.down:
+            raise TransientBackendError(f"{name}: connection refused")
 
 
 @pytest.fixture
@@ -129,3 +147,14 @@ def test_a_backup_refuses_records_without_a_config_instead_of_creating_one(
     with pytest.raises(IntegrityError, match="holds snapshot records but no repository config"):
         engine_on(LocalStore(repo_root), sealed()).backup(source, BackupOptions())
     assert not (repo_root / CONFIG_KEY).exists()
+
+
+def test_a_listing_retried_after_an_outage_does_not_get_the_outages_error(repo_root: Path) -> None:
+    """The init container retries a failed listing on the same engine: the opening that
+    failed with it (storage down) must not answer the retry, which finds storage back."""
+    store = Outage(repo_root)
+    engine = engine_on(store, sealed())
+    with pytest.raises(TransientBackendError, match="connection refused"):
+        engine.snapshots()
+    store.down = False
+    assert len(engine.snapshots()) == 2
