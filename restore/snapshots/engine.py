@@ -199,6 +199,7 @@ class Engine:
 
     def ensure(self) -> Codec:
         """The codec, creating the repository first if it does not exist (by a writer)."""
+        self._records.listing(self._codecs)  # records but no config: IntegrityError, never a new one
         return self._codecs.ensure(created=self._clock(), host=self._claimant.identity.name)
 
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:

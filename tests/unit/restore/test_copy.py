@@ -16,7 +16,7 @@ from restore.errors import ConfigError, IntegrityError, LeaseHeldError, Password
 from restore.model import BackupOptions
 from restore.snapshots.encryption import DESTINATION, Encryption
 from restore.snapshots.engine import Engine
-from restore.snapshots.format import DATA, SNAPSHOTS
+from restore.snapshots.format import CONFIG_KEY, DATA, SNAPSHOTS
 from tests.conftest import FakeClock
 from tests.support.keys import UNENCRYPTED, sealed
 from tests.support.trees import age_tree, describe, restored, write_file
@@ -209,3 +209,22 @@ def test_a_destination_another_writer_claims_is_refused(
     with holder.writer("backup"), pytest.raises(LeaseHeldError, match="sidecar-b"):
         copy_snapshots(engine, dest, engine.snapshots(), plain_allowed=False)
     assert not list(dest.store.list(SNAPSHOTS))
+
+
+def test_a_destination_whose_config_is_gone_while_records_remain_is_refused(
+    engine: Engine, source: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """As for a backup: damage (or a plant), never a reason to give it a new config and key."""
+    write_file(source / "a", b"a")
+    backup(engine, source, clock)
+    root = tmp_path / "second"
+    sealed_dest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="copier")
+    copy_snapshots(engine, sealed_dest, engine.snapshots(), plain_allowed=False)
+    write_file(source / "a", b"b")
+    backup(engine, source, clock)
+    (root / CONFIG_KEY).unlink()
+    dest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="copier")
+    with pytest.raises(IntegrityError, match="holds snapshot records but no repository config"):
+        copy_snapshots(engine, dest, engine.snapshots(), plain_allowed=False)
+    assert not (root / CONFIG_KEY).exists()
+    assert len(list((root / SNAPSHOTS).iterdir())) == 1
