@@ -38,12 +38,14 @@ class Records:
         """Every readable record, newest first.
 
         The repository is opened (`codecs`; for an encrypted one, its key derived) while
-        the records are listed and fetched, and asked for its codec only after the listing:
-        records never meet an unknown codec. Raise IntegrityError if records exist but the
+        the records are fetched, and asked for its codec only after the listing: records
+        never meet an unknown codec. Raise IntegrityError if records exist but the
         repository config does not.
         """
-        codecs.start()
         keys = [item.key for item in self._store.list(SNAPSHOTS)]
+        # Begun once storage answered: against a store that does not, the opening's reads
+        # would be attempts no error reports (the listing's error is the one raised).
+        codecs.start()
         listed = set(keys)
         self.unreadable = {key: problem for key, problem in self.unreadable.items() if key in listed}
         new = [key for key in keys if key not in self._cache and key not in self.unreadable]
