@@ -120,6 +120,7 @@ class PackReader:
         self._cache: collections.OrderedDict[Segment, bytes] = collections.OrderedDict()
         self._next = 0
         self._ahead_bytes = ahead * SEGMENT
+        self._ahead = 0  # bytes of the segments in _futures
         self._cache_bytes = cached * SEGMENT
         self._cached = 0  # bytes in _cache
 
@@ -139,14 +140,19 @@ class PackReader:
         pack, number = segment
         return min(SEGMENT, self._index.pack_sizes[pack] - number * SEGMENT)
 
+    def _submit(self, segment: Segment) -> Future[bytes]:
+        # Counted as it goes out, not summed at each prefetch: after a long history of
+        # small backups thousands of small packs are in flight at once.
+        future = self._futures[segment] = self._pool.submit(self._fetch, segment)
+        self._ahead += self._length(segment)
+        return future
+
     def _prefetch(self) -> None:
-        ahead = sum(self._length(segment) for segment in self._futures)
-        while ahead < self._ahead_bytes and self._next < len(self._queue):
+        while self._ahead < self._ahead_bytes and self._next < len(self._queue):
             segment = self._queue[self._next]
             self._next += 1
             if segment not in self._cache and segment not in self._futures:
-                self._futures[segment] = self._pool.submit(self._fetch, segment)
-                ahead += self._length(segment)
+                self._submit(segment)
 
     def _segment(self, segment: Segment) -> bytes:
         with self._lock:
@@ -156,11 +162,12 @@ class PackReader:
                 return data
             future = self._futures.get(segment)
             if future is None:
-                future = self._futures[segment] = self._pool.submit(self._fetch, segment)
+                future = self._submit(segment)
             self._prefetch()
         data = future.result()
         with self._lock:
-            self._futures.pop(segment, None)
+            if self._futures.pop(segment, None) is not None:
+                self._ahead -= self._length(segment)
             if segment not in self._cache:
                 self._cache[segment] = data
                 self._cached += len(data)
