@@ -152,6 +152,42 @@ class TestStalledDownload:
         assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
 
 
+@pytest.fixture
+def stalled_blobs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Repo, StallingProxy]]:
+    """A snapshot that needs a fifth of its only data pack, so its blobs are read one by one
+    (range reads requested ahead, in a pool of their own), through a proxy stalling them."""
+    url = f"s3://{fresh_bucket(s3_server)}/repo"
+    password = password_env(tmp_path)
+    repo = Repo(url, {**s3_server.env(), **S3_TEST_TUNING, **password})
+    source = tmp_path / "source"
+    for i in range(40):
+        write_file(source / f"f{i:02}", os.urandom(10_000))
+    repo.backup(source)
+    for i in range(8, 40):
+        (source / f"f{i:02}").unlink()
+    repo.backup(source)
+    with StallingProxy(int(urlsplit(s3_server.endpoint).port or 0), "/data/") as proxy:
+        yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
+
+
+class TestStalledBlobs:
+    def test_the_deadline_ends_it(self, stalled_blobs, target):
+        repo, proxy = stalled_blobs
+        _, message, _ = timed_restore(target, repo)
+        assert proxy.stalled >= 1
+        assert re.search(r"GetObject s3://\S+/repo/data/\S+ at http://127.0.0.1:\d+: no answer", message)
+
+    def test_sigterm_ends_it_and_removes_staging(self, stalled_blobs, target):
+        repo, proxy = stalled_blobs
+        process = start(target, repo, "--timeout", "5m")
+        deadline = time.monotonic() + 30
+        while not proxy.stalled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.stalled, "no blob download was stalled"
+        assert_stops(process, signal.SIGTERM)
+        assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
+
+
 class TestGit:
     @pytest.mark.parametrize("scheme", ["git+ssh", "git+https", "git+http"])
     def test_a_server_that_never_answers(self, scheme, silent, target, tmp_path):

@@ -5,6 +5,7 @@ needs whole is read once, however its blobs interleave with other packs'."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from restore.backends.local import LocalStore
+from restore.errors import IntegrityError
 from restore.model import BackupOptions
 from restore.selection import Selection
 from restore.snapshots import extract, reader
@@ -180,3 +182,27 @@ def test_kept_and_read_ahead_bytes_add_up_through_a_mixed_history(
     engine.restore(latest.snapshot.id, tmp_path / "some", selection=Selection(include=["big", "zero/z0*"]))
     assert sorted(p.name for p in (tmp_path / "some" / "zero").iterdir()) == [f"z{i:02}" for i in range(10)]
     assert (tmp_path / "some" / "big" / "b07").read_bytes() == (source / "big" / "b07").read_bytes()
+
+
+def test_a_truncated_pack_read_in_part_names_the_blob_the_pack_and_the_files(
+    source: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    clock = FakeClock()
+    for i in range(SMALL_FILES):
+        write_file(source / f"f{i:02}", os.urandom(10_000))
+    age_tree(source)
+    Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(source, BackupOptions())
+    for i in range(KEPT, SMALL_FILES):
+        (source / f"f{i:02}").unlink()
+    clock.advance(hours=1)
+    latest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(
+        source, BackupOptions()
+    )
+    biggest = max((p for p in (root / DATA).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: 3 * 10_000])  # the first few files are still there
+    engine = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0")
+    with pytest.raises(IntegrityError) as caught:
+        restored(engine, latest.snapshot.id, tmp_path / "out")
+    message = str(caught.value)
+    assert re.search(rf"blob [0-9a-f]{{64}} in \S*{biggest.name}: pack is truncated \(files: f0\d", message), message
