@@ -183,11 +183,15 @@ class PackReader:
             parts.append(memoryview(self._segment((pack, number)))[max(start, 0) : start + length])
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def raw_length(self, blob: bytes) -> int:
+    def queued_length(self, blob: bytes) -> int:
+        """What a blob holds in memory between being queued and written: its plain or its
+        stored size, whichever is larger (a blob read on its own is fetched when queued, and
+        a plain repository's index, which nothing authenticates, could claim a small plain
+        size for a blob stored large)."""
         extent = self._index.extent(blob)
         if extent is None:
             raise BlobDamageError("not in any indexed pack", blob=blob)
-        return extent.raw_length
+        return max(extent.raw_length, extent.length)
 
     def request(self, batch: list[bytes]) -> Requested:
         """Start reading the blobs of `batch` that are read on their own; `blobs` takes it.
@@ -297,7 +301,7 @@ class ChunkFeed:
             if blob is None:
                 break
             batch.append(blob)
-            size += self._reader.raw_length(blob)
+            size += self._reader.queued_length(blob)
             if size >= _BATCH_BYTES or len(batch) >= _BATCH_ITEMS:
                 self._submit(batch, size)
                 batch, size = [], 0

@@ -15,7 +15,7 @@ class _Blobs:
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def raw_length(self, blob: bytes) -> int:
+    def queued_length(self, blob: bytes) -> int:
         return self.size
 
     def blob(self, blob: bytes) -> bytes:

@@ -19,6 +19,7 @@ from restore.selection import Selection
 from restore.snapshots import extract, reader
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import DATA
+from restore.snapshots.index import load_index
 from restore.snapshots.packer import Packer
 from tests.conftest import FakeClock
 from tests.support.keys import sealed
@@ -205,4 +206,28 @@ def test_a_truncated_pack_read_in_part_names_the_blob_the_pack_and_the_files(
     with pytest.raises(IntegrityError) as caught:
         restored(engine, latest.snapshot.id, tmp_path / "out")
     message = str(caught.value)
-    assert re.search(rf"blob [0-9a-f]{{64}} in \S*{biggest.name}: pack is truncated \(files: f0\d", message), message
+    assert re.search(
+        rf"blob [0-9a-f]{{64}} in \S*{biggest.name}: pack is truncated \(files: f0\d", message
+    ), message
+
+
+def test_a_blob_counts_against_the_read_ahead_at_its_stored_size_when_that_is_larger(
+    source: Path, tmp_path: Path
+) -> None:
+    """Random bytes store larger than they are (frame and tag): the stored size is what a
+    blob read on its own holds while queued, and what a hostile plain index could inflate."""
+    write_file(source / "random", os.urandom(10_000))
+    age_tree(source)
+    store = LocalStore(tmp_path / "repo")
+    engine = Engine(store, encryption=sealed(), clock=FakeClock(), owner="web-0")
+    engine.backup(source, BackupOptions())
+    index = load_index(store, engine.codec(), workers=2)
+    pack_reader = reader.PackReader(store, index, reader.PackPlan(), workers=2)
+    try:
+        blob = next(b for b in index.blobs() if (e := index.extent(b)) and e.raw_length == 10_000)
+        extent = index.extent(blob)
+        assert extent is not None
+        assert extent.length > extent.raw_length
+        assert pack_reader.queued_length(blob) == extent.length
+    finally:
+        pack_reader.close()
