@@ -1,14 +1,16 @@
 """A long history: what a backup and a restore cost after many small backups, before and
 after the prune that merges the repository's index.
 
-Usage: .venv/bin/python bench/history.py [--backups 120] [--reps 3] [--latency-ms 20]
-                                          [--also LABEL=/path/to/caretaker]
+Usage: .venv/bin/python bench/history.py [--backups 120] [--spread 1] [--reps 3]
+                                          [--latency-ms 20] [--also LABEL=/path/to/caretaker]
 
 A backup writes one index object per pack it writes (two for a small change: data and
 manifest), and every backup and restore reads all of them; prune merges them (a backup
 does too, past 256 small ones: keep --backups under 128 to see the unmerged cost). On a
 local repository and on S3 (SeaweedFS), this makes --backups small backups of 200 files,
-one file changed each time, then times `caretaker backup` with nothing changed and
+--spread files changed each time (1 by default; several are spread evenly over the
+volume, as an app touching a few files between backups does, so the files of the last
+snapshot come from many packs in turn), then times `caretaker backup` with nothing changed and
 `caretaker restore` (--reps each, interleaved), runs `caretaker prune` keeping every
 snapshot (so it only merges the index), and times both again. Prints one table: index
 objects and minimum wall times before and after the merge. `--latency-ms` adds a third
@@ -65,13 +67,15 @@ def volume(root: Path) -> Path:
     return root
 
 
-def make_history(url: str, env: dict[str, str], data: Path, backups: int) -> None:
-    """`backups` snapshots, one file changed before each. Written in-process, for speed:
-    only the measured commands run as a user runs them."""
+def make_history(url: str, env: dict[str, str], data: Path, backups: int, spread: int) -> None:
+    """`backups` snapshots, `spread` files changed before each. Written in-process, for
+    speed: only the measured commands run as a user runs them."""
     repository = open_repository(url, OpenOptions(environ=env, encryption=UNENCRYPTED))
     try:
         for number in range(backups):
-            (data / f"f{number % FILES:03}.txt").write_bytes(text(20_000, 1000 + number))
+            for part in range(spread):
+                changed = (number + part * FILES // spread) % FILES
+                (data / f"f{changed:03}.txt").write_bytes(text(20_000, 1000 + number * spread + part))
             repository.backup(data, BackupOptions())
     finally:
         repository.close()
@@ -126,7 +130,7 @@ def one_repository(
     the proxy (the history itself is written directly)."""
     env = server.env() if server else {}
     data = volume(workdir() / "history" / "data")
-    make_history(url, env, data, args.backups)
+    make_history(url, env, data, args.backups, args.spread)
     objects = index_objects(url, env)
     with contextlib.ExitStack() as stack:
         measured = {name: env}
@@ -149,6 +153,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backups", type=int, default=120)
+    parser.add_argument("--spread", type=int, default=1)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH")
@@ -156,7 +161,7 @@ def main() -> None:
     tools = {"caretaker": caretaker(runtime_venv()), **parse_also(args.also)}
     base = workdir() / "history"
     lines = [
-        f"{args.backups} backups of {FILES} files, one changed each time; minimum of {args.reps} runs",
+        f"{args.backups} backups of {FILES} files, {args.spread} changed each time; minimum of {args.reps} runs",
         "",
         HEADER,
         "|---|---|---|---|---|---|---|---|",
