@@ -132,26 +132,6 @@ def stalled_packs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Re
         yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
 
 
-class TestStalledDownload:
-    """The listing works; the pack download stalls in the restore's download threads."""
-
-    def test_the_deadline_ends_it(self, stalled_packs, target):
-        repo, proxy = stalled_packs
-        _, message, _ = timed_restore(target, repo)
-        assert proxy.stalled >= 1
-        assert re.search(r"GetObject s3://\S+/repo/data/\S+ at http://127.0.0.1:\d+: no answer", message)
-
-    def test_sigterm_ends_it_and_removes_staging(self, stalled_packs, target):
-        repo, proxy = stalled_packs
-        process = start(target, repo, "--timeout", "5m")
-        deadline = time.monotonic() + 30
-        while not proxy.stalled and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proxy.stalled, "no pack download was stalled"
-        assert_stops(process, signal.SIGTERM)
-        assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
-
-
 @pytest.fixture
 def stalled_blobs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Repo, StallingProxy]]:
     """A snapshot that needs a fifth of its only data pack, so its blobs are read one by one
@@ -170,20 +150,28 @@ def stalled_blobs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Re
         yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
 
 
-class TestStalledBlobs:
-    def test_the_deadline_ends_it(self, stalled_blobs, target):
-        repo, proxy = stalled_blobs
+@pytest.fixture(params=["whole packs", "blobs read one by one"])
+def stalled(request: pytest.FixtureRequest) -> tuple[Repo, StallingProxy]:
+    """A restore whose pack downloads stall: of packs read whole, or of blobs read one by one."""
+    return request.getfixturevalue("stalled_packs" if request.param == "whole packs" else "stalled_blobs")
+
+
+class TestStalledDownload:
+    """The listing works; the pack download stalls in the restore's download threads."""
+
+    def test_the_deadline_ends_it(self, stalled, target):
+        repo, proxy = stalled
         _, message, _ = timed_restore(target, repo)
         assert proxy.stalled >= 1
         assert re.search(r"GetObject s3://\S+/repo/data/\S+ at http://127.0.0.1:\d+: no answer", message)
 
-    def test_sigterm_ends_it_and_removes_staging(self, stalled_blobs, target):
-        repo, proxy = stalled_blobs
+    def test_sigterm_ends_it_and_removes_staging(self, stalled, target):
+        repo, proxy = stalled
         process = start(target, repo, "--timeout", "5m")
         deadline = time.monotonic() + 30
         while not proxy.stalled and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert proxy.stalled, "no blob download was stalled"
+        assert proxy.stalled, "no download was stalled"
         assert_stops(process, signal.SIGTERM)
         assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
 

@@ -71,23 +71,28 @@ class Counting(LocalStore):
         return data
 
 
-def test_the_blobs_of_packs_read_in_part_are_fetched_together(source: Path, tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    clock = FakeClock()
+def partly_needed(source: Path, root: Path, clock: FakeClock) -> str:
+    """Two snapshots of SMALL_FILES small files, then of KEPT of them: the second needs a
+    fifth of the first one's pack, so its blobs are read one by one. Return the second's id."""
     for i in range(SMALL_FILES):
         write_file(source / f"f{i:02}", os.urandom(10_000))
     age_tree(source)
     Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(source, BackupOptions())
     for i in range(KEPT, SMALL_FILES):
-        (source / f"f{i:02}").unlink()  # what is left needs a fifth of the first pack
+        (source / f"f{i:02}").unlink()
     clock.advance(hours=1)
-    latest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(
-        source, BackupOptions()
-    )
+    engine = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0")
+    return engine.backup(source, BackupOptions()).snapshot.id
+
+
+def test_the_blobs_of_packs_read_in_part_are_fetched_together(source: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    clock = FakeClock()
+    latest = partly_needed(source, root, clock)
 
     store = Gathering(root)
     engine = Engine(store, encryption=sealed(), clock=clock, owner="web-0")
-    assert restored(engine, latest.snapshot.id, tmp_path / "out") == describe(source)
+    assert restored(engine, latest, tmp_path / "out") == describe(source)
     assert store.most >= 3
 
 
@@ -101,16 +106,15 @@ def test_small_packs_taken_in_turn_are_each_read_once(source: Path, tmp_path: Pa
         for name in rewritten:
             write_file(source / name, os.urandom(20_000))
         age_tree(source)
-        latest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(
-            source, BackupOptions()
-        )
+        engine = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0")
+        latest = engine.backup(source, BackupOptions()).snapshot.id
         clock.advance(hours=1)
     packs = sorted((p for p in (root / DATA).rglob("*") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
     assert len(packs) == 12  # per backup, one of content and one of manifest
     needed = sum(p.stat().st_size for p in packs[2:])  # the first backup's are not needed
     store = Counting(root)
     engine = Engine(store, encryption=sealed(), clock=clock, owner="web-0")
-    assert restored(engine, latest.snapshot.id, tmp_path / "out") == describe(source)
+    assert restored(engine, latest, tmp_path / "out") == describe(source)
     assert store.read <= needed + (64 << 10), (store.read, needed)  # and the manifest, read on its own
 
 
@@ -137,7 +141,11 @@ def test_many_small_packs_cost_the_read_ahead_work_per_pack_not_per_pack_in_flig
         write_file(source / f"f{i:03}", os.urandom(3000))
     age_tree(source)
     root = tmp_path / "repo"
-    latest = Engine(LocalStore(root), encryption=sealed(), owner="web-0").backup(source, BackupOptions())
+    latest = (
+        Engine(LocalStore(root), encryption=sealed(), owner="web-0")
+        .backup(source, BackupOptions())
+        .snapshot.id
+    )
     lengths = 0
     length = reader.PackReader._length
 
@@ -148,7 +156,7 @@ def test_many_small_packs_cost_the_read_ahead_work_per_pack_not_per_pack_in_flig
 
     monkeypatch.setattr(reader.PackReader, "_length", counted)
     engine = Engine(LocalStore(root), encryption=sealed(), owner="web-0")
-    assert restored(engine, latest.snapshot.id, tmp_path / "out") == describe(source)
+    assert restored(engine, latest, tmp_path / "out") == describe(source)
     packs = sum(1 for p in (root / DATA).rglob("*") if p.is_file())
     assert packs >= 300
     assert lengths <= 3 * packs, (lengths, packs)
@@ -173,14 +181,13 @@ def test_kept_and_read_ahead_bytes_add_up_through_a_mixed_history(
             write_file(source / "big" / f"b{i:02}", os.urandom(90_000 + step))
             write_file(source / "small" / f"s{step}-{i:02}", os.urandom(500 + i))
         age_tree(source)
-        latest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(
-            source, BackupOptions()
-        )
+        engine = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0")
+        latest = engine.backup(source, BackupOptions()).snapshot.id
         clock.advance(hours=1)
     engine = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0")
-    assert restored(engine, latest.snapshot.id, tmp_path / "out") == describe(source)
+    assert restored(engine, latest, tmp_path / "out") == describe(source)
     (tmp_path / "some").mkdir()
-    engine.restore(latest.snapshot.id, tmp_path / "some", selection=Selection(include=["big", "zero/z0*"]))
+    engine.restore(latest, tmp_path / "some", selection=Selection(include=["big", "zero/z0*"]))
     assert sorted(p.name for p in (tmp_path / "some" / "zero").iterdir()) == [f"z{i:02}" for i in range(10)]
     assert (tmp_path / "some" / "big" / "b07").read_bytes() == (source / "big" / "b07").read_bytes()
 
@@ -190,21 +197,12 @@ def test_a_truncated_pack_read_in_part_names_the_blob_the_pack_and_the_files(
 ) -> None:
     root = tmp_path / "repo"
     clock = FakeClock()
-    for i in range(SMALL_FILES):
-        write_file(source / f"f{i:02}", os.urandom(10_000))
-    age_tree(source)
-    Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(source, BackupOptions())
-    for i in range(KEPT, SMALL_FILES):
-        (source / f"f{i:02}").unlink()
-    clock.advance(hours=1)
-    latest = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0").backup(
-        source, BackupOptions()
-    )
+    latest = partly_needed(source, root, clock)
     biggest = max((p for p in (root / DATA).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     biggest.write_bytes(biggest.read_bytes()[: 3 * 10_000])  # the first few files are still there
     engine = Engine(LocalStore(root), encryption=sealed(), clock=clock, owner="web-0")
     with pytest.raises(IntegrityError) as caught:
-        restored(engine, latest.snapshot.id, tmp_path / "out")
+        restored(engine, latest, tmp_path / "out")
     message = str(caught.value)
     assert re.search(
         rf"blob [0-9a-f]{{64}} in \S*{biggest.name}: pack is truncated \(files: f0\d", message
