@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any
 
 from harness import (
     ROOT,
@@ -124,7 +123,7 @@ def rows(
 
 
 def one_repository(
-    name: str, url: str, server: SeaweedServer | None, tools: dict[str, str], args: Any
+    name: str, url: str, server: SeaweedServer | None, tools: dict[str, str], args: argparse.Namespace
 ) -> list[str]:
     """Make the history, time it, merge the index, time it again; with a latency, also through
     the proxy (the history itself is written directly)."""

@@ -49,8 +49,10 @@ class Records:
         listed = set(keys)
         self.unreadable = {key: problem for key, problem in self.unreadable.items() if key in listed}
         new = [key for key in keys if key not in self._cache and key not in self.unreadable]
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            fetched = list(pool.map(self._fetch, new))
+        fetched: list[bytes | None] = []
+        if new:  # readiness probes list every few seconds, mostly finding nothing new
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                fetched = list(pool.map(self._fetch, new))
         codec = codecs.opened()
         if codec is None:
             if keys:
