@@ -1,3 +1,3 @@
-from caretaker.cli import run
+from caretaker.launch import run
 
 run()

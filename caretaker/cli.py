@@ -7,7 +7,6 @@ scheduler, metrics and HTTP stack; YAML) only when that command runs.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 
 from caretaker.inject import command as inject
@@ -26,7 +25,3 @@ def main(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, clock: Clock = utc_now
 ) -> int:
     return cli.main(argv, environ, all_commands(), clock)
-
-
-def run() -> None:
-    sys.exit(main())

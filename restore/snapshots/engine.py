@@ -43,7 +43,7 @@ from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
 from restore.snapshots.encryption import Encryption
 from restore.snapshots.extract import extract_tree
 from restore.snapshots.format import CONFIG_KEY, KIND_DATA, KIND_MANIFEST, SnapshotRecord, snapshot_key
-from restore.snapshots.index import BlobIndex, load_index
+from restore.snapshots.index import BlobIndex, load_index, read_ahead
 from restore.snapshots.keyring import KeyRing
 from restore.snapshots.lease import StoreSlot
 from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
@@ -205,12 +205,13 @@ class Engine:
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
-        self._codecs.start()  # the key derivation overlaps taking the claim and the listing
+        self._codecs.start()  # the key derivation overlaps taking the claim and these reads
         with self.writer("backup") as claim:
+            ahead = read_ahead(self.store, self._workers)
             records = self._records.listing(self._codecs)
             codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
             previous = records[0] if records else None
-            index = load_index(self.store, codec, self._workers)
+            index = load_index(self.store, codec, self._workers, first=ahead)
             uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)
             try:
                 stats, pieces, count = self._write(
@@ -318,7 +319,9 @@ class Engine:
             return piece
 
         writer = ManifestWriter(store_piece)
-        old = self._previous_entries(previous, index)
+        old: Iterator[tuple[Entry, bytes]] = iter(())
+        if previous is not None:
+            old = tolerant(read_manifest(previous.manifest, BlobLoader(self.store, index)))
         with ThreadPoolExecutor(max_workers=self._cpu, thread_name_prefix="chunk") as pool:
             pipeline = ChunkPipeline(data, pool, options.compression_level, stats, codec)
             BackupRun(
@@ -334,13 +337,6 @@ class Engine:
         data.flush()
         manifests.flush()
         return stats, pieces, writer.count
-
-    def _previous_entries(
-        self, previous: SnapshotRecord | None, index: BlobIndex
-    ) -> Iterator[tuple[Entry, bytes]]:
-        if previous is None:
-            return iter(())
-        return tolerant(read_manifest(previous.manifest, BlobLoader(self.store, index)))
 
     def _commit(
         self,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from restore.errors import IntegrityError
 from restore.model import STATE_DIR
@@ -34,6 +34,14 @@ _NOT_NAMES = frozenset({"", ".", ".."})
 _MAX_SIZE = 1 << 50
 # Seconds must fit a 64-bit time_t, or setting the mtime fails mid-restore.
 _TIME_T = 1 << 63
+
+
+class PieceSource(Protocol):
+    """Where a manifest's pieces come from (restore.snapshots.reader.BlobLoader)."""
+
+    def in_order(self, blobs: Sequence[bytes]) -> Iterator[bytes]:
+        """The plain bytes of each blob, in the order given."""
+        ...
 
 
 class Entry(NamedTuple):
@@ -168,12 +176,9 @@ class ManifestWriter:
         return tuple(self.pieces)
 
 
-def read_manifest(
-    pieces: Iterable[bytes], load_piece: Callable[[bytes], bytes]
-) -> Iterator[tuple[Entry, bytes]]:
+def read_manifest(pieces: Sequence[bytes], source: PieceSource) -> Iterator[tuple[Entry, bytes]]:
     """Stream the entries of a manifest with their encoded lines, piece by piece."""
-    for piece in pieces:
-        data = load_piece(piece)
+    for piece, data in zip(pieces, source.in_order(pieces), strict=True):
         try:
             entries = decode_piece(data)
         except IntegrityError as error:
@@ -181,9 +186,9 @@ def read_manifest(
         yield from entries
 
 
-def read_entries(pieces: Iterable[bytes], load_piece: Callable[[bytes], bytes]) -> Iterator[Entry]:
+def read_entries(pieces: Sequence[bytes], source: PieceSource) -> Iterator[Entry]:
     """Stream the entries of a manifest, piece by piece."""
-    for entry, _ in read_manifest(pieces, load_piece):
+    for entry, _ in read_manifest(pieces, source):
         yield entry
 
 
@@ -273,6 +278,6 @@ def validated(entries: Iterable[Entry]) -> Iterator[Entry]:
         yield entry
 
 
-def entries_of(record: SnapshotRecord, load_piece: Callable[[bytes], bytes]) -> Iterator[Entry]:
+def entries_of(record: SnapshotRecord, source: PieceSource) -> Iterator[Entry]:
     """A snapshot's manifest entries, validated as a restore needs them (see `validated`)."""
-    return validated(read_entries(record.manifest, load_piece))
+    return validated(read_entries(record.manifest, source))

@@ -14,7 +14,7 @@ from restore.errors import IntegrityError, ObjectNotFoundError, PasswordError, T
 from restore.model import BackupOptions
 from restore.snapshots.encryption import Encryption
 from restore.snapshots.engine import Engine
-from restore.snapshots.format import CONFIG_KEY, KEYS, LEASE_KEY, SNAPSHOTS
+from restore.snapshots.format import CONFIG_KEY, INDEX, KEYS, LEASE_KEY, SNAPSHOTS
 from restore.snapshots.store import StoredObject
 from tests.conftest import FakeClock
 from tests.support.keys import sealed
@@ -34,6 +34,10 @@ class Rendezvous(LocalStore):
     def list(self, prefix: str) -> Iterator[StoredObject]:
         self._access("list", prefix)
         return super().list(prefix)
+
+    def get(self, key: str) -> bytes:
+        self._access("read", key)
+        return super().get(key)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         self._access("read", key)
@@ -111,6 +115,20 @@ def test_a_backup_takes_its_writer_claim_while_the_key_is_derived(repo_root: Pat
     assert store.overlapped is True
     assert result.recorded
     assert len(engine_on(LocalStore(repo_root), sealed()).snapshots()) == 3
+
+
+def test_a_backup_reads_the_index_while_the_key_is_derived(repo_root: Path, source: Path) -> None:
+    """The index objects need the key only to be opened: they are read meanwhile."""
+    store = Rendezvous(repo_root, held=("list", KEYS), awaited=("read", INDEX))
+    write_file(source / "file", b"3")
+    result = engine_on(store, sealed()).backup(source, BackupOptions())
+    assert store.overlapped is True
+    assert result.recorded
+    restored = engine_on(LocalStore(repo_root), sealed())
+    assert restored.snapshots()[0].id == result.snapshot.id
+    results = restored.verify()
+    assert len(results) == 3
+    assert all(r.ok for r in results)
 
 
 def test_a_wrong_password_is_still_a_password_error_and_a_backup_writes_nothing(

@@ -16,10 +16,11 @@ from restore.backends.local import LocalStore
 from restore.errors import IntegrityError
 from restore.model import BackupOptions
 from restore.selection import Selection
-from restore.snapshots import extract, reader
+from restore.snapshots import extract, manifest, reader
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import DATA
 from restore.snapshots.index import load_index
+from restore.snapshots.manifest import entries_of
 from restore.snapshots.packer import Packer
 from tests.conftest import FakeClock
 from tests.support.keys import sealed
@@ -229,3 +230,26 @@ def test_a_blob_counts_against_the_read_ahead_at_its_stored_size_when_that_is_la
         assert pack_reader.queued_length(blob) == extent.length
     finally:
         pack_reader.close()
+
+
+def test_the_pieces_of_a_manifest_are_read_a_few_together_and_used_in_order(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On S3 each piece is a round trip: one after another, they were a backup's longest wait
+    after its key derivation, and a restore's before its first file."""
+    monkeypatch.setattr(manifest, "_MIN_PIECE", 2048)  # pieces of a few files each
+    monkeypatch.setattr(manifest, "_CUT_MASK", 0x3)
+    for i in range(300):
+        write_file(source / f"folder-{i // 100}" / f"file-{i:03}", b"")
+    age_tree(source)
+    root = tmp_path / "repo"
+    engine = Engine(LocalStore(root), encryption=sealed(), owner="web-0")
+    record = engine.record(engine.backup(source, BackupOptions()).snapshot.id)
+    assert len(record.manifest) >= 5
+    index = load_index(LocalStore(root), engine.codec(), workers=4)
+    one_by_one = [reader.BlobLoader(LocalStore(root), index)(piece) for piece in record.manifest]
+    store = Gathering(root)
+    loader = reader.BlobLoader(store, index)
+    assert list(loader.in_order(record.manifest)) == one_by_one
+    assert 3 <= store.most <= 4
+    assert len([e.path for e in entries_of(record, loader)]) == 300 + 3
