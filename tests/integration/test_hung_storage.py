@@ -150,10 +150,28 @@ def stalled_blobs(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Re
         yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
 
 
-@pytest.fixture(params=["whole packs", "blobs read one by one"])
+@pytest.fixture
+def stalled_pieces(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Repo, StallingProxy]]:
+    """A snapshot of empty files whose manifest has several pieces, read a few at once in a
+    pool (`BlobLoader.in_order`), through a proxy stalling them: the main thread waits."""
+    url = f"s3://{fresh_bucket(s3_server)}/repo"
+    password = password_env(tmp_path)
+    source = tmp_path / "source"
+    for i in range(4000):
+        write_file(source / f"folder-{i % 40:02}" / f"a-file-with-a-rather-long-name-{i:05}", b"")
+    Repo(url, {**s3_server.env(), **S3_TEST_TUNING, **password}).backup(source)
+    with StallingProxy(int(urlsplit(s3_server.endpoint).port or 0), "/data/") as proxy:
+        yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
+
+
+_STALLED = {"whole packs": "stalled_packs", "blobs read one by one": "stalled_blobs", "manifest pieces": "stalled_pieces"}
+
+
+@pytest.fixture(params=list(_STALLED))
 def stalled(request: pytest.FixtureRequest) -> tuple[Repo, StallingProxy]:
-    """A restore whose pack downloads stall: of packs read whole, or of blobs read one by one."""
-    return request.getfixturevalue("stalled_packs" if request.param == "whole packs" else "stalled_blobs")
+    """A restore whose pack downloads stall: of packs read whole, of blobs read one by one,
+    or of a manifest's pieces read ahead."""
+    return request.getfixturevalue(_STALLED[request.param])
 
 
 class TestStalledDownload:
