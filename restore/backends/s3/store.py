@@ -22,17 +22,14 @@ them are detected once per process and emulated by write-then-read-back (docs/s3
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 import botocore.config
 import botocore.exceptions
-import botocore.loaders
 import botocore.session
 import structlog
 
@@ -48,6 +45,7 @@ from restore.backends.s3.errors import (
     delete_failure,
     translate,
 )
+from restore.backends.s3.models import S3Models
 from restore.backends.s3.settings import S3Settings
 from restore.deadline import Deadline, DeadlineExceededError, Window
 from restore.errors import ConfigError, ObjectNotFoundError, TransientBackendError
@@ -100,40 +98,6 @@ class _Tries:
         )
 
 
-class _PlainJSON(botocore.loaders.JSONFileLoader):
-    """botocore's model files decoded into plain dicts (ordered too), not OrderedDicts:
-    about a third of the time, and the S3 model and the endpoint list are large."""
-
-    def load_file(self, file_path: str) -> Any:
-        for suffix, opener in ((".json", open), (".json.gz", gzip.open)):  # botocore's order
-            try:
-                with opener(file_path + suffix, "rb") as stream:
-                    return json.loads(stream.read())
-            except FileNotFoundError:
-                continue
-        return None
-
-
-class _S3Models(botocore.loaders.Loader):
-    """botocore's model loader, quick for S3. Its own looks through the model folder of
-    every AWS service (over 400) to see that S3 is one, twice per client: with the decoding
-    above, 0.05-0.07 s of every S3 process's start, init containers' included. Other
-    services' models (STS, SSO: what web identity, assumed-role and SSO credentials ask
-    the session for on first use) are loaded the usual way, listing and all."""
-
-    def __init__(self) -> None:
-        super().__init__(file_loader=_PlainJSON())
-        self._others = botocore.loaders.Loader(file_loader=self.file_loader)
-
-    def list_available_services(self, type_name: str) -> list[str]:  # noqa: ARG002 (every type: S3)
-        return ["s3"]
-
-    def load_service_model(self, service_name: str, type_name: str, api_version: str | None = None) -> Any:
-        if service_name == "s3":
-            return super().load_service_model(service_name, type_name, api_version)
-        return self._others.load_service_model(service_name, type_name, api_version)
-
-
 def make_client(settings: S3Settings, deadline: Deadline | None = None) -> S3Client:
     """An S3 client for the settings. Raise ConfigError for an unknown AWS_PROFILE.
 
@@ -153,7 +117,7 @@ def make_client(settings: S3Settings, deadline: Deadline | None = None) -> S3Cli
     keys = settings.credentials
     try:
         session = botocore.session.Session(profile=settings.profile)
-        session.register_component("data_loader", _S3Models())
+        session.register_component("data_loader", S3Models())
         client = session.create_client(
             "s3",
             endpoint_url=settings.endpoint,

@@ -1,0 +1,44 @@
+"""botocore's model loader for caretaker's S3 clients: S3's models found without looking
+through every AWS service's, and decoded into plain dicts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import botocore.loaders
+
+
+class _PlainJSON(botocore.loaders.JSONFileLoader):
+    """botocore's model files decoded into plain dicts (ordered too), not OrderedDicts:
+    about a third of the time, and the S3 model and the endpoint list are large."""
+
+    def load_file(self, file_path: str) -> Any:
+        for suffix, opener in ((".json", open), (".json.gz", gzip.open)):  # botocore's order
+            try:
+                with opener(file_path + suffix, "rb") as stream:
+                    return json.loads(stream.read())
+            except FileNotFoundError:
+                continue
+        return None
+
+
+class S3Models(botocore.loaders.Loader):
+    """botocore's model loader, quick for S3. Its own looks through the model folder of
+    every AWS service (over 400) to see that S3 is one, twice per client: with the decoding
+    above, 0.05-0.07 s of every S3 process's start, init containers' included. Other
+    services' models (STS, SSO: what web identity, assumed-role and SSO credentials ask
+    the session for on first use) are loaded the usual way, listing and all."""
+
+    def __init__(self) -> None:
+        super().__init__(file_loader=_PlainJSON())
+        self._others = botocore.loaders.Loader(file_loader=self.file_loader)
+
+    def list_available_services(self, type_name: str) -> list[str]:  # noqa: ARG002 (every type: S3)
+        return ["s3"]
+
+    def load_service_model(self, service_name: str, type_name: str, api_version: str | None = None) -> Any:
+        if service_name == "s3":
+            return super().load_service_model(service_name, type_name, api_version)
+        return self._others.load_service_model(service_name, type_name, api_version)
