@@ -72,11 +72,11 @@ class BlobLoader:
             return
         pool = ThreadPoolExecutor(max_workers=_PIECES_AHEAD, thread_name_prefix="piece")
         pending: collections.deque[tuple[int, Future[bytes]]] = collections.deque()
-        ahead = 0  # raw bytes of the pending pieces
+        ahead = 0  # bytes of the pending pieces
         todo = iter(blobs)
         try:
             for blob in todo:
-                pending.append((self._raw_length(blob), pool.submit(self, blob)))
+                pending.append((self._held_length(blob), pool.submit(self, blob)))
                 ahead += pending[-1][0]
                 while pending and (len(pending) >= _PIECES_AHEAD or ahead >= _PIECES_AHEAD_BYTES):
                     length, done = pending.popleft()
@@ -87,9 +87,11 @@ class BlobLoader:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _raw_length(self, blob: bytes) -> int:
+    def _held_length(self, blob: bytes) -> int:
+        """What reading a blob holds: its stored and its plain bytes, the larger as the index
+        gives them (a hostile index may claim plain bytes of 0)."""
         where = self._index.extent(blob)
-        return 0 if where is None else where.raw_length
+        return 0 if where is None else max(where.length, where.raw_length)
 
 
 class PackPlan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from typing import Any
 
 import botocore.loaders
@@ -16,11 +17,9 @@ class _PlainJSON(botocore.loaders.JSONFileLoader):
 
     def load_file(self, file_path: str) -> Any:
         for suffix, opener in ((".json", open), (".json.gz", gzip.open)):  # botocore's order
-            try:
+            if os.path.isfile(file_path + suffix):  # as botocore's: anything else is no model
                 with opener(file_path + suffix, "rb") as stream:
                     return json.loads(stream.read())
-            except FileNotFoundError:
-                continue
         return None
 
 
