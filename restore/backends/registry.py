@@ -18,6 +18,7 @@ from restore.errors import ConfigError, Problem
 from restore.redaction import has_userinfo, redact_url
 from restore.repository import Repository
 from restore.snapshots.encryption import Encryption
+from restore.snapshots.store import ObjectStore
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,8 @@ class OpenOptions:
     deadline: Deadline = dataclasses.field(default_factory=Deadline)
     # The password (or the opt-out of encryption); one per repository opened.
     encryption: Encryption = dataclasses.field(default_factory=Encryption)
+    # Opened to restore from: reading ahead what a restore needs is worth it.
+    restoring: bool = False
 
 
 RepositoryFactory = Callable[[SplitResult, OpenOptions], Repository]
@@ -40,18 +43,26 @@ RepositoryFactory = Callable[[SplitResult, OpenOptions], Repository]
 
 def _local(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.backends.local import LocalStore  # noqa: PLC0415 - keeps start-up light
-    from restore.snapshots.engine import Engine  # noqa: PLC0415
 
-    store = LocalStore.from_url(url)
-    return Engine(store, encryption=options.encryption, clock=options.clock, claimant=options.claimant)
+    return _engine(LocalStore.from_url(url), options)
 
 
 def _s3(url: SplitResult, options: OpenOptions) -> Repository:
     from restore.backends.s3.store import S3Store  # noqa: PLC0415 - imports botocore
+
+    return _engine(S3Store.from_url(url, options.environ, options.deadline), options)
+
+
+def _engine(store: ObjectStore, options: OpenOptions) -> Repository:
     from restore.snapshots.engine import Engine  # noqa: PLC0415
 
-    store = S3Store.from_url(url, options.environ, options.deadline)
-    return Engine(store, encryption=options.encryption, clock=options.clock, claimant=options.claimant)
+    return Engine(
+        store,
+        encryption=options.encryption,
+        clock=options.clock,
+        claimant=options.claimant,
+        restoring=options.restoring,
+    )
 
 
 def _git(url: SplitResult, options: OpenOptions) -> Repository:

@@ -67,12 +67,14 @@ def open_from_args(
     ctx: Context,
     deadline: Deadline | None = None,
     timing: Timing = DEFAULT_TIMING,
+    *,
+    restoring: bool = False,
 ) -> Repository:
     """Open the repository named by --repository, with its password, its storage calls
     bounded by `deadline` (default: none, but stopped by a signal); it writes with claims of
-    this `timing`, and waits for another writer's claim no longer than the deadline allows.
-    Raise ConfigError if none was given, or the password cannot be read or is given with the
-    opt-out."""
+    this `timing`, and waits for another writer's claim no longer than the deadline allows;
+    `restoring`: to restore from (see OpenOptions). Raise ConfigError if none was given, or
+    the password cannot be read or is given with the opt-out."""
     if not args.repository:
         raise ConfigError.single(
             "repository", None, "no repository given: set --repository or CARETAKER_REPOSITORY"
@@ -85,6 +87,11 @@ def open_from_args(
     deadline = deadline or Deadline(stop=ctx.stop)
     claimant = dataclasses.replace(ctx.claimant(timing), sleep=deadline.sleep)
     options = OpenOptions(
-        environ=ctx.environ, clock=ctx.clock, claimant=claimant, deadline=deadline, encryption=encryption
+        environ=ctx.environ,
+        clock=ctx.clock,
+        claimant=claimant,
+        deadline=deadline,
+        encryption=encryption,
+        restoring=restoring,
     )
     return open_repository(args.repository, options)

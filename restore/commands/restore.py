@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if problems:
         return config_failed(args, ctx, ConfigError(problems))
     effects = Effects(
-        open_repository=lambda deadline: open_from_args(args, ctx, deadline),
+        open_repository=lambda deadline: open_from_args(args, ctx, deadline, restoring=True),
         log=log,
         clock=ctx.clock,
         stop=ctx.stop,

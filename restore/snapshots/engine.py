@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -43,13 +42,13 @@ from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
 from restore.snapshots.encryption import Encryption
 from restore.snapshots.extract import extract_tree
 from restore.snapshots.format import CONFIG_KEY, KIND_DATA, KIND_MANIFEST, SnapshotRecord, snapshot_key
-from restore.snapshots.index import BlobIndex, load_index, read_ahead
+from restore.snapshots.index import BlobIndex, IndexListing, load_index, read_ahead
 from restore.snapshots.keyring import KeyRing
 from restore.snapshots.lease import StoreSlot
 from restore.snapshots.manifest import Entry, ManifestWriter, read_manifest
 from restore.snapshots.packer import Packer, Uploader
 from restore.snapshots.reader import BlobLoader
-from restore.snapshots.records import Records
+from restore.snapshots.records import Records, new_record
 from restore.snapshots.repokey import RepositoryCodec
 from restore.snapshots.store import ObjectStore
 from restore.snapshots.verify import verify_records
@@ -67,9 +66,11 @@ class Engine:
         owner: str = "",
         claimant: Claimant | None = None,
         workers: int = 4,
+        restoring: bool = False,
     ) -> None:
         """`claimant` says who writes (see restore.claims); without one, `owner` names a
-        writer of its own, for tests and tools."""
+        writer of its own, for tests and tools. `restoring`: the process opens the
+        repository to restore from it, so its first listing also reads the index ahead."""
         self.store = store
         self._encryption = encryption
         self._clock = clock
@@ -80,6 +81,9 @@ class Engine:
         self._records = Records(store, workers)
         # How objects are named and sealed.
         self._codecs = RepositoryCodec(store, encryption)
+        self._restoring = restoring
+        # Index objects read while the key was derived, for the next restore or backup.
+        self._ahead: IndexListing | None = None
 
     def describe(self) -> str:
         return self.store.describe()
@@ -94,7 +98,16 @@ class Engine:
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Raise IntegrityError if records exist but none can be read (never "no snapshot")."""
-        return [r.info for r in self._records.readable(self._codecs)]
+        meanwhile = self._read_ahead if self._restoring else None
+        return [r.info for r in self._records.readable(self._codecs, meanwhile)]
+
+    def _read_ahead(self) -> None:
+        self._ahead = read_ahead(self.store, self._workers)
+
+    def _index(self, codec: Codec) -> BlobIndex:
+        """The index, from what was read ahead (if anything) and the store."""
+        ahead, self._ahead = self._ahead, None
+        return load_index(self.store, codec, self._workers, first=ahead)
 
     def encryption(self) -> str | None:
         """The cipher sealing the repository's objects (or, before it exists, the one its
@@ -132,7 +145,7 @@ class Engine:
         keep_setid: bool = False,
     ) -> RestoreStats:
         record = self.record(snapshot_id)
-        index = load_index(self.store, self._codecs.known(), self._workers)
+        index = self._index(self._codecs.known())
         return extract_tree(
             store=self.store,
             index=index,
@@ -205,13 +218,12 @@ class Engine:
     def backup(self, source: Path, options: BackupOptions, progress: Progress | None = None) -> BackupResult:
         start = time.monotonic()
         started = self._clock()
-        self._codecs.start()  # the key derivation overlaps taking the claim and these reads
+        self._codecs.start()  # the key derivation overlaps taking the claim and reading
         with self.writer("backup") as claim:
-            ahead = read_ahead(self.store, self._workers)
-            records = self._records.listing(self._codecs)
+            records = self._records.listing(self._codecs, self._read_ahead)
             codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
             previous = records[0] if records else None
-            index = load_index(self.store, codec, self._workers, first=ahead)
+            index = self._index(codec)
             uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)
             try:
                 stats, pieces, count = self._write(
@@ -262,22 +274,24 @@ class Engine:
         """Write the snapshot record; return the snapshot and whether it is new. With
         `skip_unchanged`, an unchanged folder (the same manifest: the same tree, so nothing
         was uploaded either) writes nothing and the previous snapshot stands for it."""
-        manifest, count = pieces
-        if options.skip_unchanged and previous is not None and previous.manifest == manifest:
+        if options.skip_unchanged and previous is not None and previous.manifest == pieces[0]:
             stats.objects_written = uploaded
             return previous.info, False
         # Counted before the record is written, so that the record holds it too.
         stats.objects_written = uploaded + 1
-        info = self._commit(
+        record = new_record(
             source=source,
             started=started,
+            now=self._clock(),
             stats=stats,
-            pieces=manifest,
-            count=count,
+            pieces=pieces,
             previous=previous,
             options=options,
         )
-        return info, True
+        # Written last: from this moment on the snapshot exists, and everything it needs is durable.
+        key = snapshot_key(record.info.id)
+        self.store.create(key, self._codecs.known().seal(record.encode(), SNAPSHOT_RECORD, key))
+        return record.info, True
 
     def _merge_index(self, claim: WriterGuard) -> None:
         """Keep a never-pruned repository's index few objects, merging what the store holds
@@ -337,46 +351,6 @@ class Engine:
         data.flush()
         manifests.flush()
         return stats, pieces, writer.count
-
-    def _commit(
-        self,
-        *,
-        source: Path,
-        started: datetime,
-        stats: BackupStats,
-        pieces: tuple[bytes, ...],
-        count: int,
-        previous: SnapshotRecord | None,
-        options: BackupOptions,
-    ) -> SnapshotInfo:
-        now = self._clock()
-        if previous is not None and now <= previous.info.time:
-            # A writer whose clock is behind the previous writer's (a takeover between
-            # nodes with skewed clocks) must still be the newest: restore picks by time.
-            now = previous.info.time + timedelta(milliseconds=1)
-        info = SnapshotInfo(
-            id=secrets.token_hex(8),
-            time=now,
-            files=stats.files,
-            dirs=stats.dirs,
-            bytes=stats.bytes_total,
-            host=options.host,
-            tags=options.tags,
-            path=str(source.absolute()),
-        )
-        record = SnapshotRecord(
-            info=info,
-            manifest=pieces,
-            entries=count,
-            started=started,
-            parent=previous.info.id if previous else None,
-            excludes=options.excludes,
-            stats=stats.to_json(),
-        )
-        # Written last: from this moment on the snapshot exists, and everything it needs is durable.
-        key = snapshot_key(info.id)
-        self.store.create(key, self._codecs.known().seal(record.encode(), SNAPSHOT_RECORD, key))
-        return info
 
     def prune(self, policy: RetentionPolicy, *, now: datetime, dry_run: bool = False) -> PruneResult:
         with self.writer("prune") as claim:

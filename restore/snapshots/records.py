@@ -1,4 +1,5 @@
-"""The repository's snapshot records: listed, opened and decoded once each, newest first.
+"""The repository's snapshot records: listed, opened and decoded once each, newest first;
+and the record of a new snapshot (`new_record`).
 
 A record that does not decode, or (encrypted repositories) does not authenticate, is never
 restored: it is left out of listings, logged, and reported by verify. When records exist but
@@ -8,11 +9,16 @@ must fail closed, not boot the app on an empty volume.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 
 from restore.errors import IntegrityError, NoSnapshotError, ObjectNotFoundError
+from restore.model import BackupOptions, BackupStats, SnapshotInfo
 from restore.snapshots.codec import SNAPSHOT_RECORD, Codec
 from restore.snapshots.format import SNAPSHOTS, SnapshotRecord, snapshot_key
 from restore.snapshots.repokey import RepositoryCodec
@@ -34,12 +40,15 @@ class Records:
         # Records that exist but cannot be read, by key: the problem.
         self.unreadable: dict[str, str] = {}
 
-    def listing(self, codecs: RepositoryCodec) -> list[SnapshotRecord]:
+    def listing(
+        self, codecs: RepositoryCodec, meanwhile: Callable[[], object] | None = None
+    ) -> list[SnapshotRecord]:
         """Every readable record, newest first.
 
         The repository is opened (`codecs`; for an encrypted one, its key derived) while
         the records are fetched, and asked for its codec only after the listing: records
-        never meet an unknown codec. Raise IntegrityError if records exist but the
+        never meet an unknown codec. If it is still being opened then, `meanwhile` runs
+        first (reads that need no key). Raise IntegrityError if records exist but the
         repository config does not.
         """
         keys = [item.key for item in self._store.list(SNAPSHOTS)]
@@ -53,6 +62,8 @@ class Records:
         if new:  # readiness probes list every few seconds, mostly finding nothing new
             with ThreadPoolExecutor(max_workers=self._workers) as pool:
                 fetched = list(pool.map(self._fetch, new))
+        if meanwhile is not None and codecs.opening():
+            meanwhile()
         codec = codecs.opened()
         if codec is None:
             if keys:
@@ -91,9 +102,11 @@ class Records:
         structlog.get_logger().warning("snapshot.unreadable", key=key, error=str(error))
         self.unreadable[key] = str(error)
 
-    def readable(self, codecs: RepositoryCodec) -> list[SnapshotRecord]:
+    def readable(
+        self, codecs: RepositoryCodec, meanwhile: Callable[[], object] | None = None
+    ) -> list[SnapshotRecord]:
         """`listing`, raising IntegrityError if records exist but none can be read."""
-        records = self.listing(codecs)
+        records = self.listing(codecs, meanwhile)
         if not records and self.unreadable:
             named = "; ".join(f"{key}: {problem}" for key, problem in sorted(self.unreadable.items())[:3])
             raise IntegrityError(
@@ -114,3 +127,40 @@ class Records:
             raise IntegrityError(f"snapshot {snapshot_id!r} cannot be used: {self.unreadable[bad[0]]}")
         problem = "is ambiguous" if matches else "does not exist"
         raise NoSnapshotError(f"snapshot {snapshot_id!r} {problem} in {self._store.describe()}")
+
+
+def new_record(
+    *,
+    source: Path,
+    started: datetime,
+    now: datetime,
+    stats: BackupStats,
+    pieces: tuple[tuple[bytes, ...], int],
+    previous: SnapshotRecord | None,
+    options: BackupOptions,
+) -> SnapshotRecord:
+    """The record of a backup of `source` finished `now`: its manifest's pieces and entries."""
+    if previous is not None and now <= previous.info.time:
+        # A writer whose clock is behind the previous writer's (a takeover between
+        # nodes with skewed clocks) must still be the newest: restore picks by time.
+        now = previous.info.time + timedelta(milliseconds=1)
+    info = SnapshotInfo(
+        id=secrets.token_hex(8),
+        time=now,
+        files=stats.files,
+        dirs=stats.dirs,
+        bytes=stats.bytes_total,
+        host=options.host,
+        tags=options.tags,
+        path=str(source.absolute()),
+    )
+    manifest, count = pieces
+    return SnapshotRecord(
+        info=info,
+        manifest=manifest,
+        entries=count,
+        started=started,
+        parent=previous.info.id if previous else None,
+        excludes=options.excludes,
+        stats=stats.to_json(),
+    )

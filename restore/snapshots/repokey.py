@@ -238,6 +238,11 @@ class RepositoryCodec:
             if self._codec is None and (self._opening is None or self._opening.failed):
                 self._opening = in_helper_thread(self._open, name="open-repository")
 
+    def opening(self) -> bool:
+        """Whether the repository is being opened in the helper thread (`start`) now."""
+        with self._lock:
+            return self._opening is not None and not self._opening.done.is_set()
+
     def opened(self) -> Codec | None:
         """The codec, or None if the repository does not exist yet.
 

@@ -96,8 +96,12 @@ def repo_root(tmp_path: Path, source: Path, clock: FakeClock) -> Path:
     return root
 
 
-def engine_on(store: LocalStore, encryption: Encryption, clock: FakeClock | None = None) -> Engine:
-    return Engine(store, encryption=encryption, clock=clock or FakeClock(), owner="web-0")
+def engine_on(
+    store: LocalStore, encryption: Encryption, clock: FakeClock | None = None, *, restoring: bool = False
+) -> Engine:
+    return Engine(
+        store, encryption=encryption, clock=clock or FakeClock(), owner="web-0", restoring=restoring
+    )
 
 
 def test_the_records_are_fetched_while_the_key_is_derived(repo_root: Path) -> None:
@@ -126,6 +130,25 @@ def test_a_backup_goes_on_while_the_key_is_derived(
     reopened = engine_on(LocalStore(repo_root), sealed())
     assert reopened.snapshots()[0].id == result.snapshot.id
     assert [r.ok for r in reopened.verify()] == [True] * 3
+
+
+def test_a_listing_to_restore_from_reads_the_index_while_the_key_is_derived(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    store = Rendezvous(repo_root, held=("list", KEYS), awaited=("read", INDEX))
+    engine = engine_on(store, sealed(), restoring=True)
+    latest = engine.snapshots()[0]
+    assert store.overlapped is True
+    (tmp_path / "out").mkdir()
+    engine.restore(latest.id, tmp_path / "out")
+    assert (tmp_path / "out" / "file").read_bytes() == b"2"
+
+
+def test_a_listing_for_anything_else_reads_no_index(repo_root: Path) -> None:
+    """Readiness probes and `caretaker snapshots` list: the index would be read for nothing."""
+    store = Rendezvous(repo_root, held=("read", INDEX), awaited=("read", INDEX))
+    assert len(engine_on(store, sealed()).snapshots()) == 2
+    assert store.overlapped is None
 
 
 def test_a_wrong_password_is_still_a_password_error_and_a_backup_writes_nothing(
