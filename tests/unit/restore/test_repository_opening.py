@@ -12,6 +12,7 @@ import pytest
 from restore.backends.local import LocalStore
 from restore.errors import IntegrityError, ObjectNotFoundError, PasswordError, TransientBackendError
 from restore.model import BackupOptions
+from restore.retention import RetentionPolicy
 from restore.snapshots.encryption import Encryption
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import CONFIG_KEY, INDEX, KEYS, LEASE_KEY, SNAPSHOTS
@@ -139,6 +140,58 @@ def test_a_listing_to_restore_from_reads_the_index_while_the_key_is_derived(
     engine = engine_on(store, sealed(), restoring=True)
     latest = engine.snapshots()[0]
     assert store.overlapped is True
+    (tmp_path / "out").mkdir()
+    engine.restore(latest.id, tmp_path / "out")
+    assert (tmp_path / "out" / "file").read_bytes() == b"2"
+
+
+def test_a_restore_after_a_handover_restores_the_final_backup_though_the_index_changed(
+    repo_root: Path, source: Path, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The init container lists (reading the index ahead), waits while the old pod backs up
+    a last time and prunes (index objects replaced and deleted), lists again and restores:
+    the index read ahead is stale by then, and must not be what the restore trusts."""
+    store = Rendezvous(repo_root, held=("list", KEYS), awaited=("read", INDEX))
+    restorer = engine_on(store, sealed(), restoring=True)
+    restorer.snapshots()
+    assert store.overlapped is True
+    before = {item.key for item in LocalStore(repo_root).list(INDEX)}
+    write_file(source / "file", b"3")
+    old_pod = engine_on(LocalStore(repo_root), sealed(), clock)
+    final = old_pod.backup(source, BackupOptions()).snapshot
+    old_pod.prune(RetentionPolicy(last=1), now=clock())
+    assert not before <= {item.key for item in LocalStore(repo_root).list(INDEX)}
+    [latest] = restorer.snapshots()
+    assert latest.id == final.id
+    (tmp_path / "out").mkdir()
+    restorer.restore(latest.id, tmp_path / "out")
+    assert (tmp_path / "out" / "file").read_bytes() == b"3"
+
+
+class IndexOutage(Rendezvous):
+    """Holds the key derivation until the index is listed, and fails that first listing."""
+
+    failed = False
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        listing = super().list(prefix)
+        if prefix == INDEX and not self.failed:
+            self.failed = True
+            raise TransientBackendError(f"{prefix}: connection reset")
+        return listing
+
+
+def test_a_read_ahead_that_fails_fails_the_listing_which_a_retry_repeats(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """The init container retries a listing that fails (here: reading ahead); the retry
+    lists again and the restore still reads the whole index."""
+    store = IndexOutage(repo_root, held=("list", KEYS), awaited=("list", INDEX))
+    engine = engine_on(store, sealed(), restoring=True)
+    with pytest.raises(TransientBackendError, match="index/: connection reset"):
+        engine.snapshots()
+    latest = engine.snapshots()[0]
+    assert store.overlapped is True  # the key was still being derived when it failed
     (tmp_path / "out").mkdir()
     engine.restore(latest.id, tmp_path / "out")
     assert (tmp_path / "out" / "file").read_bytes() == b"2"
