@@ -164,24 +164,41 @@ def stalled_pieces(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[R
         yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
 
 
-_STALLED = {"whole packs": "stalled_packs", "blobs read one by one": "stalled_blobs", "manifest pieces": "stalled_pieces"}
+@pytest.fixture
+def stalled_index(s3_server: SeaweedServer, tmp_path: Path) -> Iterator[tuple[Repo, StallingProxy]]:
+    """A repository whose index objects stall: read ahead while the key is derived, in the
+    listing (`caretaker restore` opens the repository to restore from it), or else by the restore."""
+    url = f"s3://{fresh_bucket(s3_server)}/repo"
+    password = password_env(tmp_path)
+    Repo(url, {**s3_server.env(), **S3_TEST_TUNING, **password}).backup(sample_tree(tmp_path / "source"))
+    with StallingProxy(int(urlsplit(s3_server.endpoint).port or 0), "/index/") as proxy:
+        yield Repo(url, {**s3_server.env(), "CARETAKER_S3_ENDPOINT": proxy.endpoint, **password}), proxy
+
+
+_STALLED = {
+    "whole packs": "stalled_packs",
+    "blobs read one by one": "stalled_blobs",
+    "manifest pieces": "stalled_pieces",
+    "index objects": "stalled_index",
+}
 
 
 @pytest.fixture(params=list(_STALLED))
 def stalled(request: pytest.FixtureRequest) -> tuple[Repo, StallingProxy]:
-    """A restore whose pack downloads stall: of packs read whole, of blobs read one by one,
-    or of a manifest's pieces read ahead."""
+    """A restore whose downloads stall: of packs read whole, of blobs read one by one, of a
+    manifest's pieces read ahead, or of index objects."""
     return request.getfixturevalue(_STALLED[request.param])
 
 
 class TestStalledDownload:
-    """The listing works; the pack download stalls in the restore's download threads."""
+    """The records list; a download stalls in a pool's threads (the restore's, or the
+    listing's that reads the index ahead)."""
 
     def test_the_deadline_ends_it(self, stalled, target):
         repo, proxy = stalled
         _, message, _ = timed_restore(target, repo)
         assert proxy.stalled >= 1
-        assert re.search(r"GetObject s3://\S+/repo/data/\S+ at http://127.0.0.1:\d+: no answer", message)
+        assert re.search(rf"GetObject s3://\S+/repo{proxy.marker}\S+ at http://127.0.0.1:\d+: no answer", message)
 
     def test_sigterm_ends_it_and_removes_staging(self, stalled, target):
         repo, proxy = stalled
