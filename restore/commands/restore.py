@@ -220,7 +220,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if problems:
         return config_failed(args, ctx, ConfigError(problems))
     effects = Effects(
-        open_repository=lambda deadline: open_from_args(args, ctx, deadline, restoring=True),
+        # A dry run only lists: the index read ahead for a restore would be read for nothing.
+        open_repository=lambda deadline: open_from_args(args, ctx, deadline, restoring=not args.dry_run),
         log=log,
         clock=ctx.clock,
         stop=ctx.stop,

@@ -211,6 +211,16 @@ class TestStalledDownload:
         assert sorted(os.listdir(target / STATE_DIR)) == ["restore-result.json"]
 
 
+def test_a_dry_run_reads_no_index_object(stalled_index, target):
+    """`--dry-run` plans from the snapshot records alone: reading index objects ahead, as a
+    restore does while the key is derived, would be reads for nothing (here: a hang)."""
+    repo, proxy = stalled_index
+    run = restore(target, repo, "--dry-run", "--json", "--timeout", f"{DEADLINE:g}s")
+    assert run.code == 0, run.stdout
+    assert '"action": "restore"' in run.stdout
+    assert proxy.stalled == 0
+
+
 class TestGit:
     @pytest.mark.parametrize("scheme", ["git+ssh", "git+https", "git+http"])
     def test_a_server_that_never_answers(self, scheme, silent, target, tmp_path):
