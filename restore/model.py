@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from restore.clock import format_time, parse_time
@@ -34,6 +35,22 @@ class SnapshotInfo:
     host: str = ""
     tags: tuple[str, ...] = ()
     path: str = ""  # the data folder the backup read, as it was named there
+
+    @classmethod
+    def of_backup(
+        cls, *, snapshot_id: str, time: datetime, stats: BackupStats, options: BackupOptions, source: Path
+    ) -> SnapshotInfo:
+        """The snapshot a backup of `source` made, as its stats count it."""
+        return cls(
+            id=snapshot_id,
+            time=time,
+            files=stats.files,
+            dirs=stats.dirs,
+            bytes=stats.bytes_total,
+            host=options.host,
+            tags=options.tags,
+            path=str(source.absolute()),
+        )
 
     @property
     def empty(self) -> bool:

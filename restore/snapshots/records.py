@@ -144,15 +144,8 @@ def new_record(
         # A writer whose clock is behind the previous writer's (a takeover between
         # nodes with skewed clocks) must still be the newest: restore picks by time.
         now = previous.info.time + timedelta(milliseconds=1)
-    info = SnapshotInfo(
-        id=secrets.token_hex(8),
-        time=now,
-        files=stats.files,
-        dirs=stats.dirs,
-        bytes=stats.bytes_total,
-        host=options.host,
-        tags=options.tags,
-        path=str(source.absolute()),
+    info = SnapshotInfo.of_backup(
+        snapshot_id=secrets.token_hex(8), time=now, stats=stats, options=options, source=source
     )
     manifest, count = pieces
     return SnapshotRecord(

@@ -7,6 +7,7 @@ credential chain got from STS.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def test_a_restore_with_web_identity_gets_its_keys_from_sts(
     token.write_text("a-service-account-token")
     home = tmp_path / "home"  # no ~/.aws of this machine's user
     home.mkdir()
-    with StsStandIn(s3_server.access_key, s3_server.secret_key) as sts:
+    with contextlib.closing(StsStandIn(s3_server.access_key, s3_server.secret_key)) as sts:
         environ = {
             "HOME": str(home),
             "AWS_ACCESS_KEY_ID": "",

@@ -13,8 +13,6 @@ import datetime as dt
 import http.server
 import threading
 import urllib.parse
-from types import TracebackType
-from typing import Self
 
 _ANSWER = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleWithWebIdentityResult>
@@ -71,11 +69,3 @@ class StsStandIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

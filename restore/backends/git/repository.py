@@ -236,15 +236,8 @@ class GitRepository:
             )
             claim.check()
             writer.push(sha, deltas=base is not None and stats.files_new + stats.files_changed < _DELTA_LIMIT)
-        info = SnapshotInfo(
-            id=sha[:12],
-            time=moment,
-            files=stats.files,
-            dirs=stats.dirs,
-            bytes=stats.bytes_total,
-            host=options.host,
-            tags=options.tags,
-            path=str(source.absolute()),
+        info = SnapshotInfo.of_backup(
+            snapshot_id=sha[:12], time=moment, stats=stats, options=options, source=source
         )
         return BackupResult(
             snapshot=info, stats=stats, changed=True, duration_seconds=time.monotonic() - start

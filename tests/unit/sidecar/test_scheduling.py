@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -75,14 +75,16 @@ def test_run_on_start_runs_at_once_and_unscheduled_jobs_are_left_out():
     ]
     board, registry = rig(jobs)
     scheduler = Scheduler(jobs, lambda name: ran.set(), board)
+    started = datetime.now(UTC)
     scheduler.start()
     try:
         assert ran.wait(3)
         next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "boot", "kind": "command"})
     finally:
         scheduler.stop()
-    assert next_run is not None
-    assert next_run > time.time() + 3600  # the next @daily, not "now" again
+    # The next @daily (midnight UTC; the one after, if the test ran across it), not "now" again.
+    midnight = (started + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert next_run in {midnight.timestamp(), (midnight + timedelta(days=1)).timestamp()}
     assert registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "chained", "kind": "command"}) == 0
 
 
