@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
 from restore.claims.holder import Claimant
@@ -18,7 +19,9 @@ from restore.errors import ConfigError, Problem
 from restore.redaction import has_userinfo, redact_url
 from restore.repository import Repository
 from restore.snapshots.encryption import Encryption
-from restore.snapshots.store import ObjectStore
+
+if TYPE_CHECKING:
+    from restore.snapshots.store import ObjectStore
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -39,6 +39,13 @@ class Extent(NamedTuple):
     length: int
     raw_length: int
 
+    @property
+    def held(self) -> int:
+        """What reading the blob holds in memory at once: its stored or its plain bytes,
+        whichever the index says is larger (an index nothing authenticates, a plain
+        repository's, may claim a small plain size for a blob stored large)."""
+        return max(self.length, self.raw_length)
+
 
 @dataclasses.dataclass
 class IndexObject:

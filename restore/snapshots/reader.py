@@ -73,9 +73,8 @@ class BlobLoader:
         pool = ThreadPoolExecutor(max_workers=_PIECES_AHEAD, thread_name_prefix="piece")
         pending: collections.deque[tuple[int, Future[bytes]]] = collections.deque()
         ahead = 0  # bytes of the pending pieces
-        todo = iter(blobs)
         try:
-            for blob in todo:
+            for blob in blobs:
                 pending.append((self._held_length(blob), pool.submit(self, blob)))
                 ahead += pending[-1][0]
                 while pending and (len(pending) >= _PIECES_AHEAD or ahead >= _PIECES_AHEAD_BYTES):
@@ -88,10 +87,8 @@ class BlobLoader:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _held_length(self, blob: bytes) -> int:
-        """What reading a blob holds: its stored and its plain bytes, the larger as the index
-        gives them (a hostile index may claim plain bytes of 0)."""
         where = self._index.extent(blob)
-        return 0 if where is None else max(where.length, where.raw_length)
+        return 0 if where is None else where.held
 
 
 class PackPlan:
@@ -221,14 +218,12 @@ class PackReader:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def queued_length(self, blob: bytes) -> int:
-        """What a blob holds in memory between being queued and written: its plain or its
-        stored size, whichever is larger (a blob read on its own is fetched when queued, and
-        a plain repository's index, which nothing authenticates, could claim a small plain
-        size for a blob stored large)."""
+        """What a blob holds in memory between being queued and written (a blob read on
+        its own is fetched when queued)."""
         extent = self._index.extent(blob)
         if extent is None:
             raise BlobDamageError("not in any indexed pack", blob=blob)
-        return max(extent.raw_length, extent.length)
+        return extent.held
 
     def request(self, batch: list[bytes]) -> Requested:
         """Start reading the blobs of `batch` that are read on their own; `blobs` takes it.
