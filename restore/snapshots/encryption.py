@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 CIPHER = "aes-256-gcm"
 
@@ -32,11 +33,17 @@ class KdfParams:
 
 
 class UnlockedKeys:
-    """Master keys a password has opened, by repository id (thread-safe)."""
+    """Master keys a password has opened, by repository id (thread-safe).
+
+    A repository's key is derived once even when several threads open it together (the
+    sidecar's jobs and readiness at start): the others wait for that one derivation rather
+    than each paying its CPU and 64 MiB.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
+        self._unlocking: dict[str, threading.Lock] = {}
 
     def get(self, repository_id: str) -> bytes | None:
         with self._lock:
@@ -45,6 +52,19 @@ class UnlockedKeys:
     def put(self, repository_id: str, master: bytes) -> None:
         with self._lock:
             self._keys[repository_id] = master
+
+    def master(self, repository_id: str, unlock: Callable[[], bytes]) -> bytes:
+        """The repository's master key: remembered, or from `unlock` (which runs in one
+        thread at a time per repository). An error of `unlock` reaches its caller only;
+        a thread that waited then tries itself."""
+        with self._lock:
+            gate = self._unlocking.setdefault(repository_id, threading.Lock())
+        with gate:
+            master = self.get(repository_id)
+            if master is None:
+                master = unlock()
+                self.put(repository_id, master)
+            return master
 
 
 @dataclasses.dataclass(frozen=True)

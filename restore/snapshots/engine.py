@@ -104,10 +104,10 @@ class Engine:
     def _read_ahead(self) -> None:
         self._ahead = read_ahead(self.store, self._workers)
 
-    def _index(self, codec: Codec) -> BlobIndex:
-        """The index, from what was read ahead (if anything) and the store."""
+    def _taken_ahead(self) -> IndexListing | None:
+        """What was read ahead, now the caller's alone: if it fails, nothing keeps it."""
         ahead, self._ahead = self._ahead, None
-        return load_index(self.store, codec, self._workers, first=ahead)
+        return ahead
 
     def encryption(self) -> str | None:
         """The cipher sealing the repository's objects (or, before it exists, the one its
@@ -145,7 +145,8 @@ class Engine:
         keep_setid: bool = False,
     ) -> RestoreStats:
         record = self.record(snapshot_id)
-        index = self._index(self._codecs.known())
+        ahead = self._taken_ahead()
+        index = load_index(self.store, self._codecs.known(), self._workers, first=ahead)
         return extract_tree(
             store=self.store,
             index=index,
@@ -221,9 +222,10 @@ class Engine:
         self._codecs.start()  # the key derivation overlaps taking the claim and reading
         with self.writer("backup") as claim:
             records = self._records.listing(self._codecs, self._read_ahead)
+            ahead = self._taken_ahead()
             codec = self._codecs.ensure(created=started, host=self._claimant.identity.name)
             previous = records[0] if records else None
-            index = self._index(codec)
+            index = load_index(self.store, codec, self._workers, first=ahead)
             uploader = Uploader(self.store, codec, workers=self._workers, in_flight=2)
             try:
                 stats, pieces, count = self._write(

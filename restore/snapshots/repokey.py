@@ -112,11 +112,7 @@ def codec_for(store: ObjectStore, config: RepositoryConfig, encryption: Encrypti
         return PlainCodec()
     if encryption.password is None:
         raise missing_password(where, encryption.options)
-    master = encryption.unlocked.get(config.id)
-    if master is None:
-        master = unlock(store, config, encryption)[0]
-        encryption.unlocked.put(config.id, master)
-    return SealedCodec(master)
+    return SealedCodec(encryption.unlocked.master(config.id, lambda: unlock(store, config, encryption)[0]))
 
 
 def missing_password(where: str, options: PasswordOptions) -> PasswordError:

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 import botocore.loaders
+import botocore.session
 
 
 class _PlainJSON(botocore.loaders.JSONFileLoader):
@@ -30,9 +31,19 @@ class S3Models(botocore.loaders.Loader):
     services' models (STS, SSO: what web identity, assumed-role and SSO credentials ask
     the session for on first use) are loaded the usual way, listing and all."""
 
-    def __init__(self) -> None:
-        super().__init__(file_loader=_PlainJSON())
-        self._others = botocore.loaders.Loader(file_loader=self.file_loader)
+    def __init__(self, extra_search_paths: list[str]) -> None:
+        super().__init__(extra_search_paths=extra_search_paths, file_loader=_PlainJSON())
+        self._others = botocore.loaders.Loader(
+            extra_search_paths=extra_search_paths, file_loader=self.file_loader
+        )
+
+    @classmethod
+    def of(cls, session: botocore.session.Session) -> S3Models:
+        """The loader for `session`: with the folders of AWS_DATA_PATH (or the profile's
+        data_path) searched first, as botocore's own loader does."""
+        found = session.get_config_variable("data_path")
+        paths = found.split(os.pathsep) if found else []
+        return cls([os.path.expanduser(os.path.expandvars(path)) for path in paths])
 
     def list_available_services(self, type_name: str) -> list[str]:  # noqa: ARG002 (every type: S3)
         return ["s3"]

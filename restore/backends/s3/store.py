@@ -117,7 +117,7 @@ def make_client(settings: S3Settings, deadline: Deadline | None = None) -> S3Cli
     keys = settings.credentials
     try:
         session = botocore.session.Session(profile=settings.profile)
-        session.register_component("data_loader", S3Models())
+        session.register_component("data_loader", S3Models.of(session))
         client = session.create_client(
             "s3",
             endpoint_url=settings.endpoint,

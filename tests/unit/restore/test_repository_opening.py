@@ -249,3 +249,57 @@ def test_a_listing_retried_after_an_outage_does_not_get_the_outages_error(repo_r
         engine.snapshots()
     store.down = False
     assert len(engine.snapshots()) == 2
+
+
+class SlowSlots(LocalStore):
+    """Counts the listings of the key slots (one per key derivation tried), and makes each
+    last 0.2 s, so that engines opening together overlap in it."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.slot_listings = 0
+        self._count = threading.Lock()
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        if prefix == KEYS:
+            with self._count:
+                self.slot_listings += 1
+            threading.Event().wait(0.2)
+        return super().list(prefix)
+
+
+def open_together(store: LocalStore, encryption: Encryption, engines: int) -> list[object]:
+    """What `snapshots()` gave (or raised) in each of `engines` threads, started at once, each
+    with its own engine and the one `encryption`, as the sidecar's jobs share theirs."""
+    start = threading.Barrier(engines)
+    outcomes: list[object] = [None] * engines
+
+    def one(slot: int) -> None:
+        engine = engine_on(store, encryption)
+        start.wait()
+        try:
+            outcomes[slot] = len(engine.snapshots())
+        except PasswordError as error:
+            outcomes[slot] = error
+
+    threads = [threading.Thread(target=one, args=(slot,)) for slot in range(engines)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+def test_engines_opening_one_repository_together_derive_its_key_once(repo_root: Path) -> None:
+    """At the sidecar's start its backup, readiness and metrics open the repository at once:
+    one key derivation (0.2 CPU-seconds, 64 MiB) is enough for all of them."""
+    store = SlowSlots(repo_root)
+    assert open_together(store, sealed(), 4) == [2] * 4
+    assert store.slot_listings == 1
+
+
+def test_a_wrong_password_fails_every_engine_opening_together(repo_root: Path) -> None:
+    store = SlowSlots(repo_root)
+    outcomes = open_together(store, sealed("wrong"), 3)
+    assert all(isinstance(outcome, PasswordError) for outcome in outcomes), outcomes
+    assert store.slot_listings == 3  # each tried for itself: none got another's stale error
