@@ -32,6 +32,10 @@ class KdfParams:
     lanes: int = 4
 
 
+# A few key derivations' time: waiting longer for another thread's is waiting for its storage.
+UNLOCK_WAIT_SECONDS = 2.0
+
+
 class UnlockedKeys:
     """Master keys a password has opened, by repository id (thread-safe).
 
@@ -54,17 +58,22 @@ class UnlockedKeys:
             self._keys[repository_id] = master
 
     def master(self, repository_id: str, unlock: Callable[[], bytes]) -> bytes:
-        """The repository's master key: remembered, or from `unlock` (which runs in one
-        thread at a time per repository). An error of `unlock` reaches its caller only;
-        a thread that waited then tries itself."""
+        """The repository's master key: remembered, or from `unlock`, which runs in one
+        thread at a time per repository. An error of `unlock` reaches its caller only; a
+        thread that waited then tries itself, as does one that waited UNLOCK_WAIT_SECONDS
+        (the thread unlocking may be stuck on storage, under a deadline of its own)."""
         with self._lock:
             gate = self._unlocking.setdefault(repository_id, threading.Lock())
-        with gate:
+        held = gate.acquire(timeout=UNLOCK_WAIT_SECONDS)
+        try:
             master = self.get(repository_id)
             if master is None:
                 master = unlock()
                 self.put(repository_id, master)
             return master
+        finally:
+            if held:
+                gate.release()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ storage: the derivation's CPU time overlaps the round trips, and nothing else ch
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from restore.backends.local import LocalStore
 from restore.errors import IntegrityError, ObjectNotFoundError, PasswordError, TransientBackendError
 from restore.model import BackupOptions
 from restore.retention import RetentionPolicy
-from restore.snapshots.encryption import Encryption
+from restore.snapshots.encryption import Encryption, UnlockedKeys
 from restore.snapshots.engine import Engine
 from restore.snapshots.format import CONFIG_KEY, INDEX, KEYS, LEASE_KEY, SNAPSHOTS
 from restore.snapshots.store import StoredObject
@@ -303,3 +304,27 @@ def test_a_wrong_password_fails_every_engine_opening_together(repo_root: Path) -
     outcomes = open_together(store, sealed("wrong"), 3)
     assert all(isinstance(outcome, PasswordError) for outcome in outcomes), outcomes
     assert store.slot_listings == 3  # each tried for itself: none got another's stale error
+
+
+def test_an_opener_stuck_on_storage_holds_the_others_back_for_the_wait_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread unlocking may hang on storage until its own deadline: another waits for it
+    UNLOCK_WAIT_SECONDS at most, then opens the repository itself."""
+    monkeypatch.setattr("restore.snapshots.encryption.UNLOCK_WAIT_SECONDS", 0.3)
+    keys = UnlockedKeys()
+    stuck, released = threading.Event(), threading.Event()
+
+    def hung() -> bytes:
+        stuck.set()
+        released.wait(10)
+        return b"hung"
+
+    first = threading.Thread(target=keys.master, args=("repository", hung))
+    first.start()
+    assert stuck.wait(5)
+    started = time.monotonic()
+    assert keys.master("repository", lambda: b"own") == b"own"
+    assert 0.3 <= time.monotonic() - started < 2
+    released.set()
+    first.join(5)
