@@ -47,7 +47,9 @@ class UnlockedKeys:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
-        self._unlocking: dict[str, threading.Lock] = {}
+        # Only while some thread opens the id: ids come from storage, and a bucket writer
+        # changing the config's at every job must not grow this for the sidecar's lifetime.
+        self._unlocking: dict[str, _Gate] = {}
 
     def get(self, repository_id: str) -> bytes | None:
         with self._lock:
@@ -63,9 +65,16 @@ class UnlockedKeys:
         thread that waited then tries itself, as does one that waited UNLOCK_WAIT_SECONDS
         (the thread unlocking may be stuck on storage, under a deadline of its own)."""
         with self._lock:
-            gate = self._unlocking.setdefault(repository_id, threading.Lock())
-        held = gate.acquire(timeout=UNLOCK_WAIT_SECONDS)
+            known = self._keys.get(repository_id)
+            if known is not None:
+                # Before the gate: a thread stuck on storage may hold it long after another
+                # (done waiting) opened the repository, and would delay every opening.
+                return known
+            gate = self._unlocking.setdefault(repository_id, _Gate())
+            gate.users += 1
+        held = False
         try:
+            held = gate.lock.acquire(timeout=UNLOCK_WAIT_SECONDS)
             master = self.get(repository_id)
             if master is None:
                 master = unlock()
@@ -73,7 +82,19 @@ class UnlockedKeys:
             return master
         finally:
             if held:
-                gate.release()
+                gate.lock.release()
+            with self._lock:
+                gate.users -= 1
+                if not gate.users:
+                    del self._unlocking[repository_id]
+
+
+@dataclasses.dataclass(eq=False)
+class _Gate:
+    """One repository's unlocking, and how many threads are in `UnlockedKeys.master` for it."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    users: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

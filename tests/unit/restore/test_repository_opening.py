@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -328,3 +329,58 @@ def test_an_opener_stuck_on_storage_holds_the_others_back_for_the_wait_only(
     assert 0.3 <= time.monotonic() - started < 2
     released.set()
     first.join(5)
+
+
+def test_once_the_key_is_known_an_opener_stuck_on_storage_delays_no_opening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread hung on storage (an NFS mount gone, say) may hold its unlocking for long:
+    one wait for it, by the opener that then derived the key itself, and none after."""
+    monkeypatch.setattr("restore.snapshots.encryption.UNLOCK_WAIT_SECONDS", 1.0)
+    keys = UnlockedKeys()
+    stuck, released = threading.Event(), threading.Event()
+
+    def hung() -> bytes:
+        stuck.set()
+        released.wait(10)
+        return b"hung"
+
+    first = threading.Thread(target=keys.master, args=("repository", hung))
+    first.start()
+    try:
+        assert stuck.wait(5)
+        assert keys.master("repository", lambda: b"own") == b"own"
+        started = time.monotonic()
+        assert keys.master("repository", lambda: b"again") == b"own"
+        assert time.monotonic() - started < 0.5
+    finally:
+        released.set()
+        first.join(5)
+
+
+def test_failed_unlockings_of_ids_read_from_storage_leave_nothing_behind() -> None:
+    """The id comes from the config, which a bucket writer can change before every job: a
+    sidecar running for months must not keep something per id it was ever shown."""
+    keys = UnlockedKeys()
+
+    def refused() -> bytes:
+        raise PasswordError("the password opens no key slot")
+
+    def opened(ids: range) -> int:
+        failed = 0
+        for number in ids:
+            try:  # not pytest.raises: what it keeps of each failure would be measured too
+                keys.master(f"{number:032x}", refused)
+            except PasswordError:
+                failed += 1
+        return failed
+
+    opened(range(10))  # whatever is allocated once
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert opened(range(10, 5010)) == 5000
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 50_000, grown
