@@ -32,9 +32,10 @@ class S3Models(botocore.loaders.Loader):
     the session for on first use) are loaded the usual way, listing and all."""
 
     def __init__(self, extra_search_paths: list[str]) -> None:
-        super().__init__(extra_search_paths=extra_search_paths, file_loader=_PlainJSON())
+        # Each its own list: a Loader appends botocore's folders to the one it is given.
+        super().__init__(extra_search_paths=[*extra_search_paths], file_loader=_PlainJSON())
         self._others = botocore.loaders.Loader(
-            extra_search_paths=extra_search_paths, file_loader=self.file_loader
+            extra_search_paths=[*extra_search_paths], file_loader=self.file_loader
         )
 
     @classmethod

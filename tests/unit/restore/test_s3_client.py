@@ -8,8 +8,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import botocore.loaders
+import botocore.session
 import pytest
 
+from restore.backends.s3.models import S3Models
 from restore.backends.s3.settings import S3Settings
 from restore.backends.s3.store import make_client
 
@@ -53,3 +55,26 @@ def test_models_in_aws_data_path_come_first_as_with_botocores_own_loader(
     monkeypatch.setenv("AWS_DATA_PATH", f"{tmp_path / 'nothing here'}{os.pathsep}{tmp_path / 'models'}")
     client = make_client(S3Settings.from_url(urlsplit("s3://bucket-1/prefix"), ENVIRON))
     assert client.meta.service_model.documentation == "the user's own S3 model"
+
+
+def test_the_sts_model_is_found_listing_no_more_than_botocores_own_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Web identity and assumed-role credentials load STS's model through the S3 client's
+    session on first use; botocore's loader lists the folder of every service for it, once."""
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    listed: list[str] = []
+    listdir = os.listdir
+
+    def counted(path: str) -> list[str]:
+        listed.append(path)
+        return listdir(path)
+
+    monkeypatch.setattr(botocore.loaders.os, "listdir", counted)
+    botocore.loaders.create_loader(str(tmp_path)).load_service_model("sts", "service-2")
+    botocores = len(listed)
+    listed.clear()
+    session = botocore.session.Session()
+    session.register_component("data_loader", S3Models.of(session))
+    session.get_component("data_loader").load_service_model("sts", "service-2")
+    assert 0 < len(listed) <= botocores
