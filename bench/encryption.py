@@ -211,7 +211,7 @@ def backed_up(sidecar: Sidecar, server_pid: int | None = None) -> Sample:
     # The peak from here: the process's own would be its start's (the key derivation's 64
     # MiB for the encrypted one), which the sidecar pays once.
     Path(f"/proc/{sidecar.pid}/clear_refs").write_text("5")
-    before, cpu, server = len(ended()), process_cpu(sidecar.pid), cpu_seconds(server_pid)
+    before, cpu, server = len(ended()), cpu_seconds(sidecar.pid), cpu_seconds(server_pid)
     sidecar.signal(signal.SIGUSR1)
     wait_until(lambda: len(ended()) > before, 600, "the triggered backup", interval=0.2)
     job = ended()[-1]
@@ -219,16 +219,10 @@ def backed_up(sidecar: Sidecar, server_pid: int | None = None) -> Sample:
         sys.exit(f"the sidecar's backup failed: {job}")
     return Sample(
         float(str(job["duration_seconds"])),
-        process_cpu(sidecar.pid) - cpu,
+        cpu_seconds(sidecar.pid) - cpu,
         peak_rss_mib(sidecar.pid),
         cpu_seconds(server_pid) - server,
     )
-
-
-def process_cpu(pid: int) -> float:
-    """User and system CPU seconds of a running process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
