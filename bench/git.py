@@ -91,7 +91,11 @@ def bench(data: Path, tools: dict[str, str], reps: int, base: Path) -> list[Row]
         reps, [("change", change), *((label, again(label, command)) for label, command in commands.items())]
     )
     rows = [Row("2,000 files", "full backup", label, samples) for label, samples in first.items()]
-    rows += [Row("2,000 files", "incremental (1% changed)", label, s) for label, s in later.items() if label != "change"]
+    rows += [
+        Row("2,000 files", "incremental (1% changed)", label, s)
+        for label, s in later.items()
+        if label != "change"
+    ]
     return rows
 
 

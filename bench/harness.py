@@ -39,7 +39,9 @@ def run_benchmark(main: Callable[[], int | None], *, scratch: str) -> None:
         code = main()
     finally:
         shutil.rmtree(workdir() / scratch, ignore_errors=True)
-        print(f"data sets kept for the next run in {workdir()} (remove it to free the space)", file=sys.stderr)
+        print(
+            f"data sets kept for the next run in {workdir()} (remove it to free the space)", file=sys.stderr
+        )
     sys.exit(code)
 
 
@@ -251,7 +253,9 @@ def ratio_table(rows: list[Row], subject: str, baselines: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def restic_repository(repository: str, password: str, work: Path, server_env: dict[str, str]) -> dict[str, str]:
+def restic_repository(
+    repository: str, password: str, work: Path, server_env: dict[str, str]
+) -> dict[str, str]:
     """Initialise a restic repository; return the environment restic's commands need."""
     env = {
         **server_env,

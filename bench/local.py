@@ -173,7 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=("files", "big"))
-    parser.add_argument("--caretaker", metavar="PATH", help="the caretaker to measure (default: this checkout's)")
+    parser.add_argument(
+        "--caretaker", metavar="PATH", help="the caretaker to measure (default: this checkout's)"
+    )
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH")
     args = parser.parse_args()
     tools = {"caretaker": args.caretaker or caretaker(runtime_venv()), **parse_also(args.also)}
@@ -187,7 +189,9 @@ def main() -> None:
     big = workdir() / "data" / "big"
     if args.only in (None, "big"):
         age_tree_mtimes(big)
-        print(f"\nsecond backup of the unchanged 1 GiB tree read {unchanged_read(tools['caretaker'], big, base)} bytes")
+        print(
+            f"\nsecond backup of the unchanged 1 GiB tree read {unchanged_read(tools['caretaker'], big, base)} bytes"
+        )
 
 
 if __name__ == "__main__":

@@ -187,7 +187,9 @@ def main() -> None:
     )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=("files", "big"))
-    parser.add_argument("--caretaker", metavar="PATH", help="the caretaker to measure (default: this checkout's)")
+    parser.add_argument(
+        "--caretaker", metavar="PATH", help="the caretaker to measure (default: this checkout's)"
+    )
     args = parser.parse_args()
     aws = check_tools()
     tool = args.caretaker or caretaker(runtime_venv())

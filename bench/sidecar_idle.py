@@ -85,7 +85,15 @@ def measure(seconds: int, use_s3: bool) -> dict[str, object]:
     with repository(use_s3, base) as (url, env):
         (base / "config.yaml").write_text(config(url, data))
         subprocess.run(
-            [caretaker(runtime_venv()), "backup", "--repository", url, "--insecure-no-encryption", "--path", str(data)],
+            [
+                caretaker(runtime_venv()),
+                "backup",
+                "--repository",
+                url,
+                "--insecure-no-encryption",
+                "--path",
+                str(data),
+            ],
             env={**os.environ, **env},
             check=True,
             capture_output=True,

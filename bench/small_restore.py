@@ -73,7 +73,9 @@ def small_files(root: Path, count: int) -> Path:
         size = rng.randrange(100, 701)
         start = rng.randrange(len(corpus) - size)
         head = b"%d\n" % i
-        (root / f"d{i % FOLDERS:04d}" / f"f{i:07d}.txt").write_bytes(head + corpus[start : start + size - len(head)])
+        (root / f"d{i % FOLDERS:04d}" / f"f{i:07d}.txt").write_bytes(
+            head + corpus[start : start + size - len(head)]
+        )
     marker.touch()
     return root
 
@@ -194,7 +196,10 @@ class Runs:
         for key, values in self.samples.items():
             if len(values) > before[key]:
                 last = values[-1]
-                print(f"  {key:<16} {last.wall:7.2f} s  cpu {last.cpu:7.2f} s  {last.rss_mib:5.0f} MiB", flush=True)
+                print(
+                    f"  {key:<16} {last.wall:7.2f} s  cpu {last.cpu:7.2f} s  {last.rss_mib:5.0f} MiB",
+                    flush=True,
+                )
 
 
 def measure(files: int, reps: int, tools: dict[str, str]) -> dict[str, list[Sample]]:
@@ -218,7 +223,9 @@ def spread(samples: list[Sample]) -> float:
 def report(files: int, samples: dict[str, list[Sample]]) -> str:
     base = samples[BASELINE]
     base_min, base_median = min(s.wall for s in base), statistics.median(s.wall for s in base)
-    head = "| data | tool | wall min s | wall median s | spread (max-min)/median | cpu median s | peak RSS MiB |"
+    head = (
+        "| data | tool | wall min s | wall median s | spread (max-min)/median | cpu median s | peak RSS MiB |"
+    )
     lines = [head + f" vs {BASELINE} (min) | vs {BASELINE} (median) |", "|---" * 9 + "|"]
     for tool, found in samples.items():
         walls = [s.wall for s in found]
@@ -232,7 +239,9 @@ def report(files: int, samples: dict[str, list[Sample]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, action="append", help="files per data set (repeatable)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH")

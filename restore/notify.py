@@ -136,6 +136,7 @@ def ping(url: str, phase: Phase, body: str = "", *, timeout: float = SEND_TIMEOU
     """Ping a heartbeat URL (POST, `body` as the run's log). Return a problem, or None."""
     import urllib.error  # noqa: PLC0415 - not on the init container's start-up path
     import urllib.request  # noqa: PLC0415
+
     data = body.encode()[:MAX_PING_BODY]
     request = urllib.request.Request(  # noqa: S310 - checked to be http(s) at configuration
         ping_url(url, phase),

@@ -29,9 +29,7 @@ MAX_DELAY_SECONDS = 30.0
 class Retrier:
     """Runs operations, retrying transient failures until the deadline."""
 
-    def __init__(
-        self, *, deadline: Deadline, log: Any, sleep: Callable[[float], None] | None = None
-    ) -> None:
+    def __init__(self, *, deadline: Deadline, log: Any, sleep: Callable[[float], None] | None = None) -> None:
         self.deadline = deadline
         self.log = log
         self.sleep = sleep or deadline.sleep

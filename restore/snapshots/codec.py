@@ -95,7 +95,12 @@ class PlainCodec:
         return frame
 
     def open_blob(
-        self, stored: bytes | memoryview, blob: bytes, kind: int, pack: str, decompressor: Decompressor = None  # noqa: ARG002
+        self,
+        stored: bytes | memoryview,
+        blob: bytes,
+        kind: int,  # noqa: ARG002 - the sealed codec's signature: unsealed blobs have no kind to check
+        pack: str,
+        decompressor: Decompressor = None,
     ) -> bytes:
         return checked(self, decompress_frame(stored, blob, pack, decompressor), blob, pack)
 
@@ -163,9 +168,7 @@ class SealedCodec:
         try:
             return self._aead.decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], associated)
         except self._invalid_tag:
-            raise AuthenticationError(
-                "wrong key, damaged, or stored under another name or kind"
-            ) from None
+            raise AuthenticationError("wrong key, damaged, or stored under another name or kind") from None
 
 
 def _hmac_pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:

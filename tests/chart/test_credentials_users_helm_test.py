@@ -49,7 +49,9 @@ def test_both_names_may_name_the_same_secret_but_not_two() -> None:
     assert caretaker_containers(same)[0]["envFrom"] == [{"secretRef": {"name": "a"}}]
     result = helm_template({**BASE, "credentials": {"existingSecret": "a", "envSecret": "b"}}, check=False)
     assert result.returncode != 0
-    assert "credentials.existingSecret (a) and credentials.envSecret (b) name different Secrets" in result.stderr
+    assert (
+        "credentials.existingSecret (a) and credentials.envSecret (b) name different Secrets" in result.stderr
+    )
 
 
 def test_existing_secret_keys_read_only_those_keys_as_those_variables() -> None:
@@ -66,7 +68,10 @@ def test_existing_secret_keys_read_only_those_keys_as_those_variables() -> None:
 @pytest.mark.parametrize(
     ("credentials", "message"),
     [
-        ({"existingSecretKeys": {"AWS_ACCESS_KEY_ID": "user"}}, "existingSecretKeys needs credentials.existingSecret"),
+        (
+            {"existingSecretKeys": {"AWS_ACCESS_KEY_ID": "user"}},
+            "existingSecretKeys needs credentials.existingSecret",
+        ),
         ({"existingSecret": "s", "existingSecretKeys": {"aws-key": "user"}}, "aws-key"),
     ],
     ids=["keys-without-secret", "bad-variable-name"],

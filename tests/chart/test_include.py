@@ -44,7 +44,12 @@ def test_named_templates_add_caretaker_to_the_parents_pod(parent_chart: Path) ->
     assert [c["name"] for c in spec["containers"]] == ["notes"]
     restore = container(spec, "caretaker-restore", init=True)
     assert {"name": "notes", "mountPath": "/srv/notes"} in restore["volumeMounts"]
-    assert {v["name"] for v in spec["volumes"]} == {"notes", "caretaker-tmp", "caretaker-config", "caretaker-password"}
+    assert {v["name"] for v in spec["volumes"]} == {
+        "notes",
+        "caretaker-tmp",
+        "caretaker-config",
+        "caretaker-password",
+    }
     # The names the templates compute match the objects the dependency renders.
     config_map = one(docs, "ConfigMap")["metadata"]["name"]
     assert {"name": "caretaker-config", "configMap": {"name": config_map}} in spec["volumes"]

@@ -377,7 +377,9 @@ def test_notes_tell_how_to_check_the_first_backup(tmp_path: Path) -> None:
 
 
 def test_grafana_dashboard_is_a_labelled_configmap_when_enabled() -> None:
-    assert not [d for d in _render_set("s3-classic-monitoring") if d["metadata"]["name"].endswith("-dashboard")]
+    assert not [
+        d for d in _render_set("s3-classic-monitoring") if d["metadata"]["name"].endswith("-dashboard")
+    ]
     values = {
         **VALUE_SETS["s3-classic-monitoring"],
         "metrics": {"grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Backups"}}},
@@ -395,12 +397,16 @@ def test_notes_say_that_losing_the_password_loses_the_backups(tmp_path: Path) ->
     assert 'password in Secret "orders-backup-password"' in notes
     assert "LOSING THAT PASSWORD LOSES THE BACKUPS" in notes
     assert "Keep a copy OUTSIDE the cluster" in notes
-    unencrypted = " ".join(install_notes(VALUE_SETS["existing-service-account-restore-only"], tmp_path).split())
+    unencrypted = " ".join(
+        install_notes(VALUE_SETS["existing-service-account-restore-only"], tmp_path).split()
+    )
     assert "WARNING: encryption.insecureNoEncryption is set" in unencrypted
 
 
 def test_the_password_file_reaches_both_containers() -> None:
-    assert_password_mounted(pod_spec(_workload(_render_set("irsa-existing-claim"))), "catalog-password", "key.txt")
+    assert_password_mounted(
+        pod_spec(_workload(_render_set("irsa-existing-claim"))), "catalog-password", "key.txt"
+    )
     opted_out = container(
         pod_spec(_workload(_render_set("existing-service-account-restore-only"))),
         "caretaker-restore",

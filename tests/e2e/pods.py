@@ -157,7 +157,9 @@ def _podman_secret(name: str, secret: Document, *, volume: bool) -> str:
     values = _secret_values(secret)
     if volume:
         data = {key: value.decode() for key, value in values.items()}
-        return yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data})
+        return yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}
+        )
     return json.dumps({key: base64.b64encode(value).decode() for key, value in values.items()})
 
 

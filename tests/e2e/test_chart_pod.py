@@ -100,7 +100,10 @@ def chart_pods(
         (hook,) = hooks
         test_docs, _ = for_podman([hook])
         replace_in_command(
-            test_docs[0]["spec"], "readyz", rf"^http://{RELEASE}-caretaker-metrics:\d+/", f"http://127.0.0.1:{port}/"
+            test_docs[0]["spec"],
+            "readyz",
+            rf"^http://{RELEASE}-caretaker-metrics:\d+/",
+            f"http://127.0.0.1:{port}/",
         )
         helm_test = KubePod(podman, tmp_path / f"helm-test-{len(made)}.yaml", test_docs, {})
         for each in (pod, helm_test):
@@ -185,7 +188,9 @@ def test_an_app_running_as_its_own_user_gets_its_private_files_back(
     code, output = pod.play()
     assert code == 0, output
     assert pod.restore_result("app")["outcome"] == "restored"
-    log = wait_until(lambda: "start number" in (text := podman.logs(pod.container("app"))) and text, 30, "the app")
+    log = wait_until(
+        lambda: "start number" in (text := podman.logs(pod.container("app"))) and text, 30, "the app"
+    )
     assert "started as 1000:1000, start number 2" in log, "the app wrote to its restored journal"
     script = "stat -c '%u:%g %a %n' /data/private /data/private/journal.txt"
     owners = podman.run("exec", pod.container("app"), "sh", "-c", script).stdout.splitlines()

@@ -242,7 +242,11 @@ DEPLOYMENT = {
             "metadata": {"labels": {"app": "shop"}},
             "spec": {
                 "containers": [
-                    {"name": "shop", "image": "shop:1", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+                    {
+                        "name": "shop",
+                        "image": "shop:1",
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    }
                 ],
                 "volumes": [{"name": "data", "emptyDir": {}}],
             },

@@ -96,7 +96,9 @@ def test_the_lock_is_closed_over_transitive_dependencies() -> None:
 def test_the_image_build_installs_from_the_lock_with_hashes_checked() -> None:
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert "COPY requirements.lock /wheels/requirements.lock" in dockerfile
-    assert "--require-hashes --only-binary=:all: --find-links=/wheels -r /wheels/requirements.lock" in dockerfile
+    assert (
+        "--require-hashes --only-binary=:all: --find-links=/wheels -r /wheels/requirements.lock" in dockerfile
+    )
     assert "--no-deps \\\n        /wheels/caretaker-*.whl" in dockerfile  # nothing resolved besides the lock
     assert "/opt/caretaker/bin/pip check" in dockerfile
     build = (REPO / "scripts/build-image").read_text(encoding="utf-8")

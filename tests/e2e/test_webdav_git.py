@@ -150,7 +150,9 @@ def second_writes(volume: Volume) -> None:
 
 
 def git(remote: Path, *args: str) -> str:
-    done = subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["git", "--git-dir", str(remote), *args], capture_output=True, text=True, check=True
+    )
     return done.stdout
 
 
@@ -176,7 +178,9 @@ def final_backup(pod: KubePod) -> dict[str, object]:
     """The `backup.done` event of the backup the sidecar ran on SIGTERM."""
     lines = pod.podman.logs(pod.container("caretaker")).splitlines()
     events = [json.loads(line) for line in lines if line.startswith("{")]
-    start = next(i for i, e in enumerate(events) if e["event"] == "job.start" and e.get("reason") == "shutdown")
+    start = next(
+        i for i, e in enumerate(events) if e["event"] == "job.start" and e.get("reason") == "shutdown"
+    )
     done: dict[str, object] = next(e for e in events[start:] if e["event"] == "backup.done")
     return done
 
@@ -191,7 +195,9 @@ def listing(pod: KubePod) -> tuple[set[str], set[str]]:
 
 def webdav_users(docs: list[Document]) -> tuple[str, str]:
     """The WebDAV user and password the example's Secret names (placeholders we keep)."""
-    secret = next(doc for doc in docs if doc["kind"] == "Secret" and doc["metadata"]["name"] == "webdav-users")
+    secret = next(
+        doc for doc in docs if doc["kind"] == "Secret" and doc["metadata"]["name"] == "webdav-users"
+    )
     return secret["stringData"]["RCLONE_USER"], secret["stringData"]["RCLONE_PASS"]
 
 

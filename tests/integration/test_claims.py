@@ -198,7 +198,9 @@ def test_a_restore_for_the_next_pod_waits_for_the_old_pods_final_backup(
         log = tmp_path / "restore-b.log"
         with log.open("w") as out:
             restore_b.append(
-                subprocess.Popen([*argv, "--log-format", "json"], env=environ, stdout=out, stderr=out, text=True)
+                subprocess.Popen(
+                    [*argv, "--log-format", "json"], env=environ, stdout=out, stderr=out, text=True
+                )
             )
         waiting = lambda: '"restore.handover_waiting"' in log.read_text()  # noqa: E731
         wait_until(waiting, 20, "pod B's restore to wait for pod A")
@@ -261,14 +263,24 @@ def test_one_shot_writers_respect_a_live_sidecar_unless_they_run_in_its_pod(tmp_
         data = str(a.workdir / "data")
         started = time.monotonic()
         elsewhere = run_caretaker(
-            "backup", "--repository", repository[0], "--path", data, environ={"CARETAKER_POD_NAME": "cron", **repository[1]}
+            "backup",
+            "--repository",
+            repository[0],
+            "--path",
+            data,
+            environ={"CARETAKER_POD_NAME": "cron", **repository[1]},
         )
         took = time.monotonic() - started
         assert elsewhere.returncode == 6, elsewhere.stdout
         assert f"claimed by pod-a (uid a7c1f3e2), sidecar pod-a/{a.pid}" in elsewhere.stdout
         assert took < HEARTBEAT + 3  # told as soon as a renewal was seen
         inside = run_caretaker(
-            "prune", "--repository", repository[0], "--keep-last", "1", environ=pod_env("pod-a", a.workdir, repository[1])
+            "prune",
+            "--repository",
+            repository[0],
+            "--keep-last",
+            "1",
+            environ=pod_env("pod-a", a.workdir, repository[1]),
         )
         assert inside.returncode == 0, inside.stdout
         assert '"claim.borrowed"' in inside.stdout
@@ -281,7 +293,11 @@ def test_unlock_shows_and_breaks_a_claim_and_a_live_sidecar_claims_again(tmp_pat
         shown = run_caretaker("unlock", "--repository", repository[0], "--dry-run", "--json", environ={})
         assert shown.returncode == 0, shown.stderr
         document = json.loads(shown.stdout)
-        assert (document["claim"]["pod"], document["claim"]["role"], document["broken"]) == ("pod-a", "sidecar", False)
+        assert (document["claim"]["pod"], document["claim"]["role"], document["broken"]) == (
+            "pod-a",
+            "sidecar",
+            False,
+        )
         broken = run_caretaker("unlock", "--repository", repository[0], "--json", environ={})
         assert broken.returncode == 0, broken.stderr
         assert json.loads(broken.stdout)["broken"] is True

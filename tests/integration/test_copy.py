@@ -116,7 +116,9 @@ def test_s3_to_s3_killed_at_random_points_then_resumed(
     assert hit, f"seed {SEED}: every copy finished before its kill; make the data bigger"
     dest_env = {**s3_env, "CARETAKER_PASSWORD_FILE": str(to_password)}
     check_copy(to, dest_env, ids, data, tmp_path)
-    again = run_caretaker("copy", "--json", "--repository", source.url, "--to", to, environ={**s3_env, **to_env})
+    again = run_caretaker(
+        "copy", "--json", "--repository", source.url, "--to", to, environ={**s3_env, **to_env}
+    )
     assert again.returncode == 0
     assert '"copied": true' not in again.stdout
     # A missing or wrong password is exit 13 naming the side it belongs to.
@@ -132,7 +134,9 @@ def test_s3_to_s3_killed_at_random_points_then_resumed(
     assert refused.returncode == 13, refused.stdout
     assert f"opens no key slot of {source.url}" in refused.stdout
     # The destination's listing never sees the source's password either.
-    browsed = run_caretaker("ls", "--repository", to, ids[-1], environ={k: v for k, v in s3_env.items() if "PASSWORD" not in k})
+    browsed = run_caretaker(
+        "ls", "--repository", to, ids[-1], environ={k: v for k, v in s3_env.items() if "PASSWORD" not in k}
+    )
     assert browsed.returncode == 13, browsed.stdout
 
 
@@ -142,7 +146,9 @@ def test_local_to_git_killed_at_random_points_then_resumed(tmp_path: Path) -> No
     ids = history(source, data, mib=1)
     to, environ = file_remote(tmp_path), git_env(tmp_path / "git-state")
     # git stores files readable: an encrypted source goes there only when asked.
-    refused = run_caretaker("copy", "--repository", source.url, "--to", to, environ={**source.environ, **environ})
+    refused = run_caretaker(
+        "copy", "--repository", source.url, "--to", to, environ={**source.environ, **environ}
+    )
     assert refused.returncode == 2, refused.stdout
     assert "--to-insecure-no-encryption" in refused.stdout
     scratch = file_remote(tmp_path)
@@ -236,7 +242,15 @@ def test_copy_takes_the_snapshots_the_filters_or_ids_choose(tmp_path: Path) -> N
     for tag in ("nightly", "manual", "nightly"):
         write_file(data / "f.txt", tag.encode() + os.urandom(8))
         backup = run_caretaker(
-            "backup", "--json", "--repository", source.url, "--path", str(data), "--tag", tag, environ=UNENCRYPTED_ENV
+            "backup",
+            "--json",
+            "--repository",
+            source.url,
+            "--path",
+            str(data),
+            "--tag",
+            tag,
+            environ=UNENCRYPTED_ENV,
         )
         made.append(json.loads(backup.stdout)["snapshot"]["id"])
     to = (tmp_path / "offsite").as_uri()

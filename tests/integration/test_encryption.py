@@ -22,7 +22,10 @@ from tests.support.restore_runs import Repo, Run, assert_reported, restore
 from tests.support.trees import describe, write_file
 
 # Local and S3 only: git repositories are not encrypted (docs/security.md).
-pytestmark = [pytest.mark.integration, pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("repository_url", ["local", "s3"], indirect=True),
+]
 
 MARKERS = (b"MARKER-OF-THE-CONTENT", b"marker-of-a-file-name", b"marker-of-a-link-target")
 
@@ -104,9 +107,7 @@ PLANTERS: dict[str, Callable[[ObjectStore, Repo, SnapshotInfo, Path], str]] = {
 
 
 @pytest.mark.parametrize("how", sorted(PLANTERS))
-def test_a_planted_snapshot_is_never_restored(
-    repo: Repo, target: Path, tmp_path: Path, how: str
-) -> None:
+def test_a_planted_snapshot_is_never_restored(repo: Repo, target: Path, tmp_path: Path, how: str) -> None:
     source = marked_tree(tmp_path / "source", "v1")
     real = repo.backup(source)
     engine, store = store_of(repo)

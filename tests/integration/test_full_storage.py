@@ -57,7 +57,11 @@ class TestFullRepository:
     def test_a_full_local_repository_is_exit_12(self, tmpfs, tmp_path):
         repo = tmpfs("repo")
         run = run_caretaker(
-            "backup", "--repository", (repo / "app").as_uri(), "--path", str(big_tree(tmp_path / "data")),
+            "backup",
+            "--repository",
+            (repo / "app").as_uri(),
+            "--path",
+            str(big_tree(tmp_path / "data")),
             environ=password_env(tmp_path),
         )
         assert run.returncode == 12, run.stdout
@@ -131,7 +135,10 @@ class TestNamedSnapshotOnAPopulatedVolume:
         write_file(target / "app.db", b"mine")
         run = restore(target, repo, "--snapshot", snapshot.id)
         assert_reported(run, "skipped", 0)
-        assert run.outcome.reason == f"target is not empty; --snapshot {snapshot.id} not restored (--force replaces the data)"
+        assert (
+            run.outcome.reason
+            == f"target is not empty; --snapshot {snapshot.id} not restored (--force replaces the data)"
+        )
         assert (target / "app.db").read_bytes() == b"mine"
         forced = restore(target, repo, "--snapshot", snapshot.id, "--force")
         assert_reported(forced, "restored", 0)

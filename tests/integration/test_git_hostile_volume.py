@@ -133,11 +133,15 @@ def test_folder_swapped_after_the_walk_entered_it_is_read_where_it_now_is(
     canary.assert_untouched()
 
 
-def test_unchanged_files_are_not_read_again_and_changed_ones_are(tmp_path: Path, url: str, source: Path) -> None:
+def test_unchanged_files_are_not_read_again_and_changed_ones_are(
+    tmp_path: Path, url: str, source: Path
+) -> None:
     repository = pod(url, tmp_path / "state")
     first = repository.backup(source, BackupOptions())
     assert first.stats.bytes_read == first.stats.bytes_total
     write_file(source / "config", b"changed\n")
     second = repository.backup(source, BackupOptions())
     assert (second.stats.files_changed, second.stats.bytes_read) == (1, len(b"changed\n"))
-    assert restored(pod(url, tmp_path / "restorer"), second.snapshot.id, tmp_path / "dest") == describe(source)
+    assert restored(pod(url, tmp_path / "restorer"), second.snapshot.id, tmp_path / "dest") == describe(
+        source
+    )

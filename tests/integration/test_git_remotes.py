@@ -140,7 +140,6 @@ class TestSsh:
         run = caretaker("snapshots", remote=Remote(url, {**git_env(tmp_path / "state"), **server.env()}))
         assert run.returncode == 4, run.stdout + run.stderr
 
-
     def test_a_uid_without_a_passwd_entry_still_reaches_the_remote(self, sshd, tmp_path):
         """A pod may run caretaker as the app's uid, which the image does not know: ssh then
         gets a passwd entry through nss_wrapper instead of failing "No user exists for uid".

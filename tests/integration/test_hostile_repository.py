@@ -136,7 +136,9 @@ def test_key_slots_planted_with_the_highest_costs_allowed_are_tried_after_cheape
     """Before: tried in key order, each of these cost seconds before the real slot was reached."""
     backed_up(repo, tmp_path)
     for number in range(4):
-        plant_slot(repo, f"{number:016x}", KdfParams(memory_kib=MAX_MEMORY_KIB, iterations=MAX_ITERATIONS, lanes=4))
+        plant_slot(
+            repo, f"{number:016x}", KdfParams(memory_kib=MAX_MEMORY_KIB, iterations=MAX_ITERATIONS, lanes=4)
+        )
     run = restore(target, repo, timeout=120)
     assert_reported(run, "restored", 0)
     assert run.outcome is not None

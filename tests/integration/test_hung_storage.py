@@ -198,7 +198,9 @@ class TestStalledDownload:
         repo, proxy = stalled
         _, message, _ = timed_restore(target, repo)
         assert proxy.stalled >= 1
-        assert re.search(rf"GetObject s3://\S+/repo{proxy.marker}\S+ at http://127.0.0.1:\d+: no answer", message)
+        assert re.search(
+            rf"GetObject s3://\S+/repo{proxy.marker}\S+ at http://127.0.0.1:\d+: no answer", message
+        )
 
     def test_sigterm_ends_it_and_removes_staging(self, stalled, target):
         repo, proxy = stalled

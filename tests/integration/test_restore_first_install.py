@@ -78,7 +78,9 @@ class TestNewRepository:
         assert_reported(run, "failed", 3)
         assert run.outcome.reason == "emptied"
         evidence = "branch 'backups' exists" if repo.url.startswith("git+") else "its config object exists"
-        assert f"{repo.url} holds no snapshot, but a backup has used it ({evidence}" in run.termination["error"]
+        assert (
+            f"{repo.url} holds no snapshot, but a backup has used it ({evidence}" in run.termination["error"]
+        )
         assert os.listdir(target) == [STATE_DIR]
         # The way out the message names: one explicit empty start.
         assert_reported(restore(target, repo, "--allow-empty=always"), "first-boot", 0)
@@ -109,7 +111,9 @@ class TestStorageTrouble:
     """Storage that does not answer or says no is never mistaken for a new repository."""
 
     def test_s3_down_is_exit_4(self, private_s3_server: SeaweedServer, target):
-        repo = Repo(f"s3://{fresh_bucket(private_s3_server)}/repo", {**private_s3_server.env(), **S3_TEST_TUNING})
+        repo = Repo(
+            f"s3://{fresh_bucket(private_s3_server)}/repo", {**private_s3_server.env(), **S3_TEST_TUNING}
+        )
         private_s3_server.kill()
         run = restore(target, repo, *NEW, "--timeout", "3s")
         assert_reported(run, "failed", 4)

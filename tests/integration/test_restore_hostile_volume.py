@@ -169,7 +169,10 @@ JOURNALS = {
         journal(kind="rollback", source=f"quarantine/{STAMP}", set_aside=[]),
         f"quarantine/{STAMP}",
     ),
-    "quarantine folder a symlink outside (aside)": (journal(aside=f"quarantine/{STAMP}"), f"quarantine/{STAMP}"),
+    "quarantine folder a symlink outside (aside)": (
+        journal(aside=f"quarantine/{STAMP}"),
+        f"quarantine/{STAMP}",
+    ),
 }
 
 

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def s3_repo(server: SeaweedServer, folder: Path) -> Repo:
-    return Repo(f"s3://{fresh_bucket(server)}/repo", {**server.env(), **S3_TEST_TUNING, **password_env(folder)})
+    return Repo(
+        f"s3://{fresh_bucket(server)}/repo", {**server.env(), **S3_TEST_TUNING, **password_env(folder)}
+    )
 
 
 class TestUnreachable:

@@ -139,7 +139,17 @@ def test_server_killed_mid_backup_leaves_no_snapshot(
     source = make_tree(tmp_path / "src", files=60, size=3_000_000)  # ~180 MB: several seconds
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **environ}
     backup = subprocess.Popen(
-        [CARETAKER, "backup", "--repository", url, "--path", str(source), "--log-format", "json", *SHORT_CLAIM],
+        [
+            CARETAKER,
+            "backup",
+            "--repository",
+            url,
+            "--path",
+            str(source),
+            "--log-format",
+            "json",
+            *SHORT_CLAIM,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

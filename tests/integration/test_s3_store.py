@@ -94,7 +94,10 @@ class TestWriteOptions:
         (tmp_path / "secret").write_text(s3_env["AWS_SECRET_ACCESS_KEY"] + "\n")
         environ = without_keys(
             s3_env,
-            {"AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "id"), "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret")},
+            {
+                "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "id"),
+                "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret"),
+            },
         )
         writes_and_reads(open_store(s3_url, environ))
 

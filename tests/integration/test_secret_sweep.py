@@ -108,9 +108,11 @@ def test_a_working_sidecar_prints_no_secret(tmp_path, s3, app):
     server, url, env = s3
     with sidecar_in(tmp_path, url, app, env) as sidecar:
         wait_until(
-            lambda: job_result(sidecar, "backup", "success") >= 2
-            and job_result(sidecar, "env", "success") == 1
-            and job_result(sidecar, "notify", "failure") == 1,
+            lambda: (
+                job_result(sidecar, "backup", "success") >= 2
+                and job_result(sidecar, "env", "success") == 1
+                and job_result(sidecar, "notify", "failure") == 1
+            ),
             30,
             "backups, the env command and the redirected call",
         )

@@ -50,7 +50,11 @@ jobs:
 
 
 def wait_backup_running(sidecar: Sidecar) -> None:
-    wait_until(lambda: sidecar.value("caretaker_job_running", task="backup", kind="backup") == 1, 15, "the backup to start")
+    wait_until(
+        lambda: sidecar.value("caretaker_job_running", task="backup", kind="backup") == 1,
+        15,
+        "the backup to start",
+    )
     wait_until(lambda: sidecar.events("job.start", job="backup"), 5, "the backup's first step")
     time.sleep(0.2)  # inside the upload
 

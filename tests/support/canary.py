@@ -38,7 +38,12 @@ class Canary:
         self.path = path
         for rel in ("staging/tree", "staging/discard", "quarantine/20260101T000000Z", "tree"):
             (path / rel).mkdir(parents=True)
-        for rel in (VICTIM, f"staging/tree/{VICTIM}", f"tree/{VICTIM}", f"quarantine/20260101T000000Z/{VICTIM}"):
+        for rel in (
+            VICTIM,
+            f"staging/tree/{VICTIM}",
+            f"tree/{VICTIM}",
+            f"quarantine/20260101T000000Z/{VICTIM}",
+        ):
             write_file(path / rel, b"outside the volume: never touch\n")
         for rel, data in (extra or {}).items():
             write_file(path / rel, data)

@@ -47,7 +47,9 @@ def encryption_of(environ: Mapping[str, str]) -> Encryption:
     cheap costs for slots it creates."""
     path = environ.get("CARETAKER_PASSWORD_FILE")
     insecure = boolean(environ.get("CARETAKER_INSECURE_NO_ENCRYPTION", "false"))
-    found, problems = encryption_from(Path(path) if path else None, environ.get(PASSWORD_VARIABLE), insecure=insecure)
+    found, problems = encryption_from(
+        Path(path) if path else None, environ.get(PASSWORD_VARIABLE), insecure=insecure
+    )
     assert not problems, problems
     return dataclasses.replace(found, kdf=FAST_KDF)
 

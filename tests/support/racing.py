@@ -64,7 +64,9 @@ class Swapper(threading.Thread):
         self.join()
 
 
-def after_look(monkeypatch: pytest.MonkeyPatch, module: ModuleType, path: str, act: Callable[[], None]) -> None:
+def after_look(
+    monkeypatch: pytest.MonkeyPatch, module: ModuleType, path: str, act: Callable[[], None]
+) -> None:
     """Run `act` once, right after the walk of `module` (which imported `scan`) first looked
     at `path`, before the backup reads it."""
     real = module.scan

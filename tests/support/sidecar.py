@@ -145,7 +145,12 @@ class Sidecar:
         base = {k: v for k, v in os.environ.items() if not k.startswith("CARETAKER_")}
         # Encrypted with a password file, as every new repository is, unless `env` says how.
         keyed = set(env or {}) & {"CARETAKER_PASSWORD", "CARETAKER_PASSWORD_FILE", *UNENCRYPTED_ENV}
-        self.env = {**base, "PYTHONPATH": str(REPO), **({} if keyed else password_env(workdir)), **(env or {})}
+        self.env = {
+            **base,
+            "PYTHONPATH": str(REPO),
+            **({} if keyed else password_env(workdir)),
+            **(env or {}),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
 

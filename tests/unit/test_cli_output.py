@@ -53,7 +53,11 @@ def test_help_of_the_init_container_shows_its_defaults() -> None:
 def test_a_listing_into_a_closed_pipe_ends_quietly(args: list[str], tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_file(data / "a.txt", b"hello")
-    env = {"PATH": os.environ["PATH"], "CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(), **UNENCRYPTED_ENV}
+    env = {
+        "PATH": os.environ["PATH"],
+        "CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(),
+        **UNENCRYPTED_ENV,
+    }
     for _ in range(3):
         subprocess.run([CARETAKER, "backup", "--path", str(data)], env=env, check=True, capture_output=True)
     reader, writer = os.pipe()

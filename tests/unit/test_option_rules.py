@@ -69,7 +69,13 @@ def _flag_case(rule: str, tmp_path: Path) -> tuple[list[str], str]:
     }
     if rule in cases:
         return cases[rule]
-    return ["sidecar", "--check-config", "--schedule", "@daily", "--repository"], "--repository (CARETAKER_REPOSITORY)"
+    return [
+        "sidecar",
+        "--check-config",
+        "--schedule",
+        "@daily",
+        "--repository",
+    ], "--repository (CARETAKER_REPOSITORY)"
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -107,7 +113,9 @@ def test_the_config_file(rule: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         jobs, key = FILE_CASES[rule]
         argv = config_file(tmp_path, jobs)
     else:
-        argv = config_file(tmp_path, "- {name: b, kind: backup, schedule: '@daily'}", f"repository: '{value}'")
+        argv = config_file(
+            tmp_path, "- {name: b, kind: backup, schedule: '@daily'}", f"repository: '{value}'"
+        )
         key = "repository"
     assert_named(problems(argv, {}, capsys), key, value, message)
 
@@ -141,7 +149,9 @@ def test_a_share_means_the_same_in_a_flag_and_in_the_file(
     capsys.readouterr()
 
 
-def test_the_five_mistakes_of_one_job_come_in_one_round(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_five_mistakes_of_one_job_come_in_one_round(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     jobs = """
     - name: Bad_Name
       kind: verfy
@@ -160,7 +170,9 @@ def test_the_five_mistakes_of_one_job_come_in_one_round(tmp_path: Path, capsys: 
     assert "did you mean verify?" in found[1]
 
 
-def test_a_misspelt_job_reference_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_misspelt_job_reference_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     jobs = """
     - {name: backup, kind: backup, schedule: "@hourly", then: [prun]}
     - {name: prune, kind: prune, keep: {daily: 7}}
@@ -186,9 +198,21 @@ def test_rules_that_are_all_zero_are_refused(
     assert "would forget nothing" in found[0]
 
 
-def test_a_command_reports_all_its_bad_options_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_command_reports_all_its_bad_options_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = {"CARETAKER_KEEP_HOURLY": "x"}
-    argv = ["prune", "--repository", "ftp://x", "--keep-daily", "-1", "--keep-within", "3x", "--log-level", "loud"]
+    argv = [
+        "prune",
+        "--repository",
+        "ftp://x",
+        "--keep-daily",
+        "-1",
+        "--keep-within",
+        "3x",
+        "--log-level",
+        "loud",
+    ]
     found = problems(argv, env, capsys)
     assert sorted(p.split("=")[0] for p in found) == [
         "--keep-daily",

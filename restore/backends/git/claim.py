@@ -82,9 +82,7 @@ class GitClaimSlot:
             tree = runner.text("mktree", stdin=f"100644 blob {blob}\t{CLAIM_FILE}\n".encode())
             settings = self.remote.settings
             who = (settings.author_name, settings.author_email, raw_date(self._clock()))
-            sha = runner.text(
-                "commit-tree", tree, "-m", "caretaker writer claim", env=identity_env(who, who)
-            )
+            sha = runner.text("commit-tree", tree, "-m", "caretaker writer claim", env=identity_env(who, who))
             if not self._push(runner, expected, sha):
                 return None
         self._cached = (sha, data)

@@ -237,4 +237,3 @@ def _unsplit(scheme: str, netloc: str, path: str, query: str, fragment: str) -> 
     # urlunsplit drops the `//` of schemes it does not know (git+file:/x).
     text = f"{scheme}://{netloc}{path}"
     return text + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
-

@@ -197,7 +197,9 @@ class TestNewRepository:
         assert "--allow-empty=new-repository" in outcome.error
 
     def test_the_plan_tells_the_same(self, tmp_path):
-        document = plan(RestoreSettings(path=tmp_path, allow_empty="new-repository"), effects(FakeRepository()))
+        document = plan(
+            RestoreSettings(path=tmp_path, allow_empty="new-repository"), effects(FakeRepository())
+        )
         assert (document["action"], document["reason"]) == (
             "first-boot",
             "new repository: fake://repo has never held a snapshot",
@@ -327,7 +329,6 @@ class TestDiskSpace:
         assert "needs about 8.0 KiB, 4.0 KiB free" in outcome.error
         assert files(tmp_path) == {}
 
-
     def test_errors_name_the_staging_folder_not_the_descriptor_path(self, tmp_path):
         """The download is given a path through caretaker's descriptor (/proc/<pid>/fd/<n>);
         a message about it names the folder a user can look at."""
@@ -339,7 +340,9 @@ class TestDiskSpace:
 
         outcome = run(tmp_path, Full(GOOD))
         assert outcome.exit_code == 10
-        assert outcome.error == f"cannot write into {tmp_path}/.caretaker/staging/tree: No space left on device"
+        assert (
+            outcome.error == f"cannot write into {tmp_path}/.caretaker/staging/tree: No space left on device"
+        )
 
 
 class TestResume:

@@ -120,7 +120,6 @@ class TestSwappedWhileWalked:
         assert "not stored: a symlink" in warned[0]["detail"]
         canary.assert_untouched()
 
-
     def test_file_renamed_over_is_read_as_the_new_file(
         self, engine: Engine, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -127,8 +127,9 @@ def test_a_one_shot_of_the_same_pod_respects_another_one_shot(slot: StoreSlot) -
     running = holding(slot, claimant("pod-a", timer=timer, process="pod-a/1"), role="backup")
     timer.during_sleep.append(running.renew)
     second = claimant("pod-a", timer=timer, process="pod-a/2")
-    with pytest.raises(LeaseHeldError, match="pod-a, backup pod-a/1, a live writer"), hold(
-        lambda: slot, second, role="backup"
+    with (
+        pytest.raises(LeaseHeldError, match="pod-a, backup pod-a/1, a live writer"),
+        hold(lambda: slot, second, role="backup"),
     ):
         pass
 
@@ -160,11 +161,16 @@ def test_an_unreadable_claim_names_no_one_and_expires_by_itself(slot: StoreSlot,
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"CARETAKER_POD_NAME": "web-0", "CARETAKER_POD_UID": "3f2a", "HOSTNAME": "h"}, Identity("web-0", "3f2a")),
+        (
+            {"CARETAKER_POD_NAME": "web-0", "CARETAKER_POD_UID": "3f2a", "HOSTNAME": "h"},
+            Identity("web-0", "3f2a"),
+        ),
         ({"HOSTNAME": "web-1"}, Identity("web-1")),
     ],
 )
-def test_identity_comes_from_the_downward_api_then_hostname(environ: dict[str, str], expected: Identity) -> None:
+def test_identity_comes_from_the_downward_api_then_hostname(
+    environ: dict[str, str], expected: Identity
+) -> None:
     assert Identity.from_environ(environ) == expected
 
 

@@ -214,10 +214,14 @@ def test_allow_empty_takes_a_mode_and_the_older_boolean(
         return
     assert code == 0
     reason = json.loads(out)["reason"]
-    assert reason.startswith("new repository:") if expected == "new-repository" else "no snapshot yet" in reason
+    assert (
+        reason.startswith("new repository:") if expected == "new-repository" else "no snapshot yet" in reason
+    )
 
 
-def test_a_bad_allow_empty_is_exit_2_naming_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_allow_empty_is_exit_2_naming_the_choices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = {"CARETAKER_REPOSITORY": (tmp_path / "repo").as_uri(), "CARETAKER_ALLOW_EMPTY": "sometimes"}
     code, _, logs = run_main(["restore", "--path", str(tmp_path)], env, capsys)
     assert code == 2

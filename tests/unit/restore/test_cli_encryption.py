@@ -104,10 +104,14 @@ def test_both_password_sources_or_a_password_with_the_opt_out_exit_2(
     assert PASSWORD not in json.dumps(logs)
 
 
-def test_an_unreadable_or_empty_password_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreadable_or_empty_password_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "empty").write_text("\n")
     for path, problem in ((tmp_path / "absent", "cannot read"), (tmp_path / "empty", "file is empty")):
-        code, _, logs = run_main(["snapshots", "--repository", "file:///x", "--password-file", str(path)], {}, capsys)
+        code, _, logs = run_main(
+            ["snapshots", "--repository", "file:///x", "--password-file", str(path)], {}, capsys
+        )
         assert code == 2
         assert f"--password-file (CARETAKER_PASSWORD_FILE)='{path}': {problem}" in str(logs[-1])
 
@@ -157,7 +161,9 @@ def test_key_commands_with_the_default_costs(tmp_path: Path, capsys: pytest.Capt
     assert run_main(["snapshots"], {**env, "CARETAKER_PASSWORD_FILE": str(new)}, capsys)[0] == 0
 
 
-def test_key_add_remove_and_their_usage_errors(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_key_add_remove_and_their_usage_errors(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = env_for(repo)
     second = password_file(tmp_path, "second", name="second")
     code, out, _ = run_main(["key", "add", "--new-password-file", str(second), "--json"], env, capsys)

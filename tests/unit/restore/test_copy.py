@@ -83,7 +83,9 @@ def test_a_repository_is_not_copied_into_itself(engine: Engine, source: Path, cl
     write_file(source / "a", b"a")
     backup(engine, source, clock)
     with pytest.raises(ConfigError, match="is the repository copied from"):
-        copy_snapshots(engine, Engine(engine.store, encryption=UNENCRYPTED), engine.snapshots(), plain_allowed=False)
+        copy_snapshots(
+            engine, Engine(engine.store, encryption=UNENCRYPTED), engine.snapshots(), plain_allowed=False
+        )
 
 
 def test_the_destination_takes_its_own_settings_from_caretaker_to_variables() -> None:
@@ -190,7 +192,9 @@ def test_a_destination_without_its_password_is_a_password_error_naming_the_to_op
     engine, _ = encrypted
     sealed_engine(tmp_path / "dest", clock, sealed("another password")).ensure()
     nothing = sealed_engine(tmp_path / "dest", clock, Encryption(options=DESTINATION))
-    with pytest.raises(PasswordError, match=r"--to-password-file .CARETAKER_TO_PASSWORD_FILE. or CARETAKER_TO_PASSWORD"):
+    with pytest.raises(
+        PasswordError, match=r"--to-password-file .CARETAKER_TO_PASSWORD_FILE. or CARETAKER_TO_PASSWORD"
+    ):
         copy_snapshots(engine, nothing, engine.snapshots(), plain_allowed=False)
 
 

@@ -238,7 +238,9 @@ def test_prune_refuses_an_index_it_cannot_authenticate_and_merges_with_keyed_nam
         engine_at(repo_root, sealed(), clock).prune(RetentionPolicy(last=1), now=clock())
 
 
-def test_the_unlocked_key_is_remembered_per_encryption(encrypted: Engine, source: Path, repo_root: Path) -> None:
+def test_the_unlocked_key_is_remembered_per_encryption(
+    encrypted: Engine, source: Path, repo_root: Path
+) -> None:
     """A sidecar opens the repository for every job: the password's derivation runs once."""
     write_file(source / "a", b"1")
     settings = sealed()

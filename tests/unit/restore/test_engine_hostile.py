@@ -157,9 +157,7 @@ def test_index_object_claiming_more_entries_than_it_holds_is_rejected(
         engine.restore(snapshot, dest)
 
 
-@pytest.mark.parametrize(
-    ("kind", "length", "raw_length"), [(2, 10, 10), (0, 1 << 24, 10), (1, 10, 1 << 31)]
-)
+@pytest.mark.parametrize(("kind", "length", "raw_length"), [(2, 10, 10), (0, 1 << 24, 10), (1, 10, 1 << 31)])
 def test_index_entry_wider_than_the_index_holds_is_rejected(
     engine: Engine, store: LocalStore, tmp_path: Path, kind: int, length: int, raw_length: int
 ) -> None:

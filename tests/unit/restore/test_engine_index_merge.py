@@ -203,7 +203,9 @@ def test_a_prune_killed_at_any_step_leaves_a_usable_repository(
     for name in list(merged)[:-3]:
         (source / name).unlink()
     engine.backup(source, BackupOptions())
-    crashing = Engine(CrashingStore(store.root, CRASH_POINTS[point]), encryption=UNENCRYPTED, clock=clock, owner="test")
+    crashing = Engine(
+        CrashingStore(store.root, CRASH_POINTS[point]), encryption=UNENCRYPTED, clock=clock, owner="test"
+    )
     with pytest.raises(_Crash):
         crashing.prune(RetentionPolicy(last=1), now=clock())
     assert_indexed_packs_exist(store)
@@ -282,13 +284,19 @@ def test_a_blob_stored_twice_keeps_an_index_entry_when_descriptions_overlap(stor
     day = datetime(2030, 1, 1, tzinfo=UTC)
     forge_snapshot(
         store,
-        [line("b", size=1000, chunks=[PlainCodec().blob_id(b)]), line("c", size=1000, chunks=[PlainCodec().blob_id(c)])],
+        [
+            line("b", size=1000, chunks=[PlainCodec().blob_id(b)]),
+            line("c", size=1000, chunks=[PlainCodec().blob_id(c)]),
+        ],
         "0000000000000001",
         day,
     )
     keep = forge_snapshot(
         store,
-        [line("a", size=1000, chunks=[PlainCodec().blob_id(a)]), line("x", size=1000, chunks=[PlainCodec().blob_id(x)])],
+        [
+            line("a", size=1000, chunks=[PlainCodec().blob_id(a)]),
+            line("x", size=1000, chunks=[PlainCodec().blob_id(x)]),
+        ],
         "0000000000000002",
         day + timedelta(days=1),
     )

@@ -125,7 +125,9 @@ def test_a_live_claim_blocks_a_second_writer(store: LocalStore, clock: FakeClock
     timer = FakeTime()
     other = holding(StoreSlot(store), claimant("other-pod", timer=timer))
     timer.during_sleep.append(other.renew)  # alive: renews while we look
-    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    engine = Engine(
+        store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer)
+    )
     with pytest.raises(LeaseHeldError, match="other-pod"):
         engine.backup(source, BackupOptions())
     assert engine.snapshots() == []
@@ -138,7 +140,9 @@ def test_the_claim_of_a_dead_writer_is_taken_over_after_its_expiry(
     write_file(source / "a", b"1")
     timer = FakeTime()
     dead = holding(StoreSlot(store), claimant("dead-pod", timer=timer), role="backup")
-    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    engine = Engine(
+        store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer)
+    )
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
     expiry = dead.claimant.timing.expiry_seconds
@@ -153,7 +157,9 @@ def test_an_unreadable_claim_is_taken_over_once_unchanged_for_30s(
     write_file(source / "a", b"1")
     store.put("lease", document)
     timer = FakeTime()
-    engine = Engine(store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer))
+    engine = Engine(
+        store, encryption=UNENCRYPTED, clock=clock, claimant=claimant("test", clock=clock, timer=timer)
+    )
     engine.backup(source, BackupOptions())
     assert len(engine.snapshots()) == 1
     assert timer.slept == pytest.approx(30, abs=2.6)  # one poll at most past it

@@ -51,7 +51,11 @@ class Reader:
         try:
             doc = json.loads((self.root / key).read_bytes())
             ok = all(type(doc.get(f)) is t for f, t in RECORD_FIELDS.items()) and doc["version"] == 1
-            ok = ok and doc["id"] == key.rpartition("/")[2] and all(len(bytes.fromhex(m)) == 32 for m in doc["manifest"])
+            ok = (
+                ok
+                and doc["id"] == key.rpartition("/")[2]
+                and all(len(bytes.fromhex(m)) == 32 for m in doc["manifest"])
+            )
             ok = ok and all(datetime.fromisoformat(doc[t]).tzinfo for t in ("time", "started"))
         except (ValueError, TypeError, AttributeError):
             ok = False
@@ -129,7 +133,14 @@ class Reader:
             data = b"".join(self.blob(c) for c in e["chunks"])
             if len(data) != e["size"]:
                 raise RejectedError(f"{e['path']}: {len(data)} bytes, the manifest says {e['size']}")
-            tree[e["path"]] = ("file", e["mode"], e["mtime_ns"], hashlib.sha256(data).hexdigest(), e["uid"], e["gid"])
+            tree[e["path"]] = (
+                "file",
+                e["mode"],
+                e["mtime_ns"],
+                hashlib.sha256(data).hexdigest(),
+                e["uid"],
+                e["gid"],
+            )
         return tree
 
 
@@ -144,16 +155,33 @@ def check_line(row: Any) -> dict[str, Any]:  # sections 9.1 and 9.2
     if not isinstance(row, list) or len(row) != 11:
         raise RejectedError("malformed line")
     path, kind, mode, uid, gid, mtime_ns, size, _ino, extra, unstable, _ctime = row
-    if {type(v) for v in (mode, uid, gid, mtime_ns, size, _ino, _ctime)} != {int} or not isinstance(extra, str):
+    if {type(v) for v in (mode, uid, gid, mtime_ns, size, _ino, _ctime)} != {int} or not isinstance(
+        extra, str
+    ):
         raise RejectedError("malformed line")
     parts = str(path).split("/")
-    if not isinstance(path, str) or not path or len(path) > 4096 or "\0" in path or {"", ".", ".."} & set(parts) or parts[0] == ".caretaker":
+    if (
+        not isinstance(path, str)
+        or not path
+        or len(path) > 4096
+        or "\0" in path
+        or {"", ".", ".."} & set(parts)
+        or parts[0] == ".caretaker"
+    ):
         raise RejectedError(f"unsafe path {path!r}")
     if kind not in {"f", "d", "l"} or not native(path) or not 0 <= mode <= 0o7777 or not 0 <= size <= 1 << 50:
         raise RejectedError(f"impossible entry {path!r}")
     if not (0 <= uid < 1 << 32 and 0 <= gid < 1 << 32 and -(1 << 63) <= mtime_ns // 10**9 < 1 << 63):
         raise RejectedError(f"impossible entry {path!r}")
-    entry = {"path": path, "type": kind, "mode": mode, "uid": uid, "gid": gid, "mtime_ns": mtime_ns, "size": size}
+    entry = {
+        "path": path,
+        "type": kind,
+        "mode": mode,
+        "uid": uid,
+        "gid": gid,
+        "mtime_ns": mtime_ns,
+        "size": size,
+    }
     if kind == "l":
         if not extra or "\0" in extra or len(extra) > 4096 or not native(extra):
             raise RejectedError(f"invalid link target {path!r}")
@@ -204,7 +232,11 @@ def write_snapshot(root: Path, lines: list[list[Any]]) -> str:
               "entries": len(lines), "manifest": [write_blob(root, piece, 1)]}  # fmt: skip
     put(root, f"snapshots/{snapshot}", json.dumps(record).encode())
     if not (root / "config").exists():
-        put(root, "config", json.dumps({"version": 1, "id": os.urandom(16).hex(), "chunk_size": CHUNK}).encode())
+        put(
+            root,
+            "config",
+            json.dumps({"version": 1, "id": os.urandom(16).hex(), "chunk_size": CHUNK}).encode(),
+        )
     return snapshot
 
 
@@ -231,7 +263,12 @@ def test_an_independent_reader_reconstructs_every_snapshot(engine, store, tree: 
     assert [r["id"] for r in records] == [second, first]
     assert reader.contents(second) == describe(tree)
     assert reader.contents(first) == before
-    assert (records[1]["host"], records[1]["entries"], records[1]["files"], records[1]["dirs"]) == ("web-0", 12, 7, 3)
+    assert (records[1]["host"], records[1]["entries"], records[1]["files"], records[1]["dirs"]) == (
+        "web-0",
+        12,
+        7,
+        3,
+    )
     written = [len(reader.keys(prefix)) for prefix in ("data", "index", "snapshots")]
     assert sum(r["stats"]["objects_written"] for r in records) == sum(written)
 
@@ -252,7 +289,9 @@ def test_merged_index_objects_are_named_after_their_bytes(engine, store, tree: P
 
 def test_a_snapshot_written_from_the_document_restores(engine, store, tmp_path: Path) -> None:
     chunk = write_blob(store.root, b"hello", 0)
-    snapshot = write_snapshot(store.root, [line("d", "d"), line("d/f", size=5, extra=chunk), line("l", "l", 3, "d/f")])
+    snapshot = write_snapshot(
+        store.root, [line("d", "d"), line("d/f", size=5, extra=chunk), line("l", "l", 3, "d/f")]
+    )
     dest = tmp_path / "dest"
     dest.mkdir()
     engine.restore(snapshot, dest)
@@ -278,18 +317,36 @@ def _impossible_index_entry(reader: Reader) -> None:
 
 
 TAMPERED = {
-    "flipped byte in a pack": (lambda r: _damage_pack(r, truncate=False), "hash mismatch", "not match its hash"),
+    "flipped byte in a pack": (
+        lambda r: _damage_pack(r, truncate=False),
+        "hash mismatch",
+        "not match its hash",
+    ),
     "truncated pack": (lambda r: _damage_pack(r, truncate=True), "truncated", "truncated"),
     "impossible index entry": (_impossible_index_entry, "impossible entry", "impossible kind"),
-    "path outside the target": (lambda r: write_snapshot(r.root, [line("../x")]), "unsafe path", "unsafe path"),
+    "path outside the target": (
+        lambda r: write_snapshot(r.root, [line("../x")]),
+        "unsafe path",
+        "unsafe path",
+    ),
     "folder missing": (lambda r: write_snapshot(r.root, [line("d/f")]), "no folder entry", "no folder entry"),
-    "out of order": (lambda r: write_snapshot(r.root, [line("b"), line("a")]), "out of order", "out of order"),
-    "link target": (lambda r: write_snapshot(r.root, [line("l", "l")]), "invalid link", "invalid symlink target"),
+    "out of order": (
+        lambda r: write_snapshot(r.root, [line("b"), line("a")]),
+        "out of order",
+        "out of order",
+    ),
+    "link target": (
+        lambda r: write_snapshot(r.root, [line("l", "l")]),
+        "invalid link",
+        "invalid symlink target",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERED))
-def test_both_readers_reject_what_the_document_says(case: str, engine, store, tree: Path, tmp_path: Path) -> None:
+def test_both_readers_reject_what_the_document_says(
+    case: str, engine, store, tree: Path, tmp_path: Path
+) -> None:
     tamper, reader_says, engine_says = TAMPERED[case]
     snapshot = engine.backup(tree, BackupOptions()).snapshot.id
     reader = Reader(store.root)

@@ -80,7 +80,10 @@ def test_our_own_pods_claim_is_not_waited_for(tmp_path, repo, timer) -> None:
 
 @pytest.mark.parametrize(
     ("settings", "waited"),
-    [({"handover_timeout_seconds": 5.0}, 5.0), ({"timeout_seconds": 3.0, "handover_timeout_seconds": 60.0}, 3.0)],
+    [
+        ({"handover_timeout_seconds": 5.0}, 5.0),
+        ({"timeout_seconds": 3.0, "handover_timeout_seconds": 60.0}, 3.0),
+    ],
 )
 def test_a_live_claim_that_never_ends_fails_with_exit_6_at_the_deadline(
     tmp_path, repo, timer, settings, waited

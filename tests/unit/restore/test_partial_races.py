@@ -35,7 +35,9 @@ def test_an_entry_to_replace_that_vanishes_during_the_download_is_exit_10(tmp_pa
             return super().restore(*args, **kwargs)
 
     effects = Effects(
-        open_repository=lambda _deadline: AppDeletesDuringDownload(store, encryption=encryption, owner="test"),
+        open_repository=lambda _deadline: AppDeletesDuringDownload(
+            store, encryption=encryption, owner="test"
+        ),
         log=structlog.get_logger(),
     )
     settings = RestoreSettings(path=volume, force=True, include=("app.db", "conf"))

@@ -22,7 +22,10 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
     [
         ("s3://bucket/prefix", "s3://bucket/prefix"),
         ("file:///backups/app", "file:///backups/app"),
-        ("git+ssh://git@host/org/repo.git#branch=b&path=p", "git+ssh://git@host/org/repo.git#branch=b&path=p"),
+        (
+            "git+ssh://git@host/org/repo.git#branch=b&path=p",
+            "git+ssh://git@host/org/repo.git#branch=b&path=p",
+        ),
         ("git+ssh://git:pw@host/r.git", "git+ssh://git:***@host/r.git"),
         ("git+https://user:s3cret@host/r.git", "git+https://***@host/r.git"),
         ("git+https://ghp_token@host/r.git", "git+https://***@host/r.git"),
@@ -82,6 +85,7 @@ class TestLogs:
     def test_every_value_is_redacted_nested_and_in_tracebacks(self, stream):
         log = structlog.get_logger()
         log.info("x.failed", error="GET http://a:b@h/ failed", urls=["http://h/?token=t1"], token="t2")
+
         def fail() -> None:
             raise RuntimeError("cannot reach https://h/hook?token=t3")
 
@@ -108,7 +112,9 @@ class TestLogs:
         text = stream.getvalue()
         assert "tok-debug" not in text
         assert "sig-debug" not in text
-        assert [line["event"] for line in self.lines(stream)] == ["Found credentials in environment variables."]
+        assert [line["event"] for line in self.lines(stream)] == [
+            "Found credentials in environment variables."
+        ]
 
     def test_library_records_are_redacted_too(self, stream):
         logging.getLogger("urllib3").warning("Retrying after error: http://u:pw@h/x?sig=abc")

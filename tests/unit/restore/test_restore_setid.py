@@ -39,7 +39,9 @@ def env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     (source / "shared").chmod(0o2775)
     if request.param == "file":
         # An encrypted repository, as users get it; created here with the tests' cheap key costs.
-        Engine(LocalStore(tmp_path / "repo"), encryption=sealed(), owner="test").backup(source, BackupOptions())
+        Engine(LocalStore(tmp_path / "repo"), encryption=sealed(), owner="test").backup(
+            source, BackupOptions()
+        )
         url, access = f"file://{tmp_path / 'repo'}", password_env(tmp_path)
     else:
         url, access = file_remote(tmp_path), git_env(tmp_path / "state")  # git takes no password
@@ -74,7 +76,11 @@ def test_keep_setid_restores_the_bits(env: dict[str, str], tmp_path: Path, how: 
 def test_engine_restore_masks_forged_modes(engine: Engine, store: LocalStore, tmp_path: Path) -> None:
     blob = forge_blob(store, b"x")
     snapshot = forge_snapshot(
-        store, [line("setgid", mode=0o2711, size=1, chunks=[blob]), line("setuid", mode=0o4700, size=1, chunks=[blob])]
+        store,
+        [
+            line("setgid", mode=0o2711, size=1, chunks=[blob]),
+            line("setuid", mode=0o4700, size=1, chunks=[blob]),
+        ],
     )
     for keep, expected in ((False, (0o711, 0o700)), (True, (0o2711, 0o4700))):
         dest = tmp_path / f"dest-{keep}"

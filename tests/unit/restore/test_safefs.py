@@ -146,7 +146,9 @@ class RefusingLibc:
 
 
 class TestRename:
-    @pytest.fixture(params=["renameat2", "without RENAME_NOREPLACE", "refused by seccomp", "without renameat2"])
+    @pytest.fixture(
+        params=["renameat2", "without RENAME_NOREPLACE", "refused by seccomp", "without renameat2"]
+    )
     def libc(self, request, monkeypatch):
         if request.param == "without RENAME_NOREPLACE":
             monkeypatch.setattr(libc, "_LIBC", RefusingLibc(errno.EINVAL))
@@ -222,7 +224,10 @@ class TestVolume:
         with Volume.open(volume, create=False) as opened, pytest.raises(UnsafeVolumeError) as raised:
             opened.check()
         message = str(raised.value)
-        assert f"{state / 'quarantine'} is a symlink to '{canary.path}' where caretaker keeps a folder" in message
+        assert (
+            f"{state / 'quarantine'} is a symlink to '{canary.path}' where caretaker keeps a folder"
+            in message
+        )
         assert f"{state / 'restore-result.json'} is a FIFO where caretaker keeps a file" in message
         assert f"{state / 'staging' / 'journal.json'} is a folder where caretaker keeps a file" in message
         assert "not-ours" not in message

@@ -104,9 +104,7 @@ def test_staging_away_while_the_journal_is_written_leaves_a_journal_the_next_run
     assert tree(tmp_path) in ({**NEW, **quarantined(OLD)}, OLD)
 
 
-def test_quarantine_away_while_the_rollback_lists_it_never_reports_the_volume_put_back(
-    tmp_path, monkeypatch
-):
+def test_quarantine_away_while_the_rollback_lists_it_never_reports_the_volume_put_back(tmp_path, monkeypatch):
     (tmp_path / "app.db").write_text("broken")
     quarantine = tmp_path / ".caretaker" / "quarantine"
     real_commit = Staging.commit
@@ -132,7 +130,6 @@ def test_quarantine_away_while_the_rollback_lists_it_never_reports_the_volume_pu
     again = run(tmp_path, FakeRepository({"app.db": "bad"}), check_cmd=("false",))
     assert again.exit_code == 8, again
     assert files(tmp_path) == {"app.db": "broken"}
-
 
 
 def test_an_earlier_quarantine_swapped_back_under_the_journals_name_is_not_blamed_on_the_data(

@@ -55,7 +55,9 @@ def test_a_small_blob_that_fails_authentication_fails_the_restore(
         write_file(source / f"f{number:03d}", os.urandom(2000))
     engine = Engine(store, encryption=sealed(), owner="test")
     snapshot = engine.backup(source, BackupOptions()).snapshot.id
-    pack = max((p for p in store.root.joinpath("data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    pack = max(
+        (p for p in store.root.joinpath("data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+    )
     data = bytearray(pack.read_bytes())
     data[100] ^= 0x01  # inside the first file's blob
     pack.write_bytes(bytes(data))

@@ -65,7 +65,11 @@ class TestEnvironment:
 
 def run_printing(tmp_path: Path, lines: int) -> None:
     spec = CommandSpec(
-        argv=("sh", "-c", f'i=1; while [ $i -le {lines} ]; do echo "line $i"; i=$((i+1)); done; echo bye >&2'),
+        argv=(
+            "sh",
+            "-c",
+            f'i=1; while [ $i -le {lines} ]; do echo "line $i"; i=$((i+1)); done; echo bye >&2',
+        ),
         timeout=timedelta(seconds=10),
     )
     jobs.command(

@@ -353,7 +353,9 @@ def test_inherit_env_and_follow_redirects_are_read_and_checked(tmp_path):
     assert config.job("dump").after == (
         HttpSpec(url="http://127.0.0.1/x", method="POST", follow_redirects=True),
     )
-    bad = text.replace("AWS_ACCESS_KEY_ID]", "AWS-KEY]").replace("follow_redirects: true", "follow_redirects: 1")
+    bad = text.replace("AWS_ACCESS_KEY_ID]", "AWS-KEY]").replace(
+        "follow_redirects: true", "follow_redirects: 1"
+    )
     problems = problems_of(Flags(config=write(tmp_path, bad)))
     assert "environment variable names" in problems["jobs.dump.inherit_env"]
     assert "true or false" in problems["jobs.dump.after[0].http.follow_redirects"]
@@ -371,17 +373,25 @@ def test_the_password_reaches_the_configuration_without_being_shown(tmp_path):
 
 def test_a_password_for_git_or_with_the_opt_out_is_refused_with_the_other_problems(tmp_path):
     found = problems_of(
-        Flags(repository="git+file:///srv/backups.git", schedule="@nonsense", listen="x"), {"CARETAKER_PASSWORD": "p"}
+        Flags(repository="git+file:///srv/backups.git", schedule="@nonsense", listen="x"),
+        {"CARETAKER_PASSWORD": "p"},
     )
     assert found["CARETAKER_PASSWORD"].startswith("git repositories store the volume as browsable files")
-    assert set(found) == {"CARETAKER_PASSWORD", "--schedule (CARETAKER_SCHEDULE)", "--listen (CARETAKER_LISTEN)"}
+    assert set(found) == {
+        "CARETAKER_PASSWORD",
+        "--schedule (CARETAKER_SCHEDULE)",
+        "--listen (CARETAKER_LISTEN)",
+    }
     found = problems_of(
-        Flags(repository="file:///b", schedule="@hourly", insecure_no_encryption=True), {"CARETAKER_PASSWORD": "p"}
+        Flags(repository="file:///b", schedule="@hourly", insecure_no_encryption=True),
+        {"CARETAKER_PASSWORD": "p"},
     )
     assert found == {
         "--insecure-no-encryption (CARETAKER_INSECURE_NO_ENCRYPTION)": "a password was given too "
         "(CARETAKER_PASSWORD): choose one"
     }
+
+
 def test_claim_timing_from_flags_or_the_file_and_its_problems(tmp_path):
     from restore.claims.holder import Timing
 

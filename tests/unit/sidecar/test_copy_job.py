@@ -63,9 +63,12 @@ def test_the_destinations_password_comes_from_its_own_variables(tmp_path: Path) 
     assert config.to_encryption.options.prefix == "to-"
     with pytest.raises(ConfigError) as caught:
         load(flags, {"CARETAKER_TO_PASSWORD_FILE": str(tmp_path / "none")})
-    assert "cannot read" in {p.key: p.message for p in caught.value.problems}[
-        "--to-password-file (CARETAKER_TO_PASSWORD_FILE)"
-    ]
+    assert (
+        "cannot read"
+        in {p.key: p.message for p in caught.value.problems}[
+            "--to-password-file (CARETAKER_TO_PASSWORD_FILE)"
+        ]
+    )
 
 
 def test_a_run_copies_what_the_destination_lacks_under_its_own_key(tmp_path: Path, clock: FakeClock) -> None:

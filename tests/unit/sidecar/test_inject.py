@@ -234,7 +234,9 @@ class TestPassword:
             ({"repository": "git+ssh://git@h/r.git"}, "--password-secret='app-password': git repositories"),
         ],
     )
-    def test_refused_without_a_password_with_two_or_for_git(self, options: dict[str, Any], message: str) -> None:
+    def test_refused_without_a_password_with_two_or_for_git(
+        self, options: dict[str, Any], message: str
+    ) -> None:
         opts = {"repository": "s3://b/a", "password_secret": "app-password", **options}
         with pytest.raises(ConfigError, match=re.escape(message)):
             inject_documents(_load("shop-deployment.yaml"), InjectOptions(volume="shop-data", **opts))

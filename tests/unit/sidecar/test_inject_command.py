@@ -155,6 +155,10 @@ def test_first_start_defaults_to_a_new_repository_only(
     code, out, _ = _run([SHOP, "--volume", "shop-data", "--container", "shop", *BASE, *flags], capsys, env)
     assert code == 0
     deployment = next(d for d in yaml.safe_load_all(out) if d["kind"] == "Deployment")
-    (restore,) = [c for c in deployment["spec"]["template"]["spec"]["initContainers"] if c["name"] == "caretaker-restore"]
+    (restore,) = [
+        c
+        for c in deployment["spec"]["template"]["spec"]["initContainers"]
+        if c["name"] == "caretaker-restore"
+    ]
     variables = {e["name"]: e.get("value") for e in restore["env"]}
     assert variables.get("CARETAKER_ALLOW_EMPTY") == expected

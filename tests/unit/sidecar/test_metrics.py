@@ -43,7 +43,9 @@ def test_every_job_series_exists_at_start_with_zero():
     assert found[("caretaker_backup_files", tuple(sorted((*backup, ("state", "new")))))] == 0
     for name in ("source_bytes", "read_bytes", "stored_bytes", "unchanged_total"):
         assert found[(f"caretaker_backup_{name}", backup)] == 0
-    assert not any(name.startswith("caretaker_backup_") and ("task", "vacuum") in labels for name, labels in found)
+    assert not any(
+        name.startswith("caretaker_backup_") and ("task", "vacuum") in labels for name, labels in found
+    )
     assert found[("caretaker_repository_snapshots", ())] == 0
     assert found[("caretaker_repository_stored_bytes", ())] == 0
     assert found[("caretaker_repository_read_timestamp_seconds", ())] == 0
@@ -115,7 +117,9 @@ def test_repository_listing_gives_each_hosts_newest_snapshot_and_forgets_pruned_
     metrics = Metrics.create(registry, JOBS, version="x")
 
     def snap(sid: str, hour: int, host: str) -> SnapshotInfo:
-        return SnapshotInfo(id=sid, time=datetime(2026, 1, 15, hour, tzinfo=UTC), files=1, dirs=0, bytes=1, host=host)
+        return SnapshotInfo(
+            id=sid, time=datetime(2026, 1, 15, hour, tzinfo=UTC), files=1, dirs=0, bytes=1, host=host
+        )
 
     read = datetime(2026, 1, 15, 13, tzinfo=UTC)
     metrics.repository.listed([snap("c", 11, "pod-b"), snap("b", 10, "pod-a"), snap("a", 9, "pod-a")], read)
@@ -180,7 +184,9 @@ def test_a_fifo_or_link_in_place_of_the_result_file_reads_as_none_at_once(tmp_pa
     outside it through a link."""
     metrics = Metrics.create(CollectorRegistry(), JOBS, version="x")
     outside = tmp_path / "outside.json"
-    write_result(tmp_path / "elsewhere", Outcome(outcome="restored", exit_code=0, finished_at=datetime.now(UTC)))
+    write_result(
+        tmp_path / "elsewhere", Outcome(outcome="restored", exit_code=0, finished_at=datetime.now(UTC))
+    )
     outside.write_bytes((tmp_path / "elsewhere" / ".caretaker" / "restore-result.json").read_bytes())
     volume = tmp_path / "volume"
     (volume / ".caretaker").mkdir(parents=True)

@@ -54,7 +54,9 @@ def test_every_schedules_fire_and_overlaps_are_skipped_and_counted():
         skipped = registry.get_sample_value(
             "caretaker_job_runs_total", {"task": "slow", "kind": "command", "result": "skipped_overlap"}
         )
-        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "fast", "kind": "command"})
+        next_run = registry.get_sample_value(
+            "caretaker_job_next_run_timestamp_seconds", {"task": "fast", "kind": "command"}
+        )
     finally:
         release.set()
         scheduler.stop()
@@ -79,13 +81,20 @@ def test_run_on_start_runs_at_once_and_unscheduled_jobs_are_left_out():
     scheduler.start()
     try:
         assert ran.wait(3)
-        next_run = registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "boot", "kind": "command"})
+        next_run = registry.get_sample_value(
+            "caretaker_job_next_run_timestamp_seconds", {"task": "boot", "kind": "command"}
+        )
     finally:
         scheduler.stop()
     # The next @daily (midnight UTC; the one after, if the test ran across it), not "now" again.
     midnight = (started + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     assert next_run in {midnight.timestamp(), (midnight + timedelta(days=1)).timestamp()}
-    assert registry.get_sample_value("caretaker_job_next_run_timestamp_seconds", {"task": "chained", "kind": "command"}) == 0
+    assert (
+        registry.get_sample_value(
+            "caretaker_job_next_run_timestamp_seconds", {"task": "chained", "kind": "command"}
+        )
+        == 0
+    )
 
 
 def test_jobs_get_overlap_coalesce_misfire_and_jitter_settings():
