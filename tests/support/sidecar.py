@@ -165,11 +165,15 @@ class Sidecar:
                 preexec_fn=self._limit if self.nofile else None,  # noqa: PLW1509 - no threads here
             )
         if wait_healthy:
-            wait_until(
-                lambda: self.alive_or_fail() and self.get("/healthz")[0] == 200,
-                20,
-                "the sidecar to serve /healthz",
-            )
+            try:
+                wait_until(
+                    lambda: self.alive_or_fail() and self.get("/healthz")[0] == 200,
+                    20,
+                    "the sidecar to serve /healthz",
+                )
+            except BaseException:
+                self.__exit__()  # not left running: a `with` never got to its exit
+                raise
         return self
 
     def _limit(self) -> None:
