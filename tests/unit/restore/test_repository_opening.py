@@ -3,6 +3,7 @@ storage: the derivation's CPU time overlaps the round trips, and nothing else ch
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import tracemalloc
@@ -307,36 +308,9 @@ def test_a_wrong_password_fails_every_engine_opening_together(repo_root: Path) -
     assert store.slot_listings == 3  # each tried for itself: none got another's stale error
 
 
-def test_an_opener_stuck_on_storage_holds_the_others_back_for_the_wait_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The thread unlocking may hang on storage until its own deadline: another waits for it
-    UNLOCK_WAIT_SECONDS at most, then opens the repository itself."""
-    monkeypatch.setattr("restore.snapshots.encryption.UNLOCK_WAIT_SECONDS", 0.3)
-    keys = UnlockedKeys()
-    stuck, released = threading.Event(), threading.Event()
-
-    def hung() -> bytes:
-        stuck.set()
-        released.wait(10)
-        return b"hung"
-
-    first = threading.Thread(target=keys.master, args=("repository", hung))
-    first.start()
-    assert stuck.wait(5)
-    started = time.monotonic()
-    assert keys.master("repository", lambda: b"own") == b"own"
-    assert 0.3 <= time.monotonic() - started < 2
-    released.set()
-    first.join(5)
-
-
-def test_once_the_key_is_known_an_opener_stuck_on_storage_delays_no_opening(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A thread hung on storage (an NFS mount gone, say) may hold its unlocking for long:
-    one wait for it, by the opener that then derived the key itself, and none after."""
-    monkeypatch.setattr("restore.snapshots.encryption.UNLOCK_WAIT_SECONDS", 1.0)
+@contextlib.contextmanager
+def opener_stuck_on_storage() -> Iterator[UnlockedKeys]:
+    """Keys that a thread is opening "repository" for, hung (as on storage) until the end."""
     keys = UnlockedKeys()
     stuck, released = threading.Event(), threading.Event()
 
@@ -349,13 +323,35 @@ def test_once_the_key_is_known_an_opener_stuck_on_storage_delays_no_opening(
     first.start()
     try:
         assert stuck.wait(5)
+        yield keys
+    finally:
+        released.set()
+        first.join(5)
+
+
+def test_an_opener_stuck_on_storage_holds_the_others_back_for_the_wait_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread unlocking may hang on storage until its own deadline: another waits for it
+    UNLOCK_WAIT_SECONDS at most, then opens the repository itself."""
+    monkeypatch.setattr("restore.snapshots.encryption.UNLOCK_WAIT_SECONDS", 0.3)
+    with opener_stuck_on_storage() as keys:
+        started = time.monotonic()
+        assert keys.master("repository", lambda: b"own") == b"own"
+        assert 0.3 <= time.monotonic() - started < 2
+
+
+def test_once_the_key_is_known_an_opener_stuck_on_storage_delays_no_opening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread hung on storage (an NFS mount gone, say) may hold its unlocking for long:
+    one wait for it, by the opener that then derived the key itself, and none after."""
+    monkeypatch.setattr("restore.snapshots.encryption.UNLOCK_WAIT_SECONDS", 1.0)
+    with opener_stuck_on_storage() as keys:
         assert keys.master("repository", lambda: b"own") == b"own"
         started = time.monotonic()
         assert keys.master("repository", lambda: b"again") == b"own"
         assert time.monotonic() - started < 0.5
-    finally:
-        released.set()
-        first.join(5)
 
 
 def test_failed_unlockings_of_ids_read_from_storage_leave_nothing_behind() -> None:

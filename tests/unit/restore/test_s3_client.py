@@ -22,17 +22,21 @@ ENVIRON = {
 }
 
 
-def test_the_client_is_made_without_looking_through_every_services_models(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    listed: list[str] = []
+@pytest.fixture
+def listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folders botocore's loaders list from now on."""
+    found: list[str] = []
     listdir = os.listdir
 
     def counted(path: str) -> list[str]:
-        listed.append(path)
+        found.append(path)
         return listdir(path)
 
     monkeypatch.setattr(botocore.loaders.os, "listdir", counted)
+    return found
+
+
+def test_the_client_is_made_without_looking_through_every_services_models(listed: list[str]) -> None:
     client = make_client(S3Settings.from_url(urlsplit("s3://bucket-1/prefix"), ENVIRON))
     assert client.meta.service_model.service_name == "s3"
     assert client.meta.endpoint_url == "http://127.0.0.1:9"
@@ -58,19 +62,11 @@ def test_models_in_aws_data_path_come_first_as_with_botocores_own_loader(
 
 
 def test_the_sts_model_is_found_listing_no_more_than_botocores_own_loader(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: list[str]
 ) -> None:
     """Web identity and assumed-role credentials load STS's model through the S3 client's
     session on first use; botocore's loader lists the folder of every service for it, once."""
     monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
-    listed: list[str] = []
-    listdir = os.listdir
-
-    def counted(path: str) -> list[str]:
-        listed.append(path)
-        return listdir(path)
-
-    monkeypatch.setattr(botocore.loaders.os, "listdir", counted)
     botocore.loaders.create_loader(str(tmp_path)).load_service_model("sts", "service-2")
     botocores = len(listed)
     listed.clear()
