@@ -31,20 +31,22 @@ class S3Models(botocore.loaders.Loader):
     services' models (STS, SSO: what web identity, assumed-role and SSO credentials ask
     the session for on first use) are loaded the usual way, listing and all."""
 
-    def __init__(self, extra_search_paths: list[str]) -> None:
-        # Each its own list: a Loader appends botocore's folders to the one it is given.
-        super().__init__(extra_search_paths=[*extra_search_paths], file_loader=_PlainJSON())
+    def __init__(self, search_paths: list[str]) -> None:
+        # Each its own list: a Loader keeps the one it is given, and extends it.
+        super().__init__(
+            extra_search_paths=[*search_paths], file_loader=_PlainJSON(), include_default_search_paths=False
+        )
         self._others = botocore.loaders.Loader(
-            extra_search_paths=[*extra_search_paths], file_loader=self.file_loader
+            extra_search_paths=[*search_paths],
+            file_loader=self.file_loader,
+            include_default_search_paths=False,
         )
 
     @classmethod
     def of(cls, session: botocore.session.Session) -> S3Models:
-        """The loader for `session`: with the folders of AWS_DATA_PATH (or the profile's
-        data_path) searched first, as botocore's own loader does."""
-        found = session.get_config_variable("data_path")
-        paths = found.split(os.pathsep) if found else []
-        return cls([os.path.expanduser(os.path.expandvars(path)) for path in paths])
+        """The loader for `session`, searching where botocore's own would: the folders of
+        AWS_DATA_PATH (or the profile's data_path) first, then botocore's."""
+        return cls(botocore.loaders.create_loader(session.get_config_variable("data_path")).search_paths)
 
     def list_available_services(self, type_name: str) -> list[str]:  # noqa: ARG002 (every type: S3)
         return ["s3"]
